@@ -1,0 +1,133 @@
+#include "exposition.h"
+
+#include <prometheus/metric_family.h>
+#include <prometheus/text_serializer.h>
+
+#include "gm/build_info.h"
+
+namespace gm::exporter {
+
+namespace {
+
+prometheus::Registry& NewRegistry(std::shared_ptr<prometheus::Registry>& holder) {
+  holder = std::make_shared<prometheus::Registry>();
+  return *holder;
+}
+
+}  // namespace
+
+SelfMetrics::SelfMetrics(const std::string& libvirt_version)
+    : libvirt_up(prometheus::BuildGauge()
+                     .Name("guest_exporter_libvirt_up")
+                     .Help("1 when the exporter holds a working connection to libvirt, else 0.")
+                     .Register(NewRegistry(registry_))
+                     .Add({})),
+      libvirt_connects_ok(prometheus::BuildCounter()
+                              .Name("guest_exporter_libvirt_connects_total")
+                              .Help("Attempts to connect to libvirt, by result.")
+                              .Register(*registry_)
+                              .Add({{"result", "ok"}})),
+      libvirt_connects_failed(prometheus::BuildCounter()
+                                  .Name("guest_exporter_libvirt_connects_total")
+                                  .Help("Attempts to connect to libvirt, by result.")
+                                  .Register(*registry_)
+                                  .Add({{"result", "error"}})),
+      libvirt_calls_hung(prometheus::BuildCounter()
+                             .Name("guest_exporter_libvirt_calls_hung_total")
+                             .Help("libvirt calls that ran past their deadline; while one hangs no "
+                                   "further call is made and the data goes stale.")
+                             .Register(*registry_)
+                             .Add({})),
+      poll_duration(prometheus::BuildHistogram()
+                        .Name("guest_exporter_poll_duration_seconds")
+                        .Help("Time taken by one load read of one domain (libvirt and agent).")
+                        .Register(*registry_)
+                        .Add({}, prometheus::Histogram::BucketBoundaries{
+                                     0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30})) {
+  prometheus::BuildGauge()
+      .Name("guest_exporter_build_info")
+      .Help("Build of the running guest-exporter and the libvirt library it uses; always 1.")
+      .Register(*registry_)
+      .Add({{"version", kVersion}, {"revision", kRevision}, {"libvirt_version", libvirt_version}})
+      .Set(1);
+  polls_ = &prometheus::BuildCounter()
+                .Name("guest_exporter_polls_total")
+                .Help("Load reads of a domain, by result (ok, or the reason there is no load).")
+                .Register(*registry_);
+  for (Reason r : {Reason::kOk, Reason::kNoAgent, Reason::kAgentDisconnected, Reason::kAgentTimeout,
+                   Reason::kAgentBusy, Reason::kCommandNotFound, Reason::kUnsupported,
+                   Reason::kBadReply, Reason::kDomainNotRunning, Reason::kLibvirtError}) {
+    polls_by_reason_[r] = &polls_->Add({{"result", std::string(ReasonName(r))}});
+  }
+}
+
+void SelfMetrics::CountPoll(Reason reason) {
+  if (auto it = polls_by_reason_.find(reason); it != polls_by_reason_.end()) it->second->Increment();
+}
+
+namespace {
+
+prometheus::MetricFamily Family(const std::string& name, const std::string& help,
+                                prometheus::MetricType type) {
+  prometheus::MetricFamily f;
+  f.name = name;
+  f.help = help;
+  f.type = type;
+  return f;
+}
+
+void AddGauge(prometheus::MetricFamily& f, std::vector<prometheus::ClientMetric::Label> labels,
+              double value) {
+  prometheus::ClientMetric m;
+  m.label = std::move(labels);
+  m.gauge.value = value;
+  f.metric.push_back(std::move(m));
+}
+
+}  // namespace
+
+std::string RenderMetrics(const std::vector<DomainView>& domains, const std::string& node,
+                          std::chrono::seconds interval, const SelfMetrics& self) {
+  using prometheus::MetricType;
+  const std::string every = "; sampled from the guest agent every " + std::to_string(interval.count()) +
+                            "s, absent when the agent gives no load or the sample is stale.";
+  auto load1 = Family("kubevirt_vmi_guest_load_1m",
+                      "Guest load average over 1 minute, in runnable threads" + every, MetricType::Gauge);
+  auto load5 = Family("kubevirt_vmi_guest_load_5m",
+                      "Guest load average over 5 minutes, in runnable threads" + every, MetricType::Gauge);
+  auto load15 = Family("kubevirt_vmi_guest_load_15m",
+                       "Guest load average over 15 minutes, in runnable threads" + every, MetricType::Gauge);
+  auto status = Family("guest_exporter_guest_load_status",
+                       "Why a running domain has or lacks guest load: one series per domain with the "
+                       "reason label set (ok, agent_disconnected, command_not_found, stale, ...); always 1.",
+                       MetricType::Gauge);
+  auto last = Family("guest_exporter_last_sample_timestamp_seconds",
+                     "Unix time of the last good load sample of a running domain.", MetricType::Gauge);
+
+  for (const auto& d : domains) {
+    std::vector<prometheus::ClientMetric::Label> id{
+        {"namespace", d.identity.namespace_}, {"name", d.identity.name}, {"node", node}};
+    if (d.load) {
+      AddGauge(load1, id, d.load->load1m);
+      AddGauge(load5, id, d.load->load5m);
+      AddGauge(load15, id, d.load->load15m);
+    }
+    auto with_reason = id;
+    with_reason.push_back({"reason", std::string(ReasonName(d.reason))});
+    AddGauge(status, std::move(with_reason), 1);
+    if (d.sample_wall_time) {
+      AddGauge(last, id,
+               std::chrono::duration<double>(d.sample_wall_time->time_since_epoch()).count());
+    }
+  }
+
+  std::vector<prometheus::MetricFamily> families;
+  for (auto* f : {&load1, &load5, &load15, &status, &last}) {
+    if (!f->metric.empty()) families.push_back(std::move(*f));
+  }
+  auto own = self.registry().Collect();
+  families.insert(families.end(), std::make_move_iterator(own.begin()), std::make_move_iterator(own.end()));
+  return prometheus::TextSerializer().Serialize(families);
+}
+
+}  // namespace gm::exporter

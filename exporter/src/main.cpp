@@ -1,0 +1,164 @@
+// guest-exporter: the sidecar that turns a VM's guest load into Prometheus gauges.
+
+#include <CLI/CLI.hpp>
+#include <libvirt/libvirt.h>
+#include <spdlog/spdlog.h>
+
+#include <csignal>
+#include <iostream>
+
+#include "exposition.h"
+#include "gm/build_info.h"
+#include "gm/logging.h"
+#include "http_server.h"
+#include "load_cache.h"
+#include "poller.h"
+
+namespace {
+
+gm::exporter::HttpServer* g_server = nullptr;
+
+void OnSignal(int) {
+  if (g_server != nullptr) g_server->Stop();
+}
+
+std::string LibvirtVersion() {
+  unsigned long v = 0;
+  if (virGetVersion(&v, nullptr, nullptr) != 0) return "unknown";
+  return std::to_string(v / 1000000) + "." + std::to_string(v / 1000 % 1000) + "." + std::to_string(v % 1000);
+}
+
+struct Options {
+  std::string libvirt_uri = "qemu+unix:///session?socket=/var/run/libvirt/virtqemud-sock";
+  int interval = 120;
+  double max_age_factor = 2.5;
+  int agent_timeout = 5;
+  std::string vmi_namespace;
+  std::string vmi_name;
+  std::string node;
+  std::string socket = "/var/run/guest-exporter/metrics.sock";
+  std::string listen_address = ":9477";
+  std::string log_format = "text";
+  std::string log_level = "info";
+  int max_backoff = 30;
+  int keepalive_interval = 5;
+  unsigned keepalive_count = 3;
+  int call_deadline = 30;
+};
+
+// Each flag can also come from GUEST_EXPORTER_<FLAG> (upper case, '-' → '_').
+template <typename T>
+CLI::Option* Flag(CLI::App& app, const std::string& name, T& value, const std::string& help) {
+  std::string env = "GUEST_EXPORTER_" + name;
+  for (auto& c : env) c = c == '-' ? '_' : static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  return app.add_option("--" + name, value, help)->envname(env)->capture_default_str();
+}
+
+int Serve(const Options& o) {
+  using namespace gm::exporter;
+  gm::SetupLogging(o.log_format, o.log_level);
+  if (o.vmi_namespace.empty() != o.vmi_name.empty()) {
+    throw CLI::ValidationError("--vmi-namespace and --vmi-name", "give both or neither");
+  }
+  std::string node = o.node;
+  if (node.empty()) {
+    char host[256] = {};
+    gethostname(host, sizeof host - 1);
+    node = host;
+  }
+  const std::chrono::seconds interval(o.interval);
+  const auto max_age = std::chrono::duration_cast<Clock::duration>(interval * o.max_age_factor);
+
+  LoadCache cache(max_age);
+  SelfMetrics metrics(LibvirtVersion());
+  PollerConfig pc;
+  pc.uri = o.libvirt_uri;
+  pc.interval = interval;
+  pc.agent_timeout_seconds = o.agent_timeout;
+  pc.max_backoff = std::chrono::seconds(o.max_backoff);
+  pc.keepalive_interval_seconds = o.keepalive_interval;
+  pc.keepalive_count = o.keepalive_count;
+  if (!o.vmi_name.empty()) pc.identity = Identity{o.vmi_namespace, o.vmi_name};
+  Poller poller(pc, cache, metrics);
+
+  HttpServer server(
+      {o.socket, o.listen_address},
+      [&](const HttpRequest& req) -> HttpResponse {
+        if (req.path == "/metrics") {
+          return {200, "text/plain; version=0.0.4; charset=utf-8",
+                  RenderMetrics(cache.Snapshot(Clock::now()), node, interval, metrics)};
+        }
+        // Serving is all that health and readiness need: the domain may not
+        // exist yet, and the VMI never hands off unless every container is Ready.
+        if (req.path == "/healthz" || req.path == "/readyz") return {200, "text/plain; charset=utf-8", "ok\n"};
+        return {404, "text/plain; charset=utf-8", "not found; try /metrics, /healthz or /readyz\n"};
+      },
+      [&] { poller.CheckHung(std::chrono::seconds(o.call_deadline)); });
+  g_server = &server;
+  std::signal(SIGTERM, OnSignal);
+  std::signal(SIGINT, OnSignal);
+  std::signal(SIGPIPE, SIG_IGN);
+
+  spdlog::info("guest-exporter {} ({}) libvirt {}: uri={} interval={}s socket={} listen={}", gm::kVersion,
+               gm::kRevision, LibvirtVersion(), o.libvirt_uri, o.interval, o.socket,
+               o.listen_address.empty() ? "off" : o.listen_address + " (port " + std::to_string(server.tcp_port()) + ")");
+  poller.Start();
+  server.Run();
+  spdlog::info("shutting down");
+  g_server = nullptr;
+  poller.Stop();
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Options o;
+  CLI::App app{
+      "guest-exporter: reads each VM's guest load average (1m/5m/15m) through the pod's own libvirt\n"
+      "and serves it as Prometheus gauges on a unix socket and, optionally, on TCP.\n"
+      "Every flag can also be set with the environment variable shown beside it."};
+  app.set_version_flag("--version", std::string(gm::kVersion) + " (" + gm::kRevision + ")");
+  Flag(app, "libvirt-uri", o.libvirt_uri, "libvirt connection URI (non-root launcher default; root launchers use qemu:///system)");
+  Flag(app, "guest-info-interval", o.interval, "Seconds between load reads of each domain")->check(CLI::Range(1, 86400));
+  Flag(app, "max-sample-age", o.max_age_factor, "A sample older than this many intervals is dropped")->check(CLI::Range(1.0, 100.0));
+  Flag(app, "agent-timeout", o.agent_timeout, "Seconds the guest agent gets to answer guest-get-load")->check(CLI::Range(1, 300));
+  Flag(app, "vmi-namespace", o.vmi_namespace, "Namespace of the VMI (default: from the domain name <ns>_<name>)");
+  Flag(app, "vmi-name", o.vmi_name, "Name of the VMI (default: from the domain name <ns>_<name>)");
+  Flag(app, "node-name", o.node, "Node label value (default: the host name)");
+  Flag(app, "socket", o.socket, "Unix socket serving /metrics, /healthz, /readyz (always on)");
+  Flag(app, "listen-address", o.listen_address, "TCP address for the same endpoints, host:port; empty turns TCP off");
+  Flag(app, "log-format", o.log_format, "Log format")->check(CLI::IsMember({"text", "json"}));
+  Flag(app, "log-level", o.log_level, "Log level")->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "off"}));
+  Flag(app, "reconnect-max-backoff", o.max_backoff, "Upper bound, in seconds, between reconnect attempts")->check(CLI::Range(1, 3600));
+  Flag(app, "keepalive-interval", o.keepalive_interval, "Seconds between libvirt keepalive probes")->check(CLI::Range(1, 600));
+  Flag(app, "keepalive-count", o.keepalive_count, "Unanswered keepalive probes before the connection is dropped")->check(CLI::Range(1, 100));
+  Flag(app, "call-deadline", o.call_deadline, "Seconds after which a libvirt call counts as hung")->check(CLI::Range(1, 3600));
+
+  std::string probe_socket = o.socket;
+  std::string probe_path = "/readyz";
+  int probe_timeout_ms = 2000;
+  auto* probe = app.add_subcommand("probe", "Exit 0 when the running exporter answers 200 on its unix socket (for exec probes)");
+  probe->add_option("--socket", probe_socket, "Unix socket of the running exporter")->envname("GUEST_EXPORTER_SOCKET")->capture_default_str();
+  probe->add_option("--path", probe_path, "Path to ask for")->capture_default_str();
+  probe->add_option("--timeout-ms", probe_timeout_ms, "Give up after this many milliseconds")->check(CLI::Range(1, 60000))->capture_default_str();
+
+  CLI11_PARSE(app, argc, argv);
+
+  if (*probe) {
+    std::string body, error;
+    const int status = gm::exporter::HttpGetUnix(probe_socket, probe_path, std::chrono::milliseconds(probe_timeout_ms), body, error);
+    if (status == 200) return 0;
+    std::cerr << "probe " << probe_path << " on " << probe_socket << ": "
+              << (status < 0 ? error : "HTTP " + std::to_string(status)) << "\n";
+    return 1;
+  }
+  try {
+    return Serve(o);
+  } catch (const CLI::Error& e) {
+    return app.exit(e);
+  } catch (const std::exception& e) {
+    std::cerr << "guest-exporter: " << e.what() << "\n";
+    return 1;
+  }
+}

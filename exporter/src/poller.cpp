@@ -1,0 +1,240 @@
+#include "poller.h"
+
+#include <libvirt/virterror.h>
+#include <spdlog/spdlog.h>
+
+#include "libvirt_hypervisor.h"
+
+namespace gm::exporter {
+
+using std::chrono::steady_clock;
+
+namespace {
+void IgnoreLibvirtError(void*, virErrorPtr) {}  // errors are read per call, not printed
+void NoopTimer(int, void*) {}
+}  // namespace
+
+Poller::Poller(PollerConfig config, LoadCache& cache, SelfMetrics& metrics)
+    : config_(std::move(config)), cache_(cache), metrics_(metrics) {}
+
+Poller::~Poller() { Stop(); }
+
+void Poller::Start() {
+  virSetErrorFunc(nullptr, IgnoreLibvirtError);
+  // The default event loop must exist before any connection is opened, or
+  // keepalive and domain events never run.
+  if (virEventRegisterDefaultImpl() != 0) throw std::runtime_error("cannot start libvirt's event loop");
+  // A timer keeps virEventRunDefaultImpl() from sleeping forever, so Stop() is noticed.
+  wake_timer_ = virEventAddTimeout(1000, NoopTimer, nullptr, nullptr);
+  event_thread_ = std::thread([this] { EventLoop(); });
+  poll_thread_ = std::thread([this] { PollLoop(); });
+}
+
+void Poller::Stop() {
+  if (stop_.exchange(true)) return;
+  cv_.notify_all();
+  if (poll_thread_.joinable()) poll_thread_.join();
+  if (event_thread_.joinable()) event_thread_.join();
+}
+
+void Poller::EventLoop() {
+  while (!stop_) {
+    if (virEventRunDefaultImpl() < 0) {
+      spdlog::error("libvirt event loop failed: {}", LastLibvirtError().message);
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+  }
+}
+
+void Poller::WaitFor(steady_clock::duration d) {
+  std::unique_lock lock(mu_);
+  cv_.wait_for(lock, d, [this] { return stop_ || connection_lost_ || !due_.empty(); });
+}
+
+void Poller::MarkDue(const std::string& domain) {
+  {
+    std::lock_guard lock(mu_);
+    due_.insert(domain);
+  }
+  cv_.notify_all();
+}
+
+void Poller::PollLoop() {
+  auto backoff = std::chrono::duration_cast<steady_clock::duration>(config_.initial_backoff);
+  while (!stop_) {
+    if (conn_ == nullptr) {
+      if (!Connect()) {
+        metrics_.libvirt_connects_failed.Increment();
+        WaitFor(backoff);
+        backoff = std::min<steady_clock::duration>(backoff * 2, config_.max_backoff);
+        continue;
+      }
+      metrics_.libvirt_connects_ok.Increment();
+      backoff = config_.initial_backoff;
+    }
+    bool lost;
+    {
+      std::lock_guard lock(mu_);
+      lost = connection_lost_;
+    }
+    if (lost) {
+      spdlog::warn("libvirt connection to {} lost; reconnecting", config_.uri);
+      Disconnect();
+      continue;
+    }
+    PollOnce();
+    if (conn_ == nullptr) continue;  // the poll found the connection broken
+    auto next = steady_clock::now() + config_.interval;
+    for (const auto& [name, at] : next_read_) next = std::min(next, at);
+    WaitFor(next - steady_clock::now());
+  }
+  Disconnect();
+}
+
+bool Poller::Connect() {
+  const auto started = steady_clock::now();
+  call_started_ns_ = started.time_since_epoch().count();
+  virConnectPtr conn = virConnectOpen(config_.uri.c_str());
+  call_started_ns_ = 0;
+  if (conn == nullptr) {
+    spdlog::warn("cannot connect to libvirt at {}: {}", config_.uri, LastLibvirtError().message);
+    return false;
+  }
+  if (virConnectSetKeepAlive(conn, config_.keepalive_interval_seconds, config_.keepalive_count) < 0) {
+    // Local drivers (test, embed) have no keepalive; that is fine.
+    spdlog::debug("keepalive not available on {}: {}", config_.uri, LastLibvirtError().message);
+  }
+  virConnectRegisterCloseCallback(conn, OnClose, this, nullptr);
+  lifecycle_cb_ = virConnectDomainEventRegisterAny(
+      conn, nullptr, VIR_DOMAIN_EVENT_ID_LIFECYCLE, VIR_DOMAIN_EVENT_CALLBACK(OnLifecycle), this, nullptr);
+  agent_cb_ = virConnectDomainEventRegisterAny(conn, nullptr, VIR_DOMAIN_EVENT_ID_AGENT_LIFECYCLE,
+                                               VIR_DOMAIN_EVENT_CALLBACK(OnAgentLifecycle), this, nullptr);
+  if (lifecycle_cb_ < 0 || agent_cb_ < 0) {
+    spdlog::warn("domain events unavailable on {} ({}); changes are seen at the next poll", config_.uri,
+                 LastLibvirtError().message);
+  }
+  {
+    std::lock_guard lock(mu_);
+    connection_lost_ = false;
+  }
+  conn_ = conn;
+  hv_ = std::make_unique<LibvirtHypervisor>(conn, [this](bool entering) {
+    call_started_ns_ = entering ? steady_clock::now().time_since_epoch().count() : 0;
+  });
+  // A reconnect may reach an upgraded libvirt: ask for LOAD again.
+  method_ = LoadMethod::kGuestInfo;
+  next_read_.clear();
+  metrics_.libvirt_up.Set(1);
+  spdlog::info("connected to libvirt at {}", config_.uri);
+  return true;
+}
+
+void Poller::Disconnect() {
+  if (conn_ == nullptr) return;
+  metrics_.libvirt_up.Set(0);
+  if (lifecycle_cb_ >= 0) virConnectDomainEventDeregisterAny(conn_, lifecycle_cb_);
+  if (agent_cb_ >= 0) virConnectDomainEventDeregisterAny(conn_, agent_cb_);
+  virConnectUnregisterCloseCallback(conn_, OnClose);
+  lifecycle_cb_ = agent_cb_ = -1;
+  hv_.reset();
+  virConnectClose(conn_);
+  conn_ = nullptr;
+}
+
+void Poller::PollOnce() {
+  auto domains = hv_->RunningDomains();
+  if (!domains.ok) {
+    spdlog::warn("cannot list domains: {}", domains.error.message);
+    Disconnect();
+    return;
+  }
+  const auto now = steady_clock::now();
+  std::set<std::string> running;
+  for (const auto& d : domains.value) {
+    running.insert(d.name);
+    cache_.Observe(d, ResolveIdentity(d.name, config_.identity), now);
+  }
+  cache_.RetainOnly(running);
+  for (auto it = next_read_.begin(); it != next_read_.end();) {
+    it = running.count(it->first) ? std::next(it) : next_read_.erase(it);
+  }
+  std::set<std::string> due;
+  {
+    std::lock_guard lock(mu_);
+    due.swap(due_);
+  }
+  for (const auto& d : domains.value) {
+    if (stop_) return;
+    const auto next = next_read_.find(d.name);
+    if (next != next_read_.end() && next->second > now && !due.count(d.name)) continue;
+    const auto started = steady_clock::now();
+    const auto result = ReadLoad(*hv_, d.name, method_, config_.agent_timeout_seconds);
+    const auto finished = steady_clock::now();
+    metrics_.poll_duration.Observe(std::chrono::duration<double>(finished - started).count());
+    metrics_.CountPoll(result.reason);
+    cache_.Record(d.name, result, finished, std::chrono::system_clock::now());
+    next_read_[d.name] = finished + config_.interval;
+    if (result.reason == Reason::kOk) {
+      spdlog::debug("{}: load {:.2f} {:.2f} {:.2f}", d.name, result.load->load1m, result.load->load5m,
+                    result.load->load15m);
+    } else {
+      spdlog::debug("{}: no load ({}): {}", d.name, ReasonName(result.reason), result.detail);
+    }
+  }
+}
+
+void Poller::CheckHung(steady_clock::duration deadline) {
+  const int64_t started = call_started_ns_;
+  if (started == 0 || hung_counted_for_ns_ == started) return;
+  if (steady_clock::now().time_since_epoch().count() - started < deadline.count()) return;
+  hung_counted_for_ns_ = started;
+  metrics_.libvirt_calls_hung.Increment();
+  spdlog::warn("a libvirt call has run longer than {} s; no further call is made until it returns",
+               std::chrono::duration_cast<std::chrono::seconds>(deadline).count());
+}
+
+void Poller::OnClose(virConnectPtr, int reason, void* opaque) {
+  auto* self = static_cast<Poller*>(opaque);
+  spdlog::warn("libvirt closed the connection (reason {})", reason);
+  {
+    std::lock_guard lock(self->mu_);
+    self->connection_lost_ = true;
+  }
+  self->cv_.notify_all();
+}
+
+int Poller::OnLifecycle(virConnectPtr, virDomainPtr dom, int event, int, void* opaque) {
+  auto* self = static_cast<Poller*>(opaque);
+  const std::string name = virDomainGetName(dom);
+  switch (event) {
+    case VIR_DOMAIN_EVENT_STOPPED:
+    case VIR_DOMAIN_EVENT_UNDEFINED:
+    case VIR_DOMAIN_EVENT_CRASHED:
+      spdlog::info("domain {} stopped", name);
+      self->cache_.Remove(name);
+      break;
+    case VIR_DOMAIN_EVENT_STARTED:
+    case VIR_DOMAIN_EVENT_RESUMED:
+      spdlog::info("domain {} started", name);
+      self->MarkDue(name);
+      break;
+    default:
+      break;
+  }
+  return 0;
+}
+
+void Poller::OnAgentLifecycle(virConnectPtr, virDomainPtr dom, int state, int, void* opaque) {
+  auto* self = static_cast<Poller*>(opaque);
+  const std::string name = virDomainGetName(dom);
+  if (state == VIR_CONNECT_DOMAIN_EVENT_AGENT_LIFECYCLE_STATE_CONNECTED) {
+    spdlog::info("guest agent of {} connected", name);
+    self->MarkDue(name);
+  } else {
+    spdlog::info("guest agent of {} disconnected", name);
+    self->cache_.Record(name, LoadResult::Fail(Reason::kAgentDisconnected, "agent disconnected"),
+                        steady_clock::now(), std::chrono::system_clock::now());
+  }
+}
+
+}  // namespace gm::exporter

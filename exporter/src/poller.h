@@ -1,0 +1,92 @@
+#pragma once
+// Owns the libvirt connection and the two threads that use it: libvirt's event
+// loop (keepalive, close and domain events) and the poll loop that reads guest
+// load into the cache. Nothing here is called from a scrape except the
+// lock-free accessors at the bottom.
+
+#include <libvirt/libvirt.h>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <string>
+#include <thread>
+
+#include "exposition.h"
+#include "hypervisor.h"
+#include "identity.h"
+#include "load_cache.h"
+
+namespace gm::exporter {
+
+struct PollerConfig {
+  std::string uri;
+  std::chrono::seconds interval{120};
+  int agent_timeout_seconds = 5;
+  std::chrono::milliseconds initial_backoff{500};
+  std::chrono::seconds max_backoff{30};
+  int keepalive_interval_seconds = 5;  // libvirt closes a silent connection after
+  unsigned keepalive_count = 3;        // interval * (count + 1) seconds
+  std::optional<Identity> identity;    // set by the injector in a launcher pod
+};
+
+class Poller {
+ public:
+  Poller(PollerConfig config, LoadCache& cache, SelfMetrics& metrics);
+  ~Poller();
+  Poller(const Poller&) = delete;
+  Poller& operator=(const Poller&) = delete;
+
+  void Start();
+  void Stop();
+
+  /// Counts, once per call, a libvirt call that has run longer than `deadline`.
+  /// Called about once a second from the server thread.
+  void CheckHung(std::chrono::steady_clock::duration deadline);
+
+ private:
+  void EventLoop();
+  void PollLoop();
+  bool Connect();
+  void Disconnect();
+  void PollOnce();
+  void MarkDue(const std::string& domain);
+  void WaitFor(std::chrono::steady_clock::duration d);
+
+  static void OnClose(virConnectPtr, int reason, void* opaque);
+  static int OnLifecycle(virConnectPtr, virDomainPtr, int event, int detail, void* opaque);
+  static void OnAgentLifecycle(virConnectPtr, virDomainPtr, int state, int reason, void* opaque);
+
+  const PollerConfig config_;
+  LoadCache& cache_;
+  SelfMetrics& metrics_;
+
+  std::thread event_thread_;
+  std::thread poll_thread_;
+  std::atomic<bool> stop_{false};
+  int wake_timer_ = -1;
+
+  std::mutex mu_;  // guards the fields below
+  std::condition_variable cv_;
+  bool connection_lost_ = false;
+  std::set<std::string> due_;  // domains to read now (events)
+
+  // Poll thread only.
+  virConnectPtr conn_ = nullptr;
+  std::unique_ptr<Hypervisor> hv_;
+  LoadMethod method_ = LoadMethod::kGuestInfo;
+  int lifecycle_cb_ = -1;
+  int agent_cb_ = -1;
+  std::map<std::string, std::chrono::steady_clock::time_point> next_read_;
+
+  // Hang detection: start of the libvirt call in flight (0 when none).
+  std::atomic<int64_t> call_started_ns_{0};
+  std::atomic<int64_t> hung_counted_for_ns_{0};
+};
+
+}  // namespace gm::exporter

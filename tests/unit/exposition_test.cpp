@@ -1,0 +1,61 @@
+#include <doctest/doctest.h>
+
+#include "exposition.h"
+
+using namespace gm::exporter;
+using namespace std::chrono_literals;
+
+namespace {
+bool Has(const std::string& text, const std::string& needle) { return text.find(needle) != std::string::npos; }
+
+DomainView View(const char* ns, const char* name, std::optional<LoadAverage> load, Reason reason) {
+  DomainView v;
+  v.domain = std::string(ns) + "_" + name;
+  v.identity = {ns, name};
+  v.load = load;
+  v.reason = reason;
+  if (load) v.sample_wall_time = std::chrono::system_clock::time_point{} + 1700000000s;
+  return v;
+}
+}  // namespace
+
+TEST_CASE("load gauges carry namespace, name and node, and only for domains with a fresh sample") {
+  SelfMetrics self("9.0.0");
+  const auto text = RenderMetrics({View("prod", "db", LoadAverage{1.5, 0.75, 0.25}, Reason::kOk),
+                                   View("dev", "web", std::nullopt, Reason::kCommandNotFound)},
+                                  "node-1", 120s, self);
+  CHECK(Has(text, "kubevirt_vmi_guest_load_1m{namespace=\"prod\",name=\"db\",node=\"node-1\"} 1.5\n"));
+  CHECK(Has(text, "kubevirt_vmi_guest_load_5m{namespace=\"prod\",name=\"db\",node=\"node-1\"} 0.75\n"));
+  CHECK(Has(text, "kubevirt_vmi_guest_load_15m{namespace=\"prod\",name=\"db\",node=\"node-1\"} 0.25\n"));
+  CHECK_FALSE(Has(text, "kubevirt_vmi_guest_load_1m{namespace=\"dev\""));
+  CHECK(Has(text, "guest_exporter_guest_load_status{namespace=\"dev\",name=\"web\",node=\"node-1\",reason=\"command_not_found\"} 1\n"));
+  CHECK(Has(text, "guest_exporter_guest_load_status{namespace=\"prod\",name=\"db\",node=\"node-1\",reason=\"ok\"} 1\n"));
+  CHECK(Has(text, "guest_exporter_last_sample_timestamp_seconds{namespace=\"prod\",name=\"db\",node=\"node-1\"} 1700000000\n"));
+  CHECK(text.back() == '\n');
+}
+
+TEST_CASE("HELP says how often values are sampled") {
+  SelfMetrics self("9.0.0");
+  const auto text = RenderMetrics({View("a", "b", LoadAverage{1, 1, 1}, Reason::kOk)}, "n", 120s, self);
+  CHECK(Has(text, "# HELP kubevirt_vmi_guest_load_1m Guest load average over 1 minute, in runnable threads; sampled "
+                  "from the guest agent every 120s"));
+  CHECK(Has(text, "# TYPE kubevirt_vmi_guest_load_1m gauge\n"));
+}
+
+TEST_CASE("with no domains there are no load families, but self-metrics remain") {
+  SelfMetrics self("9.0.0");
+  self.CountPoll(Reason::kAgentTimeout);
+  self.libvirt_up.Set(1);
+  const auto text = RenderMetrics({}, "n", 120s, self);
+  CHECK_FALSE(Has(text, "kubevirt_vmi_guest_load"));
+  CHECK(Has(text, "guest_exporter_libvirt_up 1\n"));
+  CHECK(Has(text, "guest_exporter_polls_total{result=\"agent_timeout\"} 1\n"));
+  CHECK(Has(text, "guest_exporter_polls_total{result=\"ok\"} 0\n"));
+  CHECK(Has(text, "guest_exporter_build_info{libvirt_version=\"9.0.0\","));
+}
+
+TEST_CASE("label values are escaped") {
+  SelfMetrics self("9.0.0");
+  const auto text = RenderMetrics({View("", "we\"ird\\name", LoadAverage{1, 1, 1}, Reason::kOk)}, "n", 1s, self);
+  CHECK(Has(text, R"(name="we\"ird\\name")"));
+}
