@@ -13,7 +13,7 @@ packages=(
   # openssl for test certificates, python3 for the API-server fixture
   libvirt-daemon libvirt-clients prometheus openssl python3 curl
   # benchmarks: the Go peer the exporter is measured against
-  prometheus-libvirt-exporter procps
+  prometheus-libvirt-exporter procps wrk
 )
 
 missing=()
