@@ -1,0 +1,46 @@
+#pragma once
+// The report a guest-exporter sidecar sends to the status-reporter, and its
+// JSON form. Both sides use these functions, so the wire format has one home.
+
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace gm {
+
+inline constexpr const char* kReportApiVersion = "guestmetrics.kubevirt.io/v1alpha1";
+inline constexpr const char* kReportKind = "GuestReport";
+/// Reports are a few hundred bytes; anything far larger is refused unread.
+inline constexpr size_t kMaxReportBytes = 16 * 1024;
+
+struct ReportLoad {
+  double load1m = 0, load5m = 0, load15m = 0;
+  double age_seconds = 0;  // age of the sample when sent: no clock agreement needed
+};
+
+struct Report {
+  std::string namespace_;  // VMI namespace
+  std::string vmi_name;
+  std::string pod_name;  // the launcher pod the sidecar runs in
+  std::string pod_uid;
+  std::string node;
+  unsigned vcpus = 0;         // live guest vCPUs
+  double memory_bytes = 0;    // live guest memory
+  std::optional<ReportLoad> load;
+  std::string load_reason;    // why load is absent ("ok" when present)
+  std::optional<double> cpu_allocation_ratio;
+  std::optional<double> memory_overcommit_ratio;
+  std::string memory_request_source;
+};
+
+std::string EncodeReport(const Report& r);
+
+/// Parses and validates a report. Returns nullopt with `error` saying what is
+/// wrong (field and reason) for anything malformed.
+std::optional<Report> DecodeReport(std::string_view body, std::string& error);
+
+/// Kubernetes name rules, used to validate identities from outside.
+bool IsDnsLabel(std::string_view s);      // RFC 1123 label, ≤ 63
+bool IsDnsSubdomain(std::string_view s);  // RFC 1123 subdomain, ≤ 253
+
+}  // namespace gm

@@ -1,0 +1,138 @@
+#include "gm/report.h"
+
+#include <nlohmann/json.hpp>
+
+#include <cmath>
+
+namespace gm {
+
+using nlohmann::json;
+
+bool IsDnsLabel(std::string_view s) {
+  if (s.empty() || s.size() > 63) return false;
+  for (size_t i = 0; i < s.size(); ++i) {
+    const char c = s[i];
+    const bool alnum = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
+    if (!alnum && !(c == '-' && i != 0 && i + 1 != s.size())) return false;
+  }
+  return true;
+}
+
+bool IsDnsSubdomain(std::string_view s) {
+  if (s.empty() || s.size() > 253) return false;
+  size_t start = 0;
+  while (true) {
+    const auto dot = s.find('.', start);
+    if (!IsDnsLabel(s.substr(start, dot - start))) return false;
+    if (dot == std::string_view::npos) return true;
+    start = dot + 1;
+  }
+}
+
+std::string EncodeReport(const Report& r) {
+  json j{{"apiVersion", kReportApiVersion},
+         {"kind", kReportKind},
+         {"namespace", r.namespace_},
+         {"vmiName", r.vmi_name},
+         {"podName", r.pod_name},
+         {"podUID", r.pod_uid},
+         {"node", r.node},
+         {"vcpus", r.vcpus},
+         {"memoryBytes", r.memory_bytes},
+         {"loadReason", r.load_reason},
+         {"memoryRequestSource", r.memory_request_source}};
+  if (r.load) {
+    j["load"] = {{"load1m", r.load->load1m}, {"load5m", r.load->load5m}, {"load15m", r.load->load15m},
+                 {"ageSeconds", r.load->age_seconds}};
+  }
+  if (r.cpu_allocation_ratio) j["cpuAllocationRatio"] = *r.cpu_allocation_ratio;
+  if (r.memory_overcommit_ratio) j["memoryOvercommitRatio"] = *r.memory_overcommit_ratio;
+  return j.dump();
+}
+
+namespace {
+
+struct Invalid {
+  std::string what;
+};
+
+const json& Field(const json& obj, const char* key) {
+  const auto it = obj.find(key);
+  if (it == obj.end()) throw Invalid{std::string(key) + " is missing"};
+  return *it;
+}
+
+std::string String(const json& obj, const char* key, size_t max_len) {
+  const json& v = Field(obj, key);
+  if (!v.is_string()) throw Invalid{std::string(key) + " must be a string"};
+  auto s = v.get<std::string>();
+  if (s.size() > max_len) throw Invalid{std::string(key) + " is longer than " + std::to_string(max_len)};
+  return s;
+}
+
+double Number(const json& obj, const char* key, double min, double max) {
+  const json& v = Field(obj, key);
+  if (!v.is_number()) throw Invalid{std::string(key) + " must be a number"};
+  const double d = v.get<double>();
+  if (!std::isfinite(d) || d < min || d > max) {
+    throw Invalid{std::string(key) + " is out of range [" + std::to_string(min) + ", " + std::to_string(max) + "]"};
+  }
+  return d;
+}
+
+std::optional<double> OptionalRatio(const json& obj, const char* key) {
+  if (!obj.contains(key) || obj[key].is_null()) return std::nullopt;
+  const double d = Number(obj, key, 0, 1e4);
+  if (d <= 0) throw Invalid{std::string(key) + " must be positive"};
+  return d;
+}
+
+}  // namespace
+
+std::optional<Report> DecodeReport(std::string_view body, std::string& error) {
+  if (body.size() > kMaxReportBytes) {
+    error = "report is larger than " + std::to_string(kMaxReportBytes) + " bytes";
+    return std::nullopt;
+  }
+  const json j = json::parse(body, nullptr, false);
+  if (j.is_discarded() || !j.is_object()) {
+    error = "report is not a JSON object";
+    return std::nullopt;
+  }
+  try {
+    if (String(j, "apiVersion", 64) != kReportApiVersion || String(j, "kind", 32) != kReportKind) {
+      throw Invalid{std::string("apiVersion/kind must be ") + kReportApiVersion + "/" + kReportKind};
+    }
+    Report r;
+    r.namespace_ = String(j, "namespace", 63);
+    if (!IsDnsLabel(r.namespace_)) throw Invalid{"namespace is not a valid Kubernetes namespace"};
+    r.vmi_name = String(j, "vmiName", 253);
+    if (!IsDnsSubdomain(r.vmi_name)) throw Invalid{"vmiName is not a valid Kubernetes name"};
+    r.pod_name = String(j, "podName", 253);
+    if (!IsDnsSubdomain(r.pod_name)) throw Invalid{"podName is not a valid Kubernetes name"};
+    r.pod_uid = String(j, "podUID", 64);
+    if (r.pod_uid.empty()) throw Invalid{"podUID is empty"};
+    r.node = String(j, "node", 253);
+    r.vcpus = static_cast<unsigned>(Number(j, "vcpus", 0, 16384));
+    r.memory_bytes = Number(j, "memoryBytes", 0, 1e15);
+    r.load_reason = String(j, "loadReason", 64);
+    r.memory_request_source = j.contains("memoryRequestSource") ? String(j, "memoryRequestSource", 64) : "";
+    if (j.contains("load") && !j["load"].is_null()) {
+      const json& l = j["load"];
+      if (!l.is_object()) throw Invalid{"load must be an object"};
+      // Same plausibility bound as the exporter's parser: PID_MAX_LIMIT.
+      r.load = ReportLoad{Number(l, "load1m", 0, 4194304), Number(l, "load5m", 0, 4194304),
+                          Number(l, "load15m", 0, 4194304), Number(l, "ageSeconds", 0, 86400)};
+    }
+    r.cpu_allocation_ratio = OptionalRatio(j, "cpuAllocationRatio");
+    r.memory_overcommit_ratio = OptionalRatio(j, "memoryOvercommitRatio");
+    return r;
+  } catch (const Invalid& e) {
+    error = e.what;
+  } catch (const json::exception& e) {
+    error = std::string("report has a wrong type: ") + e.what();
+  }
+  return std::nullopt;
+}
+
+}  // namespace gm

@@ -1,0 +1,35 @@
+#include <doctest/doctest.h>
+
+#include "gm/quantity.h"
+
+using gm::ParseQuantity;
+
+TEST_CASE("Kubernetes quantities in base units") {
+  CHECK(*ParseQuantity("200m") == doctest::Approx(0.2));
+  CHECK(*ParseQuantity("2") == doctest::Approx(2));
+  CHECK(*ParseQuantity("1.5") == doctest::Approx(1.5));
+  CHECK(*ParseQuantity("4Gi") == doctest::Approx(4294967296.0));
+  CHECK(*ParseQuantity("512Mi") == doctest::Approx(536870912.0));
+  CHECK(*ParseQuantity("100k") == doctest::Approx(100000));
+  CHECK(*ParseQuantity("1G") == doctest::Approx(1e9));
+  CHECK(*ParseQuantity("1e3") == doctest::Approx(1000));
+  CHECK(*ParseQuantity("12E-1") == doctest::Approx(1.2));
+  CHECK(*ParseQuantity("2E") == doctest::Approx(2e18));
+  CHECK(*ParseQuantity("+3") == doctest::Approx(3));
+  CHECK(*ParseQuantity("500u") == doctest::Approx(0.0005));
+}
+
+TEST_CASE("bad quantities are refused with the reason") {
+  std::string err;
+  CHECK_FALSE(ParseQuantity("", &err));
+  CHECK(err == "empty quantity");
+  CHECK_FALSE(ParseQuantity("Gi", &err));
+  CHECK(err.find("does not start with a number") != std::string::npos);
+  CHECK_FALSE(ParseQuantity("4GB", &err));
+  CHECK(err.find("unknown suffix 'GB'") != std::string::npos);
+  CHECK_FALSE(ParseQuantity("1.2.3", &err));
+  CHECK_FALSE(ParseQuantity("-1", &err));
+  CHECK(err.find("negative") != std::string::npos);
+  CHECK_FALSE(ParseQuantity("1e999999", &err));
+  CHECK_FALSE(ParseQuantity("4 Gi", &err));
+}
