@@ -8,7 +8,7 @@ packages=(
   # build
   build-essential cmake pkg-config
   libvirt-dev prometheus-cpp-dev libcli11-dev libspdlog-dev doctest-dev
-  nlohmann-json3-dev libcurl4-openssl-dev
+  nlohmann-json3-dev libcurl4-openssl-dev libcpp-httplib-dev libssl-dev libyaml-cpp-dev
   # tests: a real libvirt daemon (test driver), Prometheus and promtool,
   # openssl for test certificates, python3 for the API-server fixture
   libvirt-daemon libvirt-clients prometheus openssl python3 curl
