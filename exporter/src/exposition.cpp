@@ -43,7 +43,17 @@ SelfMetrics::SelfMetrics(const std::string& libvirt_version)
                         .Help("Time taken by one load read of one domain (libvirt and agent).")
                         .Register(*registry_)
                         .Add({}, prometheus::Histogram::BucketBoundaries{
-                                     0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30})) {
+                                     0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30})),
+      reports_ok(prometheus::BuildCounter()
+                     .Name("guest_exporter_reports_total")
+                     .Help("Reports pushed to the status-reporter, by result.")
+                     .Register(*registry_)
+                     .Add({{"result", "ok"}})),
+      reports_failed(prometheus::BuildCounter()
+                         .Name("guest_exporter_reports_total")
+                         .Help("Reports pushed to the status-reporter, by result.")
+                         .Register(*registry_)
+                         .Add({{"result", "error"}})) {
   prometheus::BuildGauge()
       .Name("guest_exporter_build_info")
       .Help("Build of the running guest-exporter and the libvirt library it uses; always 1.")
@@ -86,8 +96,16 @@ void AddGauge(prometheus::MetricFamily& f, std::vector<prometheus::ClientMetric:
 
 }  // namespace
 
+RatioInputs InputsFor(const DomainView& d, const RatioInputs& requests) {
+  RatioInputs in = requests;
+  in.guest_vcpus = d.info.vcpus;
+  in.guest_memory_bytes = static_cast<double>(d.info.memory_kib) * 1024.0;
+  return in;
+}
+
 std::string RenderMetrics(const std::vector<DomainView>& domains, const std::string& node,
-                          std::chrono::seconds interval, const SelfMetrics& self) {
+                          std::chrono::seconds interval, const RatioInputs& requests,
+                          const SelfMetrics& self) {
   using prometheus::MetricType;
   const std::string every = "; sampled from the guest agent every " + std::to_string(interval.count()) +
                             "s, absent when the agent gives no load or the sample is stale.";
@@ -103,6 +121,16 @@ std::string RenderMetrics(const std::vector<DomainView>& domains, const std::str
                        MetricType::Gauge);
   auto last = Family("guest_exporter_last_sample_timestamp_seconds",
                      "Unix time of the last good load sample of a running domain.", MetricType::Gauge);
+  auto vcpus = Family("guest_exporter_guest_vcpus", "Live vCPUs of the domain, from libvirt.", MetricType::Gauge);
+  auto memory = Family("guest_exporter_guest_memory_bytes", "Live guest memory of the domain, from libvirt.",
+                       MetricType::Gauge);
+  auto cpu_ratio = Family("kubevirt_vmi_cpu_allocation_ratio",
+                          "Guest vCPUs divided by the compute container's CPU request in cores (see docs/ratios.md).",
+                          MetricType::Gauge);
+  auto mem_ratio = Family("kubevirt_vmi_memory_overcommit_ratio",
+                          "Guest memory divided by the memory request without virtualization overhead (see "
+                          "docs/ratios.md).",
+                          MetricType::Gauge);
 
   for (const auto& d : domains) {
     std::vector<prometheus::ClientMetric::Label> id{
@@ -119,10 +147,15 @@ std::string RenderMetrics(const std::vector<DomainView>& domains, const std::str
       AddGauge(last, id,
                std::chrono::duration<double>(d.sample_wall_time->time_since_epoch()).count());
     }
+    AddGauge(vcpus, id, d.info.vcpus);
+    AddGauge(memory, id, static_cast<double>(d.info.memory_kib) * 1024.0);
+    const Ratios ratios = ComputeRatios(InputsFor(d, requests));
+    if (ratios.cpu_allocation) AddGauge(cpu_ratio, id, *ratios.cpu_allocation);
+    if (ratios.memory_overcommit) AddGauge(mem_ratio, id, *ratios.memory_overcommit);
   }
 
   std::vector<prometheus::MetricFamily> families;
-  for (auto* f : {&load1, &load5, &load15, &status, &last}) {
+  for (auto* f : {&load1, &load5, &load15, &status, &last, &vcpus, &memory, &cpu_ratio, &mem_ratio}) {
     if (!f->metric.empty()) families.push_back(std::move(*f));
   }
   auto own = self.registry().Collect();

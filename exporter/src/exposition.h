@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "gm/ratios.h"
 #include "guest_load.h"
 #include "load_cache.h"
 
@@ -33,6 +34,8 @@ class SelfMetrics {
   prometheus::Counter& libvirt_connects_failed;
   prometheus::Counter& libvirt_calls_hung;
   prometheus::Histogram& poll_duration;
+  prometheus::Counter& reports_ok;
+  prometheus::Counter& reports_failed;
   /// Counts one finished load read by its outcome.
   void CountPoll(Reason reason);
 
@@ -43,9 +46,15 @@ class SelfMetrics {
   std::map<Reason, prometheus::Counter*> polls_by_reason_;
 };
 
-/// Renders the whole /metrics body: domain families from `domains`, then the
-/// exporter's own metrics.
+/// The ratio inputs for one domain: the pod's requests (`requests`, empty on
+/// a plain libvirt host) with the domain's live vCPUs and memory.
+RatioInputs InputsFor(const DomainView& d, const RatioInputs& requests);
+
+/// Renders the whole /metrics body: domain families from `domains` (load,
+/// live allocation, ratios where the requests allow), then the exporter's own
+/// metrics.
 std::string RenderMetrics(const std::vector<DomainView>& domains, const std::string& node,
-                          std::chrono::seconds interval, const SelfMetrics& self);
+                          std::chrono::seconds interval, const RatioInputs& requests,
+                          const SelfMetrics& self);
 
 }  // namespace gm::exporter

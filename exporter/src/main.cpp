@@ -10,9 +10,11 @@
 #include "exposition.h"
 #include "gm/build_info.h"
 #include "gm/logging.h"
+#include "gm/quantity.h"
 #include "http_server.h"
 #include "load_cache.h"
 #include "poller.h"
+#include "report_client.h"
 
 namespace {
 
@@ -44,7 +46,28 @@ struct Options {
   int keepalive_interval = 5;
   unsigned keepalive_count = 3;
   int call_deadline = 30;
+  // Launcher pod and ratio inputs (the injector sets them).
+  std::string pod_name;
+  std::string pod_uid;
+  std::string cpu_request;
+  std::string memory_request;
+  std::string memory_overhead;
+  std::string vmi_memory_request;
+  std::string cluster_memory_overcommit;
+  // Reporting to the status-reporter.
+  std::string reporter_url;
+  std::string reporter_ca_file;
+  std::string token_file = "/var/run/secrets/guest-metrics/token";
 };
+
+// An optional quantity flag: empty means not given; anything else must parse.
+std::optional<double> QuantityFlag(const std::string& flag, const std::string& text) {
+  if (text.empty()) return std::nullopt;
+  std::string error;
+  auto v = gm::ParseQuantity(text, &error);
+  if (!v) throw CLI::ValidationError("--" + flag, error);
+  return v;
+}
 
 // Each flag can also come from GUEST_EXPORTER_<FLAG> (upper case, '-' → '_').
 template <typename T>
@@ -66,6 +89,15 @@ int Serve(const Options& o) {
     gethostname(host, sizeof host - 1);
     node = host;
   }
+  gm::RatioInputs requests;
+  requests.compute_cpu_request = QuantityFlag("cpu-request", o.cpu_request);
+  requests.compute_memory_request = QuantityFlag("memory-request", o.memory_request);
+  requests.memory_overhead = QuantityFlag("memory-overhead", o.memory_overhead);
+  requests.vmi_memory_request = QuantityFlag("vmi-memory-request", o.vmi_memory_request);
+  requests.cluster_memory_overcommit = QuantityFlag("cluster-memory-overcommit", o.cluster_memory_overcommit);
+  if (!o.reporter_url.empty() && (o.pod_name.empty() || o.pod_uid.empty() || o.vmi_name.empty())) {
+    throw CLI::ValidationError("--reporter-url", "reports need --pod-name, --pod-uid, --vmi-namespace and --vmi-name");
+  }
   const std::chrono::seconds interval(o.interval);
   const auto max_age = std::chrono::duration_cast<Clock::duration>(interval * o.max_age_factor);
 
@@ -79,6 +111,14 @@ int Serve(const Options& o) {
   pc.keepalive_interval_seconds = o.keepalive_interval;
   pc.keepalive_count = o.keepalive_count;
   if (!o.vmi_name.empty()) pc.identity = Identity{o.vmi_namespace, o.vmi_name};
+  std::unique_ptr<HttpsReportSender> sender;
+  std::unique_ptr<ReportLoop> reports;
+  if (!o.reporter_url.empty()) {
+    sender = std::make_unique<HttpsReportSender>(HttpsTarget{o.reporter_url, o.reporter_ca_file, o.token_file});
+    reports = std::make_unique<ReportLoop>(
+        ReportLoopConfig{node, {o.pod_name, o.pod_uid}, requests, interval}, *sender, cache, metrics);
+    pc.on_change = [r = reports.get()] { r->Notify(); };
+  }
   Poller poller(pc, cache, metrics);
 
   HttpServer server(
@@ -86,7 +126,7 @@ int Serve(const Options& o) {
       [&](const HttpRequest& req) -> HttpResponse {
         if (req.path == "/metrics") {
           return {200, "text/plain; version=0.0.4; charset=utf-8",
-                  RenderMetrics(cache.Snapshot(Clock::now()), node, interval, metrics)};
+                  RenderMetrics(cache.Snapshot(Clock::now()), node, interval, requests, metrics)};
         }
         // Serving is all that health and readiness need: the domain may not
         // exist yet, and the VMI never hands off unless every container is Ready.
@@ -103,10 +143,12 @@ int Serve(const Options& o) {
                gm::kRevision, LibvirtVersion(), o.libvirt_uri, o.interval, o.socket,
                o.listen_address.empty() ? "off" : o.listen_address + " (port " + std::to_string(server.tcp_port()) + ")");
   poller.Start();
+  if (reports) reports->Start();
   server.Run();
   spdlog::info("shutting down");
   g_server = nullptr;
   poller.Stop();
+  if (reports) reports->Stop();
   return 0;
 }
 
@@ -134,6 +176,17 @@ int main(int argc, char** argv) {
   Flag(app, "keepalive-interval", o.keepalive_interval, "Seconds between libvirt keepalive probes")->check(CLI::Range(1, 600));
   Flag(app, "keepalive-count", o.keepalive_count, "Unanswered keepalive probes before the connection is dropped")->check(CLI::Range(1, 100));
   Flag(app, "call-deadline", o.call_deadline, "Seconds after which a libvirt call counts as hung")->check(CLI::Range(1, 3600));
+
+  Flag(app, "pod-name", o.pod_name, "Name of the launcher pod this sidecar runs in (Downward API)");
+  Flag(app, "pod-uid", o.pod_uid, "UID of the launcher pod (Downward API)");
+  Flag(app, "cpu-request", o.cpu_request, "CPU request of the compute container, a quantity such as 200m");
+  Flag(app, "memory-request", o.memory_request, "Memory request of the compute container, a quantity such as 2Gi");
+  Flag(app, "memory-overhead", o.memory_overhead, "Virtualization overhead (pod annotation kubevirt.io/memory-overhead-bytes)");
+  Flag(app, "vmi-memory-request", o.vmi_memory_request, "The VMI's spec.domain.resources.requests.memory");
+  Flag(app, "cluster-memory-overcommit", o.cluster_memory_overcommit, "The cluster's memoryOvercommit percentage");
+  Flag(app, "reporter-url", o.reporter_url, "status-reporter URL to push reports to (empty: no reports)");
+  Flag(app, "reporter-ca-file", o.reporter_ca_file, "CA certificate of the status-reporter");
+  Flag(app, "token-file", o.token_file, "Projected service-account token sent with each report (re-read every time)");
 
   std::string probe_socket = o.socket;
   std::string probe_path = "/readyz";

@@ -83,6 +83,7 @@ void Poller::PollLoop() {
       continue;
     }
     PollOnce();
+    if (config_.on_change) config_.on_change();
     if (conn_ == nullptr) continue;  // the poll found the connection broken
     auto next = steady_clock::now() + config_.interval;
     for (const auto& [name, at] : next_read_) next = std::min(next, at);
@@ -212,6 +213,7 @@ int Poller::OnLifecycle(virConnectPtr, virDomainPtr dom, int event, int, void* o
     case VIR_DOMAIN_EVENT_CRASHED:
       spdlog::info("domain {} stopped", name);
       self->cache_.Remove(name);
+      if (self->config_.on_change) self->config_.on_change();
       break;
     case VIR_DOMAIN_EVENT_STARTED:
     case VIR_DOMAIN_EVENT_RESUMED:

@@ -9,6 +9,7 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -33,6 +34,7 @@ struct PollerConfig {
   int keepalive_interval_seconds = 5;  // libvirt closes a silent connection after
   unsigned keepalive_count = 3;        // interval * (count + 1) seconds
   std::optional<Identity> identity;    // set by the injector in a launcher pod
+  std::function<void()> on_change;     // after each poll and each domain event
 };
 
 class Poller {

@@ -23,7 +23,7 @@ TEST_CASE("load gauges carry namespace, name and node, and only for domains with
   SelfMetrics self("9.0.0");
   const auto text = RenderMetrics({View("prod", "db", LoadAverage{1.5, 0.75, 0.25}, Reason::kOk),
                                    View("dev", "web", std::nullopt, Reason::kCommandNotFound)},
-                                  "node-1", 120s, self);
+                                  "node-1", 120s, {}, self);
   CHECK(Has(text, "kubevirt_vmi_guest_load_1m{namespace=\"prod\",name=\"db\",node=\"node-1\"} 1.5\n"));
   CHECK(Has(text, "kubevirt_vmi_guest_load_5m{namespace=\"prod\",name=\"db\",node=\"node-1\"} 0.75\n"));
   CHECK(Has(text, "kubevirt_vmi_guest_load_15m{namespace=\"prod\",name=\"db\",node=\"node-1\"} 0.25\n"));
@@ -36,7 +36,7 @@ TEST_CASE("load gauges carry namespace, name and node, and only for domains with
 
 TEST_CASE("HELP says how often values are sampled") {
   SelfMetrics self("9.0.0");
-  const auto text = RenderMetrics({View("a", "b", LoadAverage{1, 1, 1}, Reason::kOk)}, "n", 120s, self);
+  const auto text = RenderMetrics({View("a", "b", LoadAverage{1, 1, 1}, Reason::kOk)}, "n", 120s, {}, self);
   CHECK(Has(text, "# HELP kubevirt_vmi_guest_load_1m Guest load average over 1 minute, in runnable threads; sampled "
                   "from the guest agent every 120s"));
   CHECK(Has(text, "# TYPE kubevirt_vmi_guest_load_1m gauge\n"));
@@ -46,7 +46,7 @@ TEST_CASE("with no domains there are no load families, but self-metrics remain")
   SelfMetrics self("9.0.0");
   self.CountPoll(Reason::kAgentTimeout);
   self.libvirt_up.Set(1);
-  const auto text = RenderMetrics({}, "n", 120s, self);
+  const auto text = RenderMetrics({}, "n", 120s, {}, self);
   CHECK_FALSE(Has(text, "kubevirt_vmi_guest_load"));
   CHECK(Has(text, "guest_exporter_libvirt_up 1\n"));
   CHECK(Has(text, "guest_exporter_polls_total{result=\"agent_timeout\"} 1\n"));
@@ -56,6 +56,25 @@ TEST_CASE("with no domains there are no load families, but self-metrics remain")
 
 TEST_CASE("label values are escaped") {
   SelfMetrics self("9.0.0");
-  const auto text = RenderMetrics({View("", "we\"ird\\name", LoadAverage{1, 1, 1}, Reason::kOk)}, "n", 1s, self);
+  const auto text = RenderMetrics({View("", "we\"ird\\name", LoadAverage{1, 1, 1}, Reason::kOk)}, "n", 1s, {}, self);
   CHECK(Has(text, R"(name="we\"ird\\name")"));
+}
+
+TEST_CASE("live allocation always, ratios only where the pod's requests allow") {
+  SelfMetrics self("9.0.0");
+  auto v = View("prod", "db", std::nullopt, Reason::kAgentDisconnected);
+  v.info.vcpus = 2;
+  v.info.memory_kib = 6 * 1024 * 1024;  // 6Gi
+  std::string text = RenderMetrics({v}, "n", 120s, {}, self);
+  CHECK(Has(text, "guest_exporter_guest_vcpus{namespace=\"prod\",name=\"db\",node=\"n\"} 2\n"));
+  CHECK(Has(text, "guest_exporter_guest_memory_bytes{namespace=\"prod\",name=\"db\",node=\"n\"} 6442450944\n"));
+  CHECK_FALSE(Has(text, "kubevirt_vmi_cpu_allocation_ratio"));
+  CHECK_FALSE(Has(text, "kubevirt_vmi_memory_overcommit_ratio"));
+
+  gm::RatioInputs requests;
+  requests.compute_cpu_request = 0.2;
+  requests.vmi_memory_request = 4.0 * 1024 * 1024 * 1024;
+  text = RenderMetrics({v}, "n", 120s, requests, self);
+  CHECK(Has(text, "kubevirt_vmi_cpu_allocation_ratio{namespace=\"prod\",name=\"db\",node=\"n\"} 10\n"));
+  CHECK(Has(text, "kubevirt_vmi_memory_overcommit_ratio{namespace=\"prod\",name=\"db\",node=\"n\"} 1.5\n"));
 }

@@ -1,0 +1,177 @@
+#include "report_client.h"
+
+#include <curl/curl.h>
+#include <spdlog/spdlog.h>
+
+#include <fstream>
+#include <sstream>
+
+namespace gm::exporter {
+
+using std::chrono::steady_clock;
+
+Report BuildReport(const DomainView& d, const std::string& node, const PodRef& pod,
+                   const RatioInputs& requests, std::chrono::system_clock::time_point now) {
+  Report r;
+  r.namespace_ = d.identity.namespace_;
+  r.vmi_name = d.identity.name;
+  r.pod_name = pod.name;
+  r.pod_uid = pod.uid;
+  r.node = node;
+  r.vcpus = d.info.vcpus;
+  r.memory_bytes = static_cast<double>(d.info.memory_kib) * 1024.0;
+  r.load_reason = std::string(ReasonName(d.reason));
+  if (d.load && d.sample_wall_time) {
+    const double age = std::max(0.0, std::chrono::duration<double>(now - *d.sample_wall_time).count());
+    r.load = ReportLoad{d.load->load1m, d.load->load5m, d.load->load15m, age};
+  }
+  const Ratios ratios = ComputeRatios(InputsFor(d, requests));
+  r.cpu_allocation_ratio = ratios.cpu_allocation;
+  r.memory_overcommit_ratio = ratios.memory_overcommit;
+  r.memory_request_source = MemoryRequestSourceName(ratios.memory_source);
+  return r;
+}
+
+bool ReportChanged(const Report& a, const Report& b) {
+  const auto load_differs = [](const std::optional<ReportLoad>& x, const std::optional<ReportLoad>& y) {
+    if (x.has_value() != y.has_value()) return true;
+    return x && (x->load1m != y->load1m || x->load5m != y->load5m || x->load15m != y->load15m);
+  };
+  return a.namespace_ != b.namespace_ || a.vmi_name != b.vmi_name || a.pod_uid != b.pod_uid ||
+         a.vcpus != b.vcpus || a.memory_bytes != b.memory_bytes || a.load_reason != b.load_reason ||
+         load_differs(a.load, b.load) || a.cpu_allocation_ratio != b.cpu_allocation_ratio ||
+         a.memory_overcommit_ratio != b.memory_overcommit_ratio;
+}
+
+// --- HTTPS sender -----------------------------------------------------------
+
+HttpsReportSender::HttpsReportSender(HttpsTarget target) : target_(std::move(target)) {
+  curl_global_init(CURL_GLOBAL_DEFAULT);
+  curl_ = curl_easy_init();
+}
+
+HttpsReportSender::~HttpsReportSender() {
+  curl_easy_cleanup(static_cast<CURL*>(curl_));
+}
+
+namespace {
+size_t Collect(char* data, size_t size, size_t n, void* out) {
+  auto* s = static_cast<std::string*>(out);
+  if (s->size() < 4096) s->append(data, std::min(size * n, 4096 - s->size()));  // enough for an error message
+  return size * n;
+}
+}  // namespace
+
+SendResult HttpsReportSender::Send(const std::string& body) {
+  std::string token;
+  if (!target_.token_file.empty()) {
+    std::ifstream f(target_.token_file);
+    std::stringstream ss;
+    ss << f.rdbuf();
+    token = ss.str();
+    while (!token.empty() && (token.back() == '\n' || token.back() == ' ')) token.pop_back();
+    if (!f || token.empty()) return {false, "cannot read token file " + target_.token_file};
+  }
+  auto* c = static_cast<CURL*>(curl_);
+  curl_slist* headers = curl_slist_append(nullptr, "Content-Type: application/json");
+  const std::string auth = "Authorization: Bearer " + token;
+  if (!token.empty()) headers = curl_slist_append(headers, auth.c_str());
+  std::string reply;
+  curl_easy_setopt(c, CURLOPT_URL, target_.url.c_str());
+  curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers);
+  curl_easy_setopt(c, CURLOPT_POSTFIELDS, body.c_str());
+  curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, static_cast<long>(body.size()));
+  curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, static_cast<long>(target_.timeout.count()));
+  curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(std::min<int64_t>(target_.timeout.count(), 3000)));
+  curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, Collect);
+  curl_easy_setopt(c, CURLOPT_WRITEDATA, &reply);
+  if (!target_.ca_file.empty()) curl_easy_setopt(c, CURLOPT_CAINFO, target_.ca_file.c_str());
+  const CURLcode rc = curl_easy_perform(c);
+  curl_slist_free_all(headers);
+  if (rc != CURLE_OK) return {false, std::string("POST ") + target_.url + ": " + curl_easy_strerror(rc)};
+  long status = 0;
+  curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+  if (status / 100 != 2) {
+    return {false, "POST " + target_.url + ": HTTP " + std::to_string(status) + ": " + reply};
+  }
+  return {true, {}};
+}
+
+// --- loop -------------------------------------------------------------------
+
+ReportLoop::ReportLoop(ReportLoopConfig config, ReportSender& sender, const LoadCache& cache, SelfMetrics& metrics)
+    : config_(std::move(config)), sender_(sender), cache_(cache), metrics_(metrics) {}
+
+ReportLoop::~ReportLoop() { Stop(); }
+
+void ReportLoop::Start() { thread_ = std::thread([this] { Loop(); }); }
+
+void ReportLoop::Stop() {
+  {
+    std::lock_guard lock(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+void ReportLoop::Notify() {
+  {
+    std::lock_guard lock(mu_);
+    notified_ = true;
+  }
+  cv_.notify_all();
+}
+
+steady_clock::time_point ReportLoop::RunOnce(steady_clock::time_point now) {
+  auto next = now + config_.interval;
+  const auto wall = std::chrono::system_clock::now();
+  std::set<std::string> seen;
+  for (const auto& d : cache_.Snapshot(now)) {
+    seen.insert(d.domain);
+    auto& st = domains_[d.domain];
+    const Report report = BuildReport(d, config_.node, config_.pod, config_.requests, wall);
+    const bool changed = !st.last_sent || ReportChanged(*st.last_sent, report);
+    const bool heartbeat_due = now >= st.last_sent_at + config_.interval;
+    const bool backing_off = now < st.retry_at;
+    if (backing_off) {
+      next = std::min(next, st.retry_at);
+      continue;
+    }
+    if (!changed && !heartbeat_due) {
+      next = std::min(next, st.last_sent_at + config_.interval);
+      continue;
+    }
+    const SendResult res = sender_.Send(EncodeReport(report));
+    if (res.ok) {
+      metrics_.reports_ok.Increment();
+      st.last_sent = report;
+      st.last_sent_at = now;
+      st.backoff = std::chrono::milliseconds(0);
+      next = std::min(next, now + config_.interval);
+    } else {
+      metrics_.reports_failed.Increment();
+      st.backoff = st.backoff.count() == 0 ? config_.initial_backoff : std::min(st.backoff * 2, config_.max_backoff);
+      st.retry_at = now + st.backoff;
+      next = std::min(next, st.retry_at);
+      spdlog::warn("report for {} not delivered (retry in {} ms): {}", d.domain, st.backoff.count(), res.error);
+    }
+  }
+  for (auto it = domains_.begin(); it != domains_.end();) {
+    it = seen.count(it->first) ? std::next(it) : domains_.erase(it);
+  }
+  return next;
+}
+
+void ReportLoop::Loop() {
+  while (true) {
+    const auto next = RunOnce(steady_clock::now());
+    std::unique_lock lock(mu_);
+    cv_.wait_until(lock, next, [this] { return stop_ || notified_; });
+    if (stop_) return;
+    notified_ = false;
+  }
+}
+
+}  // namespace gm::exporter

@@ -1,0 +1,108 @@
+#pragma once
+// Pushes the sidecar's report to the status-reporter: every interval, and at
+// once when what it says changes. Runs on its own thread, so a slow or absent
+// reporter never delays polling or scrapes.
+
+#include <chrono>
+#include <condition_variable>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <string>
+#include <thread>
+
+#include "exposition.h"
+#include "gm/ratios.h"
+#include "gm/report.h"
+#include "load_cache.h"
+
+namespace gm::exporter {
+
+/// The launcher pod the sidecar runs in (from the Downward API).
+struct PodRef {
+  std::string name;
+  std::string uid;
+};
+
+/// The report for one domain, pure. `now` gives the sample's age.
+Report BuildReport(const DomainView& d, const std::string& node, const PodRef& pod,
+                   const RatioInputs& requests, std::chrono::system_clock::time_point now);
+
+/// True when two reports say different things (the load sample's age aside).
+bool ReportChanged(const Report& before, const Report& after);
+
+struct SendResult {
+  bool ok = false;
+  std::string error;  // what went wrong, for the log
+};
+
+/// Where reports go. The real one is HTTPS; unit tests use an in-memory one.
+class ReportSender {
+ public:
+  virtual ~ReportSender() = default;
+  virtual SendResult Send(const std::string& body) = 0;
+};
+
+struct HttpsTarget {
+  std::string url;         // https://status-reporter.ns.svc:8443/v1/reports
+  std::string ca_file;     // CA of the reporter's serving certificate ("" = system CAs)
+  std::string token_file;  // projected, audience-bound service-account token
+  std::chrono::milliseconds timeout{5000};
+};
+
+/// POSTs with libcurl. The token is read from its file at every send:
+/// projected tokens are rotated by the kubelet.
+class HttpsReportSender final : public ReportSender {
+ public:
+  explicit HttpsReportSender(HttpsTarget target);
+  ~HttpsReportSender() override;
+  SendResult Send(const std::string& body) override;
+
+ private:
+  HttpsTarget target_;
+  void* curl_ = nullptr;  // CURL*, reused so the TLS session and connection are kept
+};
+
+struct ReportLoopConfig {
+  std::string node;
+  PodRef pod;
+  RatioInputs requests;
+  std::chrono::seconds interval{120};
+  std::chrono::milliseconds initial_backoff{1000};
+  std::chrono::milliseconds max_backoff{60000};
+};
+
+class ReportLoop {
+ public:
+  ReportLoop(ReportLoopConfig config, ReportSender& sender, const LoadCache& cache, SelfMetrics& metrics);
+  ~ReportLoop();
+  void Start();
+  void Stop();
+  /// Something may have changed (a poll finished, a domain came or went).
+  void Notify();
+  /// One pass, for tests: sends what is due at `now`; returns the next due time.
+  std::chrono::steady_clock::time_point RunOnce(std::chrono::steady_clock::time_point now);
+
+ private:
+  struct PerDomain {
+    std::optional<Report> last_sent;
+    std::chrono::steady_clock::time_point last_sent_at{};
+    std::chrono::steady_clock::time_point retry_at{};
+    std::chrono::milliseconds backoff{0};
+  };
+  void Loop();
+
+  const ReportLoopConfig config_;
+  ReportSender& sender_;
+  const LoadCache& cache_;
+  SelfMetrics& metrics_;
+  std::map<std::string, PerDomain> domains_;
+  std::thread thread_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool notified_ = false;
+  bool stop_ = false;
+};
+
+}  // namespace gm::exporter
