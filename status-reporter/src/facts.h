@@ -1,0 +1,55 @@
+#pragma once
+// The few fields of launcher pods and VMIs the reporter keeps in its caches.
+// Informers turn each object into these at once, so 10,000 VMIs cost a few MiB,
+// not the size of their JSON.
+
+#include <nlohmann/json_fwd.hpp>
+
+#include <map>
+#include <optional>
+#include <string>
+
+namespace gm::reporter {
+
+/// Annotation keys this project writes (on the launcher pod, and on the VMI
+/// when its CRD prunes the VEP 156 status fields).
+inline constexpr const char* kCpuRatioAnnotation = "guestmetrics.kubevirt.io/cpu-allocation-ratio";
+inline constexpr const char* kMemoryRatioAnnotation = "guestmetrics.kubevirt.io/memory-overcommit-ratio";
+
+struct PodFacts {
+  std::string namespace_;
+  std::string name;
+  std::string uid;
+  std::string node;
+  std::string vmi_name;  // annotation kubevirt.io/domain
+  bool is_launcher = false;  // label kubevirt.io=virt-launcher
+  bool deleting = false;
+  std::optional<std::string> cpu_ratio_annotation;
+  std::optional<std::string> memory_ratio_annotation;
+};
+
+struct VmiFacts {
+  std::string namespace_;
+  std::string name;
+  std::string uid;
+  std::string node_name;                       // status.nodeName
+  std::map<std::string, std::string> active_pods;  // status.activePods: pod UID → node
+  std::optional<double> status_cpu_ratio;      // status.currentCPUTopology.cpuAllocationRatio
+  std::optional<double> status_memory_ratio;   // status.memory.memoryOvercommitRatio
+  std::optional<std::string> cpu_ratio_annotation;
+  std::optional<std::string> memory_ratio_annotation;
+};
+
+/// Extract the facts; throws std::invalid_argument when metadata is unusable.
+PodFacts PodFromJson(const nlohmann::json& pod);
+VmiFacts VmiFromJson(const nlohmann::json& vmi);
+
+/// "namespace/name", the key of caches and the work queue.
+std::string Key(const std::string& ns, const std::string& name);
+
+/// The VMI's current active pod is the one its status lists in activePods on
+/// the node the VMI runs on (status.nodeName). During a migration activePods
+/// holds source and target; nodeName moves to the target when it completes.
+bool IsActivePod(const VmiFacts& vmi, const PodFacts& pod);
+
+}  // namespace gm::reporter

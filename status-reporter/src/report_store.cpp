@@ -1,0 +1,58 @@
+#include "report_store.h"
+
+namespace gm::reporter {
+
+bool ReportStore::Put(const std::string& key, StoredReport r) {
+  std::lock_guard lock(mu_);
+  auto it = reports_.find(key);
+  if (it == reports_.end()) {
+    reports_.emplace(key, std::move(r));
+    return true;
+  }
+  const Report& old = it->second.report;
+  const bool changed = old.pod_uid != r.report.pod_uid ||
+                       old.cpu_allocation_ratio != r.report.cpu_allocation_ratio ||
+                       old.memory_overcommit_ratio != r.report.memory_overcommit_ratio;
+  it->second = std::move(r);
+  return changed;
+}
+
+std::optional<StoredReport> ReportStore::Get(const std::string& key) const {
+  std::lock_guard lock(mu_);
+  const auto it = reports_.find(key);
+  if (it == reports_.end()) return std::nullopt;
+  return it->second;
+}
+
+void ReportStore::Erase(const std::string& key) {
+  std::lock_guard lock(mu_);
+  reports_.erase(key);
+}
+
+bool ReportStore::LoadFresh(const StoredReport& r, Clock::time_point now) const {
+  if (!r.report.load) return false;
+  const auto sampled = r.received - std::chrono::duration_cast<Clock::duration>(
+                                        std::chrono::duration<double>(r.report.load->age_seconds));
+  return now - sampled <= max_age_;
+}
+
+std::vector<StoredReport> ReportStore::Fresh(Clock::time_point now) {
+  std::vector<StoredReport> out;
+  std::lock_guard lock(mu_);
+  for (auto it = reports_.begin(); it != reports_.end();) {
+    if (now - it->second.received > max_age_) {
+      it = reports_.erase(it);  // the sidecar stopped reporting: nothing about it is still known
+      continue;
+    }
+    out.push_back(it->second);
+    ++it;
+  }
+  return out;
+}
+
+size_t ReportStore::size() const {
+  std::lock_guard lock(mu_);
+  return reports_.size();
+}
+
+}  // namespace gm::reporter

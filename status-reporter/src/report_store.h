@@ -1,0 +1,47 @@
+#pragma once
+// The latest accepted report of each VMI, with the time it arrived. The
+// reconciler reads it to write ratios; /metrics reads it for guest load.
+
+#include <chrono>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "gm/report.h"
+
+namespace gm::reporter {
+
+using Clock = std::chrono::steady_clock;
+
+struct StoredReport {
+  Report report;
+  std::string node;  // from the pod in the API, not from the sidecar
+  Clock::time_point received;
+};
+
+class ReportStore {
+ public:
+  /// `max_age` bounds how long a report's load and ratios are shown.
+  explicit ReportStore(Clock::duration max_age) : max_age_(max_age) {}
+
+  /// Stores the report; returns true when it says something new for the VMI
+  /// (first report, other pod, other ratios), i.e. a write may be needed.
+  bool Put(const std::string& vmi_key, StoredReport r);
+  std::optional<StoredReport> Get(const std::string& vmi_key) const;
+  void Erase(const std::string& vmi_key);
+
+  /// Reports still within the bound; older ones are dropped.
+  std::vector<StoredReport> Fresh(Clock::time_point now);
+  /// True when a stored sample's load is still fresh at `now`.
+  bool LoadFresh(const StoredReport& r, Clock::time_point now) const;
+  size_t size() const;
+
+ private:
+  const Clock::duration max_age_;
+  mutable std::mutex mu_;
+  std::map<std::string, StoredReport> reports_;
+};
+
+}  // namespace gm::reporter

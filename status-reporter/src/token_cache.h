@@ -1,0 +1,43 @@
+#pragma once
+// TokenReview results, cached for the token's lifetime so that each sidecar's
+// report every 120 s costs no API call. Keys are SHA-256 digests: 10,000
+// cached tokens cost kilobytes, and no token is kept in memory.
+
+#include <array>
+#include <chrono>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <string>
+
+#include "ingest.h"
+
+namespace gm::reporter {
+
+/// Expiry ("exp") of a JWT, read without verifying it: only to bound the
+/// cache lifetime, never to trust the token (TokenReview does that).
+std::optional<std::chrono::system_clock::time_point> JwtExpiry(const std::string& token);
+
+class TokenCache {
+ public:
+  /// Entries never outlive `max_ttl`, even for tokens without "exp".
+  explicit TokenCache(std::chrono::seconds max_ttl = std::chrono::seconds(600)) : max_ttl_(max_ttl) {}
+
+  std::optional<TokenIdentity> Get(const std::string& token, std::chrono::system_clock::time_point now);
+  void Put(const std::string& token, const TokenIdentity& who, std::chrono::system_clock::time_point now);
+  size_t size() const;
+
+ private:
+  using Digest = std::array<unsigned char, 32>;
+  static Digest Hash(const std::string& token);
+  struct Entry {
+    TokenIdentity who;
+    std::chrono::system_clock::time_point expires;
+  };
+  const std::chrono::seconds max_ttl_;
+  mutable std::mutex mu_;
+  std::map<Digest, Entry> entries_;
+  std::chrono::system_clock::time_point last_sweep_{};
+};
+
+}  // namespace gm::reporter

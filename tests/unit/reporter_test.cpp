@@ -1,0 +1,187 @@
+// status-reporter's pure decisions: which facts it keeps, whose report it
+// accepts, what it writes, how long it believes a report and a token.
+
+#include <doctest/doctest.h>
+
+#include <nlohmann/json.hpp>
+
+#include "facts.h"
+#include "ingest.h"
+#include "plan.h"
+#include "report_store.h"
+#include "token_cache.h"
+
+using namespace gm::reporter;
+using nlohmann::json;
+using namespace std::chrono_literals;
+
+namespace {
+
+const json kPod = json::parse(R"({
+  "metadata": {"name": "virt-launcher-vm-1-abcde", "namespace": "team-a", "uid": "pod-uid-1",
+               "labels": {"kubevirt.io": "virt-launcher", "kubevirt.io/created-by": "vmi-uid-1"},
+               "annotations": {"kubevirt.io/domain": "vm-1", "unrelated": "x"}},
+  "spec": {"nodeName": "node-1", "containers": [{"name": "compute"}]},
+  "status": {"phase": "Running"}})");
+
+const json kVmi = json::parse(R"({
+  "metadata": {"name": "vm-1", "namespace": "team-a", "uid": "vmi-uid-1"},
+  "spec": {"domain": {"resources": {"requests": {"memory": "4Gi"}}}},
+  "status": {"nodeName": "node-1", "activePods": {"pod-uid-1": "node-1"}, "phase": "Running",
+             "memory": {"guestCurrent": "6Gi"}}})");
+
+gm::Report Report1() {
+  gm::Report r;
+  r.namespace_ = "team-a";
+  r.vmi_name = "vm-1";
+  r.pod_name = "virt-launcher-vm-1-abcde";
+  r.pod_uid = "pod-uid-1";
+  r.node = "node-1";
+  r.vcpus = 2;
+  r.cpu_allocation_ratio = 10.0;
+  r.memory_overcommit_ratio = 1.5;
+  return r;
+}
+
+const TokenIdentity kWho{"team-a", "default", "virt-launcher-vm-1-abcde", "pod-uid-1"};
+
+}  // namespace
+
+TEST_CASE("facts keep only what the reporter needs") {
+  const auto pod = PodFromJson(kPod);
+  CHECK(pod.uid == "pod-uid-1");
+  CHECK(pod.node == "node-1");
+  CHECK(pod.vmi_name == "vm-1");
+  CHECK(pod.is_launcher);
+  CHECK_FALSE(pod.deleting);
+  CHECK_FALSE(pod.cpu_ratio_annotation);
+  const auto vmi = VmiFromJson(kVmi);
+  CHECK(vmi.node_name == "node-1");
+  CHECK(vmi.active_pods.at("pod-uid-1") == "node-1");
+  CHECK_FALSE(vmi.status_cpu_ratio);
+  CHECK_THROWS_WITH_AS(PodFromJson(json::parse(R"({"metadata":{"name":"x"}})")),
+                       doctest::Contains("without metadata"), std::invalid_argument);
+  CHECK_THROWS_AS(VmiFromJson(json::parse("[]")), std::invalid_argument);
+}
+
+TEST_CASE("a report from the VMI's active pod, with that pod's token, is accepted") {
+  const auto pod = PodFromJson(kPod);
+  const auto vmi = VmiFromJson(kVmi);
+  const auto v = CheckReport(Report1(), kWho, &pod, &vmi);
+  CHECK(v.http_status == 202);
+  CHECK(v.accepted());
+}
+
+TEST_CASE("reports are refused with a reason and nothing else happens") {
+  const auto pod = PodFromJson(kPod);
+  const auto vmi = VmiFromJson(kVmi);
+  auto r = Report1();
+
+  CHECK(CheckReport(r, {"team-a", "default", "", ""}, &pod, &vmi).reason == "token_not_pod_bound");
+  CHECK(CheckReport(r, {"team-a", "default", "other-pod", "pod-uid-2"}, &pod, &vmi).reason == "token_mismatch");
+  CHECK(CheckReport(r, kWho, nullptr, &vmi).http_status == 404);
+  CHECK(CheckReport(r, kWho, &pod, nullptr).reason == "unknown_vmi");
+
+  auto not_launcher = pod;
+  not_launcher.is_launcher = false;
+  CHECK(CheckReport(r, kWho, &not_launcher, &vmi).reason == "not_launcher");
+
+  r.vmi_name = "vm-2";  // the token's pod runs vm-1
+  const auto wrong = CheckReport(r, kWho, &pod, &vmi);
+  CHECK(wrong.http_status == 403);
+  CHECK(wrong.message.find("runs VMI 'vm-1'") != std::string::npos);
+}
+
+TEST_CASE("during and after a migration only the pod on the VMI's node is active") {
+  auto source = PodFromJson(kPod);
+  auto target = source;
+  target.name = "virt-launcher-vm-1-fghij";
+  target.uid = "pod-uid-2";
+  target.node = "node-2";
+  auto vmi = VmiFromJson(kVmi);
+  vmi.active_pods["pod-uid-2"] = "node-2";  // migration in flight: both listed
+  CHECK(IsActivePod(vmi, source));
+  CHECK_FALSE(IsActivePod(vmi, target));
+  const TokenIdentity target_who{"team-a", "default", target.name, target.uid};
+  auto r = Report1();
+  r.pod_name = target.name;
+  r.pod_uid = target.uid;
+  CHECK(CheckReport(r, target_who, &target, &vmi).reason == "not_active_pod");
+
+  vmi.node_name = "node-2";  // completed
+  vmi.active_pods.erase("pod-uid-1");
+  CHECK(CheckReport(r, target_who, &target, &vmi).accepted());
+  CHECK_FALSE(IsActivePod(vmi, source));
+  source.deleting = true;
+  CHECK_FALSE(IsActivePod(vmi, source));
+}
+
+TEST_CASE("pod patch: annotations written once, then nothing; a vanished ratio is removed") {
+  auto pod = PodFromJson(kPod);
+  auto r = Report1();
+  auto patch = PodPatch(pod, r);
+  REQUIRE(patch);
+  CHECK(*patch == json::parse(R"({"metadata":{"annotations":{
+      "guestmetrics.kubevirt.io/cpu-allocation-ratio":"10.0",
+      "guestmetrics.kubevirt.io/memory-overcommit-ratio":"1.5"}}})"));
+  pod.cpu_ratio_annotation = "10.0";
+  pod.memory_ratio_annotation = "1.5";
+  CHECK_FALSE(PodPatch(pod, r));
+  r.memory_overcommit_ratio.reset();
+  patch = PodPatch(pod, r);
+  REQUIRE(patch);
+  CHECK(*patch == json::parse(R"({"metadata":{"annotations":{"guestmetrics.kubevirt.io/memory-overcommit-ratio":null}}})"));
+}
+
+TEST_CASE("VMI status patch carries VEP 156's fields, rounded, and only when they differ") {
+  auto vmi = VmiFromJson(kVmi);
+  auto r = Report1();
+  r.memory_overcommit_ratio = 4.0 / 3.0;
+  auto patch = VmiStatusPatch(vmi, r);
+  REQUIRE(patch);
+  CHECK((*patch)["status"]["currentCPUTopology"]["cpuAllocationRatio"] == 10.0);
+  CHECK((*patch)["status"]["memory"]["memoryOvercommitRatio"] == 1.333);
+  vmi.status_cpu_ratio = 10.0;
+  vmi.status_memory_ratio = 1.333;
+  CHECK_FALSE(VmiStatusPatch(vmi, r));
+  CHECK(VmiAnnotationPatch(vmi, r));  // annotation mode is tracked separately
+  CHECK(std::string(VmiRatioModeName(VmiRatioMode::kAnnotations)) == "annotations");
+}
+
+TEST_CASE("report store: new facts need a write, repeats do not; old reports vanish") {
+  ReportStore store(300s);
+  const auto t0 = Clock::time_point{} + 1000s;
+  auto r = Report1();
+  r.load = gm::ReportLoad{1, 1, 1, 100};
+  CHECK(store.Put("team-a/vm-1", {r, "node-1", t0}));
+  CHECK_FALSE(store.Put("team-a/vm-1", {r, "node-1", t0 + 120s}));  // heartbeat
+  r.pod_uid = "pod-uid-2";
+  CHECK(store.Put("team-a/vm-1", {r, "node-2", t0 + 130s}));  // migrated
+  const auto stored = *store.Get("team-a/vm-1");
+  CHECK(store.LoadFresh(stored, t0 + 300s));    // sampled at t0+30s
+  CHECK_FALSE(store.LoadFresh(stored, t0 + 331s));
+  CHECK(store.Fresh(t0 + 430s).size() == 1);
+  CHECK(store.Fresh(t0 + 431s).empty());
+  CHECK(store.size() == 0);
+}
+
+TEST_CASE("tokens are cached until their exp, never longer than the cap") {
+  // header.payload.signature with payload {"exp":2000000000}
+  const std::string token = "eyJhbGciOiJSUzI1NiJ9.eyJleHAiOjIwMDAwMDAwMDB9.sig";
+  REQUIRE(JwtExpiry(token));
+  CHECK(JwtExpiry(token)->time_since_epoch() == std::chrono::seconds(2000000000));
+  CHECK_FALSE(JwtExpiry("not-a-jwt"));
+  CHECK_FALSE(JwtExpiry("a.!!!.c"));
+
+  TokenCache cache(600s);
+  const auto near_exp = std::chrono::system_clock::time_point(std::chrono::seconds(2000000000 - 60));
+  cache.Put(token, kWho, near_exp);
+  CHECK(cache.Get(token, near_exp + 59s));
+  CHECK_FALSE(cache.Get(token, near_exp + 60s));  // expired with the token
+  CHECK_FALSE(cache.Get("other", near_exp));
+
+  const auto now = std::chrono::system_clock::time_point(std::chrono::seconds(1000));
+  cache.Put("opaque-token", kWho, now);
+  CHECK(cache.Get("opaque-token", now + 599s)->pod_uid == "pod-uid-1");
+  CHECK_FALSE(cache.Get("opaque-token", now + 600s));
+}
