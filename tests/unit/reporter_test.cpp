@@ -7,6 +7,7 @@
 
 #include "facts.h"
 #include "ingest.h"
+#include "metrics.h"
 #include "plan.h"
 #include "report_store.h"
 #include "token_cache.h"
@@ -184,4 +185,37 @@ TEST_CASE("tokens are cached until their exp, never longer than the cap") {
   cache.Put("opaque-token", kWho, now);
   CHECK(cache.Get("opaque-token", now + 599s)->pod_uid == "pod-uid-1");
   CHECK_FALSE(cache.Get("opaque-token", now + 600s));
+}
+
+TEST_CASE("reporter /metrics: load and ratios of fresh reports with the pod's node, and its own health") {
+  ReporterMetrics self;
+  ReportStore store(300s);
+  const auto t0 = Clock::time_point{} + 1000s;
+  auto r = Report1();
+  r.load = gm::ReportLoad{2.5, 2, 1.5, 10};
+  store.Put("team-a/vm-1", {r, "node-7", t0});
+  auto r2 = Report1();
+  r2.vmi_name = "vm-2";
+  r2.cpu_allocation_ratio.reset();
+  store.Put("team-a/vm-2", {r2, "node-8", t0});
+  self.CountReport("accepted");
+  self.CountApiRequest("PATCH", 200);
+  self.SetVmiRatioMode(VmiRatioMode::kAnnotations);
+
+  auto text = RenderReporterMetrics(store.Fresh(t0 + 1s), store, t0 + 1s, true, self);
+  const auto has = [&](const std::string& s) { return text.find(s) != std::string::npos; };
+  CHECK(has("kubevirt_vmi_guest_load_1m{namespace=\"team-a\",name=\"vm-1\",node=\"node-7\"} 2.5\n"));
+  CHECK_FALSE(has("kubevirt_vmi_guest_load_1m{namespace=\"team-a\",name=\"vm-2\""));  // no load in its report
+  CHECK(has("kubevirt_vmi_cpu_allocation_ratio{namespace=\"team-a\",name=\"vm-1\",node=\"node-7\"} 10\n"));
+  CHECK_FALSE(has("kubevirt_vmi_cpu_allocation_ratio{namespace=\"team-a\",name=\"vm-2\""));
+  CHECK(has("kubevirt_vmi_memory_overcommit_ratio{namespace=\"team-a\",name=\"vm-2\",node=\"node-8\"} 1.5\n"));
+  CHECK(has("status_reporter_reports_total{result=\"accepted\"} 1\n"));
+  CHECK(has("status_reporter_reports_total{result=\"not_active_pod\"} 0\n"));
+  CHECK(has("status_reporter_api_requests_total{code=\"200\",verb=\"PATCH\"} 1\n"));
+  CHECK(has("status_reporter_vmi_ratio_mode{mode=\"annotations\"} 1\n"));
+  CHECK(has("status_reporter_vmi_ratio_mode{mode=\"status\"} 0\n"));
+
+  text = RenderReporterMetrics(store.Fresh(t0 + 1s), store, t0 + 1s, false, self);
+  CHECK(text.find("kubevirt_vmi_guest_load_1m") == std::string::npos);  // switched off
+  CHECK(text.find("kubevirt_vmi_cpu_allocation_ratio") != std::string::npos);
 }

@@ -1,0 +1,144 @@
+#include "metrics.h"
+
+#include <prometheus/metric_family.h>
+#include <prometheus/text_serializer.h>
+
+#include "gm/build_info.h"
+
+namespace gm::reporter {
+
+using prometheus::BuildCounter;
+using prometheus::BuildGauge;
+
+namespace {
+prometheus::Registry& Fresh(std::shared_ptr<prometheus::Registry>& r) {
+  r = std::make_shared<prometheus::Registry>();
+  return *r;
+}
+}  // namespace
+
+ReporterMetrics::ReporterMetrics()
+    : leader(BuildGauge()
+                 .Name("status_reporter_leader")
+                 .Help("1 while this replica holds the leader lease and serves reports and writes, else 0.")
+                 .Register(Fresh(registry_))
+                 .Add({})),
+      queue_depth(BuildGauge()
+                      .Name("status_reporter_queue_depth")
+                      .Help("VMIs waiting in the write queue.")
+                      .Register(*registry_)
+                      .Add({})),
+      caches_synced(BuildGauge()
+                        .Name("status_reporter_caches_synced")
+                        .Help("1 once the pod and VMI caches have completed their first list.")
+                        .Register(*registry_)
+                        .Add({})),
+      reconcile_duration(prometheus::BuildHistogram()
+                             .Name("status_reporter_reconcile_duration_seconds")
+                             .Help("Time to bring one VMI and its launcher pod in line with its report.")
+                             .Register(*registry_)
+                             .Add({}, prometheus::Histogram::BucketBoundaries{0.001, 0.005, 0.01, 0.05, 0.1,
+                                                                              0.5, 1, 5, 10})),
+      reports_(BuildCounter()
+                   .Name("status_reporter_reports_total")
+                   .Help("Reports from guest-exporter sidecars, by result (accepted or why refused).")
+                   .Register(*registry_)),
+      api_requests_(BuildCounter()
+                        .Name("status_reporter_api_requests_total")
+                        .Help("Requests to the Kubernetes API by verb and HTTP code (0: no answer).")
+                        .Register(*registry_)),
+      mode_status_(BuildGauge()
+                       .Name("status_reporter_vmi_ratio_mode")
+                       .Help("Where VMI ratios are written: 1 on the mode in effect. 'status' when the VMI CRD keeps "
+                             "the VEP 156 fields, 'annotations' when it prunes them.")
+                       .Register(*registry_)
+                       .Add({{"mode", "status"}})),
+      mode_annotations_(BuildGauge()
+                            .Name("status_reporter_vmi_ratio_mode")
+                            .Help("Where VMI ratios are written: 1 on the mode in effect. 'status' when the VMI CRD "
+                                  "keeps the VEP 156 fields, 'annotations' when it prunes them.")
+                            .Register(*registry_)
+                            .Add({{"mode", "annotations"}})) {
+  BuildGauge()
+      .Name("status_reporter_build_info")
+      .Help("Build of the running status-reporter; always 1.")
+      .Register(*registry_)
+      .Add({{"version", kVersion}, {"revision", kRevision}})
+      .Set(1);
+  for (const char* r : {"accepted", "unauthenticated", "token_not_pod_bound", "token_mismatch", "bad_report",
+                        "unknown_pod", "not_launcher", "wrong_vmi", "unknown_vmi", "not_active_pod", "not_leader",
+                        "tokenreview_failed"}) {
+    reports_by_result_[r] = &reports_.Add({{"result", r}});  // known results start at 0
+  }
+  mode_status_.Set(1);
+}
+
+void ReporterMetrics::CountReport(const std::string& result) {
+  std::lock_guard lock(mu_);
+  auto& c = reports_by_result_[result];
+  if (c == nullptr) c = &reports_.Add({{"result", result}});
+  c->Increment();
+}
+
+void ReporterMetrics::CountApiRequest(const std::string& verb, int code) {
+  std::lock_guard lock(mu_);
+  auto& c = api_by_verb_code_[{verb, code}];
+  if (c == nullptr) c = &api_requests_.Add({{"verb", verb}, {"code", std::to_string(code)}});
+  c->Increment();
+}
+
+void ReporterMetrics::SetVmiRatioMode(VmiRatioMode mode) {
+  mode_status_.Set(mode == VmiRatioMode::kStatus ? 1 : 0);
+  mode_annotations_.Set(mode == VmiRatioMode::kAnnotations ? 1 : 0);
+}
+
+namespace {
+
+prometheus::MetricFamily Family(const char* name, const std::string& help) {
+  prometheus::MetricFamily f;
+  f.name = name;
+  f.help = help;
+  f.type = prometheus::MetricType::Gauge;
+  return f;
+}
+
+void Add(prometheus::MetricFamily& f, const StoredReport& s, double v) {
+  prometheus::ClientMetric m;
+  m.label = {{"namespace", s.report.namespace_}, {"name", s.report.vmi_name}, {"node", s.node}};
+  m.gauge.value = v;
+  f.metric.push_back(std::move(m));
+}
+
+}  // namespace
+
+std::string RenderReporterMetrics(const std::vector<StoredReport>& fresh, const ReportStore& store,
+                                  Clock::time_point now, bool export_guest_load, const ReporterMetrics& self) {
+  const std::string sampled =
+      ", in runnable threads, as reported by the VM's guest-exporter sidecar; sampled every poll interval and "
+      "absent when the guest agent gives no load or the sample is stale.";
+  auto l1 = Family("kubevirt_vmi_guest_load_1m", "Guest load average over 1 minute" + sampled);
+  auto l5 = Family("kubevirt_vmi_guest_load_5m", "Guest load average over 5 minutes" + sampled);
+  auto l15 = Family("kubevirt_vmi_guest_load_15m", "Guest load average over 15 minutes" + sampled);
+  auto cpu = Family("kubevirt_vmi_cpu_allocation_ratio",
+                    "Guest vCPUs divided by the compute container's CPU request in cores (see docs/ratios.md).");
+  auto mem = Family("kubevirt_vmi_memory_overcommit_ratio",
+                    "Guest memory divided by the memory request without virtualization overhead (see docs/ratios.md).");
+  for (const auto& s : fresh) {
+    if (export_guest_load && store.LoadFresh(s, now)) {
+      Add(l1, s, s.report.load->load1m);
+      Add(l5, s, s.report.load->load5m);
+      Add(l15, s, s.report.load->load15m);
+    }
+    if (s.report.cpu_allocation_ratio) Add(cpu, s, *s.report.cpu_allocation_ratio);
+    if (s.report.memory_overcommit_ratio) Add(mem, s, *s.report.memory_overcommit_ratio);
+  }
+  std::vector<prometheus::MetricFamily> families;
+  for (auto* f : {&l1, &l5, &l15, &cpu, &mem}) {
+    if (!f->metric.empty()) families.push_back(std::move(*f));
+  }
+  auto own = self.registry().Collect();
+  families.insert(families.end(), std::make_move_iterator(own.begin()), std::make_move_iterator(own.end()));
+  return prometheus::TextSerializer().Serialize(families);
+}
+
+}  // namespace gm::reporter
