@@ -1,0 +1,130 @@
+#include <doctest/doctest.h>
+
+#include <nlohmann/json.hpp>
+
+#include "ingestion.h"
+
+using namespace gm::reporter;
+using nlohmann::json;
+using namespace std::chrono_literals;
+
+namespace {
+
+class FakeReviewer final : public TokenReviewer {
+ public:
+  std::map<std::string, ReviewResult> answers;
+  int calls = 0;
+  bool api_down = false;
+  ReviewResult Review(const std::string& token) override {
+    ++calls;
+    if (api_down) return {true, false, {}, "HTTP 503"};
+    const auto it = answers.find(token);
+    return it != answers.end() ? it->second : ReviewResult{false, false, {}, "invalid bearer token"};
+  }
+};
+
+class FakeFacts final : public FactsSource {
+ public:
+  std::map<std::string, PodFacts> pods;
+  std::map<std::string, VmiFacts> vmis;
+  std::optional<PodFacts> Pod(const std::string& k) const override {
+    auto it = pods.find(k);
+    return it == pods.end() ? std::nullopt : std::optional(it->second);
+  }
+  std::optional<VmiFacts> Vmi(const std::string& k) const override {
+    auto it = vmis.find(k);
+    return it == vmis.end() ? std::nullopt : std::optional(it->second);
+  }
+};
+
+struct Setup {
+  FakeReviewer reviewer;
+  TokenCache tokens;
+  FakeFacts facts;
+  ReportStore store{300s};
+  ReporterMetrics metrics;
+  std::vector<std::string> queued;
+  bool leader = true;
+  Ingestion ingestion{[this] { return leader; }, reviewer, tokens, facts, store,
+                      [this](const std::string& k) { queued.push_back(k); }, metrics};
+  Setup() {
+    PodFacts pod{"team-a", "launcher-1", "pod-uid-1", "node-1", "vm-1", true, false, {}, {}};
+    VmiFacts vmi;
+    vmi.namespace_ = "team-a";
+    vmi.name = "vm-1";
+    vmi.uid = "vmi-uid";
+    vmi.node_name = "node-1";
+    vmi.active_pods = {{"pod-uid-1", "node-1"}};
+    facts.pods["team-a/launcher-1"] = pod;
+    facts.vmis["team-a/vm-1"] = vmi;
+    reviewer.answers["good"] = {false, true, {"team-a", "default", "launcher-1", "pod-uid-1"}, ""};
+  }
+  static std::string Body() {
+    gm::Report r;
+    r.namespace_ = "team-a";
+    r.vmi_name = "vm-1";
+    r.pod_name = "launcher-1";
+    r.pod_uid = "pod-uid-1";
+    r.node = "claimed-node";
+    r.vcpus = 2;
+    r.load_reason = "ok";
+    r.load = gm::ReportLoad{1, 1, 1, 0};
+    r.cpu_allocation_ratio = 10.0;
+    return gm::EncodeReport(r);
+  }
+};
+
+std::string Result(const Reply& r) { return json::parse(r.body).value("result", ""); }
+
+}  // namespace
+
+TEST_CASE("TokenReview: request and response shapes") {
+  const auto req = TokenReviewRequest("tok", "guest-metrics");
+  CHECK(req["apiVersion"] == "authentication.k8s.io/v1");
+  CHECK(req["spec"]["audiences"] == json::array({"guest-metrics"}));
+  const auto ok = ParseTokenReview(json::parse(R"({"status":{"authenticated":true,"audiences":["guest-metrics"],
+      "user":{"username":"system:serviceaccount:team-a:default","uid":"u",
+              "extra":{"authentication.kubernetes.io/pod-name":["launcher-1"],
+                       "authentication.kubernetes.io/pod-uid":["pod-uid-1"]}}}})"));
+  CHECK(ok.authenticated);
+  CHECK(ok.who.namespace_ == "team-a");
+  CHECK(ok.who.service_account == "default");
+  CHECK(ok.who.pod_name == "launcher-1");
+  CHECK(ok.who.pod_uid == "pod-uid-1");
+  const auto wrong_aud = ParseTokenReview(json::parse(
+      R"({"status":{"authenticated":false,"error":"[invalid bearer token, token audiences [\"x\"] is invalid for the target audiences [\"guest-metrics\"]]"}})"));
+  CHECK_FALSE(wrong_aud.authenticated);
+  CHECK(wrong_aud.error.find("audiences") != std::string::npos);
+  CHECK_FALSE(ParseTokenReview(json::parse(R"({"status":{"authenticated":true,"user":{"username":"alice"}}})")).authenticated);
+  CHECK_FALSE(ParseTokenReview(json::parse("[]")).authenticated);
+}
+
+TEST_CASE("an accepted report is stored with the API's node and queued; its token is reviewed once") {
+  Setup s;
+  auto reply = s.ingestion.Handle("Bearer good", Setup::Body());
+  CHECK(reply.status == 202);
+  CHECK(Result(reply) == "accepted");
+  REQUIRE(s.queued == std::vector<std::string>{"team-a/vm-1"});
+  CHECK(s.store.Get("team-a/vm-1")->node == "node-1");
+  reply = s.ingestion.Handle("Bearer good", Setup::Body());
+  CHECK(reply.status == 202);
+  CHECK(s.reviewer.calls == 1);  // cached
+}
+
+TEST_CASE("refusals change nothing") {
+  Setup s;
+  CHECK(s.ingestion.Handle("", Setup::Body()).status == 401);
+  CHECK(s.ingestion.Handle("Basic abc", Setup::Body()).status == 401);
+  CHECK(Result(s.ingestion.Handle("Bearer forged", Setup::Body())) == "unauthenticated");
+  auto bad = s.ingestion.Handle("Bearer good", "{\"kind\":\"GuestReport\"}");
+  CHECK(bad.status == 400);
+  CHECK(json::parse(bad.body)["message"] == "apiVersion is missing");
+  s.facts.vmis["team-a/vm-1"].active_pods = {{"pod-uid-9", "node-1"}};
+  CHECK(s.ingestion.Handle("Bearer good", Setup::Body()).status == 409);
+  s.reviewer.api_down = true;
+  CHECK(Result(s.ingestion.Handle("Bearer other", Setup::Body())) == "tokenreview_failed");
+  s.leader = false;
+  CHECK(s.ingestion.Handle("Bearer good", Setup::Body()).status == 503);
+  CHECK(s.queued.empty());
+  CHECK(s.store.size() == 0);
+}
