@@ -1,0 +1,106 @@
+#include "reconciler.h"
+
+#include <spdlog/spdlog.h>
+
+namespace gm::reporter {
+
+using nlohmann::json;
+
+bool IsUnknownFieldError(const WriteResult& r) {
+  return r.code == 422 && r.message.find("unknown field") != std::string::npos;
+}
+
+namespace {
+
+Outcome Classify(const WriteResult& r, const std::string& what) {
+  if (r.ok()) return Outcome::kDone;
+  if (r.code == 404) return Outcome::kDrop;  // gone meanwhile: its watch event will clean up
+  if (r.code == 0 || r.code == 409 || r.code == 429 || r.code >= 500) {
+    spdlog::debug("{}: HTTP {} ({}), will retry", what, r.code, r.message);
+    return Outcome::kRetry;
+  }
+  spdlog::error("{}: HTTP {}: {}", what, r.code, r.message);  // our patch is wrong: retrying cannot help
+  return Outcome::kDrop;
+}
+
+// The stored object still holds what the status patch set: the CRD kept it.
+bool StatusKept(const json& obj, const json& patch) {
+  const json* st = obj.is_object() && obj.contains("status") ? &obj["status"] : nullptr;
+  if (st == nullptr) return false;
+  for (const auto& [group, fields] : patch["status"].items()) {
+    for (const auto& [field, value] : fields.items()) {
+      if (value.is_null()) continue;
+      if (!st->contains(group) || !(*st)[group].contains(field)) return false;
+    }
+  }
+  return true;
+}
+
+}  // namespace
+
+Reconciler::Reconciler(const ReportStore& store, const FactsSource& facts, ObjectWriter& writer,
+                       ReporterMetrics& metrics, std::chrono::seconds reprobe)
+    : store_(store), facts_(facts), writer_(writer), metrics_(metrics), reprobe_(reprobe) {}
+
+void Reconciler::SetMode(VmiRatioMode m) {
+  if (mode_.exchange(m) != m) {
+    spdlog::info("VMI ratios are now written as {}", VmiRatioModeName(m));
+  }
+  metrics_.SetVmiRatioMode(m);
+}
+
+Outcome Reconciler::Reconcile(const std::string& key) {
+  const auto stored = store_.Get(key);
+  if (!stored) return Outcome::kDrop;
+  const Report& r = stored->report;
+  const auto vmi = facts_.Vmi(key);
+  const auto pod = facts_.Pod(Key(r.namespace_, r.pod_name));
+  if (!vmi || !pod || pod->uid != r.pod_uid || !IsActivePod(*vmi, *pod)) {
+    return Outcome::kDrop;  // a migration or deletion overtook the report
+  }
+  if (const auto patch = PodPatch(*pod, r)) {
+    const Outcome o = Classify(writer_.PatchPod(pod->namespace_, pod->name, *patch), "patch pod " + Key(pod->namespace_, pod->name));
+    if (o != Outcome::kDone) return o;
+  }
+  return WriteVmi(*vmi, r);
+}
+
+Outcome Reconciler::WriteVmi(const VmiFacts& vmi, const Report& r) {
+  const std::string what = "VMI " + Key(vmi.namespace_, vmi.name);
+  bool try_status = mode_ == VmiRatioMode::kStatus;
+  if (!try_status) {
+    std::lock_guard lock(probe_mu_);
+    if (Clock::now() - last_probe_ >= reprobe_) {
+      last_probe_ = Clock::now();
+      try_status = true;
+    }
+  }
+  if (try_status) {
+    if (const auto patch = VmiStatusPatch(vmi, r)) {
+      const WriteResult res = writer_.PatchVmiStatus(vmi.namespace_, vmi.name, *patch);
+      if (IsUnknownFieldError(res) || (res.ok() && !StatusKept(res.object, *patch))) {
+        // The CRD prunes the VEP 156 fields: the patch would keep nothing.
+        std::lock_guard lock(probe_mu_);
+        last_probe_ = Clock::now();
+        SetMode(VmiRatioMode::kAnnotations);
+      } else {
+        const Outcome o = Classify(res, "patch status of " + what);
+        if (o != Outcome::kDone) return o;
+        SetMode(VmiRatioMode::kStatus);
+      }
+    }
+  }
+  // In status mode, annotations from an earlier annotation mode are no longer
+  // the record: remove them. In annotation mode, write them.
+  Report annotated = r;
+  if (mode_ == VmiRatioMode::kStatus) {
+    annotated.cpu_allocation_ratio.reset();
+    annotated.memory_overcommit_ratio.reset();
+  }
+  if (const auto patch = VmiAnnotationPatch(vmi, annotated)) {
+    return Classify(writer_.PatchVmi(vmi.namespace_, vmi.name, *patch), "annotate " + what);
+  }
+  return Outcome::kDone;
+}
+
+}  // namespace gm::reporter

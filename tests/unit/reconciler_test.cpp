@@ -1,0 +1,137 @@
+#include <doctest/doctest.h>
+
+#include "reconciler.h"
+
+using namespace gm::reporter;
+using nlohmann::json;
+using namespace std::chrono_literals;
+
+namespace {
+
+class Facts final : public FactsSource {
+ public:
+  std::map<std::string, PodFacts> pods;
+  std::map<std::string, VmiFacts> vmis;
+  std::optional<PodFacts> Pod(const std::string& k) const override {
+    auto it = pods.find(k);
+    return it == pods.end() ? std::nullopt : std::optional(it->second);
+  }
+  std::optional<VmiFacts> Vmi(const std::string& k) const override {
+    auto it = vmis.find(k);
+    return it == vmis.end() ? std::nullopt : std::optional(it->second);
+  }
+};
+
+// Records writes; answers like an API server whose VMI CRD prunes (or keeps)
+// the ratio fields, and can fail on demand.
+class Writer final : public ObjectWriter {
+ public:
+  bool prunes = true;
+  std::optional<int> fail_code;
+  std::vector<std::string> calls;
+  WriteResult PatchPod(const std::string& ns, const std::string& n, const json& p) override {
+    calls.push_back("pod " + ns + "/" + n + " " + p.dump());
+    return fail_code ? WriteResult{*fail_code, "boom", {}} : WriteResult{200, "", json::object()};
+  }
+  WriteResult PatchVmiStatus(const std::string& ns, const std::string& n, const json& p) override {
+    calls.push_back("vmi-status " + ns + "/" + n + " " + p.dump());
+    if (prunes) return {422, R"(strict decoding error: unknown field "status.memory.memoryOvercommitRatio")", {}};
+    return {200, "", p};
+  }
+  WriteResult PatchVmi(const std::string& ns, const std::string& n, const json& p) override {
+    calls.push_back("vmi " + ns + "/" + n + " " + p.dump());
+    return {200, "", json::object()};
+  }
+};
+
+struct Setup {
+  ReportStore store{300s};
+  Facts facts;
+  Writer writer;
+  ReporterMetrics metrics;
+  Reconciler rec{store, facts, writer, metrics, 600s};
+  Setup() {
+    facts.pods["ns/launcher-1"] = {"ns", "launcher-1", "uid-1", "node-1", "vm", true, false, {}, {}};
+    VmiFacts v;
+    v.namespace_ = "ns";
+    v.name = "vm";
+    v.node_name = "node-1";
+    v.active_pods = {{"uid-1", "node-1"}};
+    facts.vmis["ns/vm"] = v;
+    gm::Report r;
+    r.namespace_ = "ns";
+    r.vmi_name = "vm";
+    r.pod_name = "launcher-1";
+    r.pod_uid = "uid-1";
+    r.cpu_allocation_ratio = 10.0;
+    r.memory_overcommit_ratio = 1.5;
+    store.Put("ns/vm", {r, "node-1", Clock::now()});
+  }
+};
+
+}  // namespace
+
+TEST_CASE("stock KubeVirt (pruning CRD): pod annotated, status tried strictly once, then VMI annotations") {
+  Setup s;
+  CHECK(s.rec.Reconcile("ns/vm") == Outcome::kDone);
+  REQUIRE(s.writer.calls.size() == 3);
+  CHECK(s.writer.calls[0].rfind("pod ns/launcher-1 ", 0) == 0);
+  CHECK(s.writer.calls[1].rfind("vmi-status ns/vm ", 0) == 0);
+  CHECK(s.writer.calls[2] == R"(vmi ns/vm {"metadata":{"annotations":{"guestmetrics.kubevirt.io/cpu-allocation-ratio":"10.0","guestmetrics.kubevirt.io/memory-overcommit-ratio":"1.5"}}})");
+  CHECK(s.rec.mode() == VmiRatioMode::kAnnotations);
+
+  // The caches now show what was written: nothing more is written.
+  s.facts.pods["ns/launcher-1"].cpu_ratio_annotation = "10.0";
+  s.facts.pods["ns/launcher-1"].memory_ratio_annotation = "1.5";
+  s.facts.vmis["ns/vm"].cpu_ratio_annotation = "10.0";
+  s.facts.vmis["ns/vm"].memory_ratio_annotation = "1.5";
+  s.writer.calls.clear();
+  CHECK(s.rec.Reconcile("ns/vm") == Outcome::kDone);
+  CHECK(s.writer.calls.empty());  // annotation mode does not re-probe before 600 s
+}
+
+TEST_CASE("a CRD that keeps the fields: status written, no VMI annotations") {
+  Setup s;
+  s.writer.prunes = false;
+  CHECK(s.rec.Reconcile("ns/vm") == Outcome::kDone);
+  REQUIRE(s.writer.calls.size() == 2);
+  CHECK(s.writer.calls[1] == R"(vmi-status ns/vm {"status":{"currentCPUTopology":{"cpuAllocationRatio":10.0},"memory":{"memoryOvercommitRatio":1.5}}})");
+  CHECK(s.rec.mode() == VmiRatioMode::kStatus);
+}
+
+TEST_CASE("a report from a pod that is no longer active writes nothing") {
+  Setup s;
+  s.facts.vmis["ns/vm"].active_pods = {{"uid-2", "node-2"}};
+  s.facts.vmis["ns/vm"].node_name = "node-2";
+  CHECK(s.rec.Reconcile("ns/vm") == Outcome::kDrop);
+  CHECK(s.writer.calls.empty());
+  CHECK(s.rec.Reconcile("ns/unknown") == Outcome::kDrop);
+}
+
+TEST_CASE("transient API failures are retried, permanent ones dropped") {
+  Setup s;
+  for (int code : {0, 409, 429, 500, 503}) {
+    s.writer.fail_code = code;
+    CAPTURE(code);
+    CHECK(s.rec.Reconcile("ns/vm") == Outcome::kRetry);
+  }
+  s.writer.fail_code = 404;
+  CHECK(s.rec.Reconcile("ns/vm") == Outcome::kDrop);
+  s.writer.fail_code = 422;
+  CHECK(s.rec.Reconcile("ns/vm") == Outcome::kDrop);
+}
+
+TEST_CASE("a 200 that kept nothing also means pruning") {
+  Setup s;
+  class Silent final : public ObjectWriter {
+   public:
+    WriteResult PatchPod(const std::string&, const std::string&, const json&) override { return {200, "", {}}; }
+    WriteResult PatchVmiStatus(const std::string&, const std::string&, const json&) override {
+      return {200, "", json::parse(R"({"status":{"memory":{"guestCurrent":"1Gi"}}})")};
+    }
+    WriteResult PatchVmi(const std::string&, const std::string&, const json&) override { return {200, "", {}}; }
+  } silent;
+  Reconciler rec{s.store, s.facts, silent, s.metrics};
+  CHECK(rec.Reconcile("ns/vm") == Outcome::kDone);
+  CHECK(rec.mode() == VmiRatioMode::kAnnotations);
+}
