@@ -57,6 +57,7 @@ struct Options {
   // Reporting to the status-reporter.
   std::string reporter_url;
   std::string reporter_ca_file;
+  std::string reporter_ca_pem;
   std::string token_file = "/var/run/secrets/guest-metrics/token";
 };
 
@@ -114,7 +115,7 @@ int Serve(const Options& o) {
   std::unique_ptr<HttpsReportSender> sender;
   std::unique_ptr<ReportLoop> reports;
   if (!o.reporter_url.empty()) {
-    sender = std::make_unique<HttpsReportSender>(HttpsTarget{o.reporter_url, o.reporter_ca_file, o.token_file});
+    sender = std::make_unique<HttpsReportSender>(HttpsTarget{o.reporter_url, o.reporter_ca_file, o.reporter_ca_pem, o.token_file});
     reports = std::make_unique<ReportLoop>(
         ReportLoopConfig{node, {o.pod_name, o.pod_uid}, requests, interval}, *sender, cache, metrics);
     pc.on_change = [r = reports.get()] { r->Notify(); };
@@ -186,6 +187,7 @@ int main(int argc, char** argv) {
   Flag(app, "cluster-memory-overcommit", o.cluster_memory_overcommit, "The cluster's memoryOvercommit percentage");
   Flag(app, "reporter-url", o.reporter_url, "status-reporter URL to push reports to (empty: no reports)");
   Flag(app, "reporter-ca-file", o.reporter_ca_file, "CA certificate of the status-reporter");
+  Flag(app, "reporter-ca-pem", o.reporter_ca_pem, "The same CA as PEM text (the injector sets it); wins over --reporter-ca-file");
   Flag(app, "token-file", o.token_file, "Projected service-account token sent with each report (re-read every time)");
 
   std::string probe_socket = o.socket;

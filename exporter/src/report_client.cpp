@@ -86,7 +86,12 @@ SendResult HttpsReportSender::Send(const std::string& body) {
   curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
   curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, Collect);
   curl_easy_setopt(c, CURLOPT_WRITEDATA, &reply);
-  if (!target_.ca_file.empty()) curl_easy_setopt(c, CURLOPT_CAINFO, target_.ca_file.c_str());
+  if (!target_.ca_pem.empty()) {
+    curl_blob blob{const_cast<char*>(target_.ca_pem.data()), target_.ca_pem.size(), CURL_BLOB_NOCOPY};
+    curl_easy_setopt(c, CURLOPT_CAINFO_BLOB, &blob);
+  } else if (!target_.ca_file.empty()) {
+    curl_easy_setopt(c, CURLOPT_CAINFO, target_.ca_file.c_str());
+  }
   const CURLcode rc = curl_easy_perform(c);
   curl_slist_free_all(headers);
   if (rc != CURLE_OK) return {false, std::string("POST ") + target_.url + ": " + curl_easy_strerror(rc)};

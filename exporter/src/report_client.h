@@ -47,6 +47,7 @@ class ReportSender {
 struct HttpsTarget {
   std::string url;         // https://status-reporter.ns.svc:8443/v1/reports
   std::string ca_file;     // CA of the reporter's serving certificate ("" = system CAs)
+  std::string ca_pem;      // the same inline (the injector passes it by env); wins over ca_file
   std::string token_file;  // projected, audience-bound service-account token
   std::chrono::milliseconds timeout{5000};
 };

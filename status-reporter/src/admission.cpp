@@ -1,0 +1,223 @@
+#include "admission.h"
+
+#include <openssl/evp.h>
+
+namespace gm::reporter {
+
+using nlohmann::json;
+
+namespace {
+
+constexpr const char* kTokenVolume = "guest-metrics-token";
+constexpr const char* kRunVolume = "guest-exporter-run";
+constexpr const char* kTokenDir = "/var/run/secrets/guest-metrics";
+constexpr const char* kRunDir = "/var/run/guest-exporter";
+
+std::string Base64(const std::string& in) {
+  std::string out(4 * ((in.size() + 2) / 3) + 1, '\0');
+  const int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()),
+                                reinterpret_cast<const unsigned char*>(in.data()), static_cast<int>(in.size()));
+  out.resize(static_cast<size_t>(n));
+  return out;
+}
+
+const json& At(const json& j, const char* key) {
+  static const json kNull;
+  return j.is_object() && j.contains(key) ? j[key] : kNull;
+}
+
+std::string Str(const json& j, const char* key) {
+  const json& v = At(j, key);
+  return v.is_string() ? v.get<std::string>() : std::string();
+}
+
+bool HasContainerNamed(const json& list, const std::string& name) {
+  if (!list.is_array()) return false;
+  for (const auto& c : list) {
+    if (Str(c, "name") == name) return true;
+  }
+  return false;
+}
+
+// Guaranteed QoS: every container sets cpu and memory limits equal to requests
+// (a missing request defaults to the limit).
+bool IsGuaranteed(const json& spec) {
+  for (const char* list : {"containers", "initContainers"}) {
+    const json& cs = At(spec, list);
+    if (!cs.is_array()) continue;
+    for (const auto& c : cs) {
+      const json& res = At(c, "resources");
+      const json& limits = At(res, "limits");
+      const json& requests = At(res, "requests");
+      for (const char* r : {"cpu", "memory"}) {
+        if (!At(limits, r).is_string()) return false;
+        if (At(requests, r).is_string() && requests[r] != limits[r]) return false;
+      }
+    }
+  }
+  return true;
+}
+
+json Env(const char* name, const std::string& value) { return {{"name", name}, {"value", value}}; }
+json FieldEnv(const char* name, const char* path) {
+  return {{"name", name}, {"valueFrom", {{"fieldRef", {{"fieldPath", path}}}}}};
+}
+
+}  // namespace
+
+std::optional<json> InjectionPatch(const json& pod, const std::string& ns, const InjectionConfig& cfg,
+                                   ClusterLookup& lookup, std::string& decision) {
+  const json& meta = At(pod, "metadata");
+  const json& spec = At(pod, "spec");
+  if (Str(At(meta, "labels"), "kubevirt.io") != "virt-launcher") {
+    decision = "not_launcher";
+    return std::nullopt;
+  }
+  if (Str(At(meta, "labels"), kOptOutLabel) == "false") {
+    decision = "opted_out";
+    return std::nullopt;
+  }
+  if (HasContainerNamed(At(spec, "initContainers"), kSidecarName) || HasContainerNamed(At(spec, "containers"), kSidecarName)) {
+    decision = "already_injected";
+    return std::nullopt;
+  }
+  // What we rely on: compute first, the libvirt-runtime volume, the VMI name.
+  const json& containers = At(spec, "containers");
+  const std::string vmi_name = Str(At(meta, "annotations"), "kubevirt.io/domain");
+  bool has_libvirt_volume = false;
+  if (At(spec, "volumes").is_array()) {
+    for (const auto& v : spec["volumes"]) has_libvirt_volume |= Str(v, "name") == "libvirt-runtime";
+  }
+  if (!containers.is_array() || containers.empty() || Str(containers[0], "name") != "compute" ||
+      !has_libvirt_volume || vmi_name.empty()) {
+    decision = "not_understood";
+    return std::nullopt;
+  }
+  const json& compute = containers[0];
+  const json& requests = At(At(compute, "resources"), "requests");
+
+  // Run as the launcher runs: its user reaches the libvirt socket, and no looser.
+  const json& pod_sc = At(spec, "securityContext");
+  const json& compute_sc = At(compute, "securityContext");
+  const json uid = At(compute_sc, "runAsUser").is_number() ? compute_sc["runAsUser"] : At(pod_sc, "runAsUser");
+  const bool root = !uid.is_number() || uid.get<int64_t>() == 0;
+  json sc = {{"allowPrivilegeEscalation", false},
+             {"capabilities", {{"drop", json::array({"ALL"})}}},
+             {"readOnlyRootFilesystem", true},
+             {"seccompProfile", {{"type", "RuntimeDefault"}}}};
+  if (!root) {
+    sc["runAsNonRoot"] = true;
+    sc["runAsUser"] = uid;
+    const json gid = At(compute_sc, "runAsGroup").is_number() ? compute_sc["runAsGroup"] : At(pod_sc, "runAsGroup");
+    if (gid.is_number()) sc["runAsGroup"] = gid;
+  }
+
+  json env = json::array({
+      Env("GUEST_EXPORTER_LIBVIRT_URI",
+          root ? "qemu:///system" : "qemu+unix:///session?socket=/var/run/libvirt/virtqemud-sock"),
+      Env("GUEST_EXPORTER_GUEST_INFO_INTERVAL", std::to_string(cfg.interval_seconds)),
+      FieldEnv("GUEST_EXPORTER_VMI_NAMESPACE", "metadata.namespace"),
+      Env("GUEST_EXPORTER_VMI_NAME", vmi_name),
+      FieldEnv("GUEST_EXPORTER_POD_NAME", "metadata.name"),
+      FieldEnv("GUEST_EXPORTER_POD_UID", "metadata.uid"),
+      FieldEnv("GUEST_EXPORTER_NODE_NAME", "spec.nodeName"),
+      Env("GUEST_EXPORTER_SOCKET", std::string(kRunDir) + "/metrics.sock"),
+      Env("GUEST_EXPORTER_LISTEN_ADDRESS", cfg.listen_address),
+      Env("GUEST_EXPORTER_TOKEN_FILE", std::string(kTokenDir) + "/token"),
+      Env("GUEST_EXPORTER_LOG_FORMAT", "json"),
+  });
+  if (!cfg.reporter_url.empty()) env.push_back(Env("GUEST_EXPORTER_REPORTER_URL", cfg.reporter_url));
+  if (!cfg.reporter_ca_pem.empty()) env.push_back(Env("GUEST_EXPORTER_REPORTER_CA_PEM", cfg.reporter_ca_pem));
+  if (At(requests, "cpu").is_string()) env.push_back(Env("GUEST_EXPORTER_CPU_REQUEST", requests["cpu"]));
+  if (At(requests, "memory").is_string()) env.push_back(Env("GUEST_EXPORTER_MEMORY_REQUEST", requests["memory"]));
+  // The memory request without overhead: the pod's own annotation when
+  // KubeVirt (v1.9+) sets it, else ask the API — only then.
+  const std::string overhead = Str(At(meta, "annotations"), "kubevirt.io/memory-overhead-bytes");
+  if (!overhead.empty()) {
+    env.push_back(Env("GUEST_EXPORTER_MEMORY_OVERHEAD", overhead));
+  } else if (auto vmi_request = lookup.VmiMemoryRequest(ns, vmi_name)) {
+    env.push_back(Env("GUEST_EXPORTER_VMI_MEMORY_REQUEST", *vmi_request));
+  } else if (auto overcommit = lookup.ClusterMemoryOvercommit()) {
+    env.push_back(Env("GUEST_EXPORTER_CLUSTER_MEMORY_OVERCOMMIT", *overcommit));
+  }
+
+  const json probe_cmd = json::array({"/usr/local/bin/guest-exporter", "probe", "--socket",
+                                      std::string(kRunDir) + "/metrics.sock"});
+  json resources = {{"requests", {{"cpu", cfg.cpu}, {"memory", cfg.memory}}}};
+  // A Guaranteed VM must stay Guaranteed: the sidecar's limits equal its requests.
+  if (IsGuaranteed(spec)) resources["limits"] = resources["requests"];
+  else resources["limits"] = {{"memory", cfg.memory}};
+
+  json sidecar = {
+      {"name", kSidecarName},
+      {"image", cfg.image},
+      {"command", json::array({"/usr/local/bin/guest-exporter"})},
+      // Native sidecar: ends with the pod, never blocks migration or completion.
+      {"restartPolicy", "Always"},
+      {"env", env},
+      {"resources", resources},
+      {"securityContext", sc},
+      {"volumeMounts", json::array({{{"name", "libvirt-runtime"}, {"mountPath", "/var/run/libvirt"}},
+                                    {{"name", kRunVolume}, {"mountPath", kRunDir}},
+                                    {{"name", kTokenVolume}, {"mountPath", kTokenDir}, {"readOnly", true}}})},
+      // Exec probes: the pod IP leads to the guest, not to the sidecar. Ready
+      // does not wait for the domain, or the VMI would never hand off.
+      {"readinessProbe", {{"exec", {{"command", probe_cmd}}}, {"periodSeconds", 10}, {"timeoutSeconds", 3}}},
+      {"terminationMessagePolicy", "FallbackToLogsOnError"},
+  };
+  json liveness_cmd = probe_cmd;
+  liveness_cmd.push_back("--path");
+  liveness_cmd.push_back("/healthz");
+  sidecar["livenessProbe"] = {{"exec", {{"command", liveness_cmd}}}, {"periodSeconds", 30}, {"timeoutSeconds", 3},
+                              {"failureThreshold", 3}};
+
+  const json token_volume = {
+      {"name", kTokenVolume},
+      {"projected",
+       {{"sources", json::array({{{"serviceAccountToken",
+                                    {{"audience", cfg.audience},
+                                     {"expirationSeconds", cfg.token_expiration_seconds},
+                                     {"path", "token"}}}}})}}}};
+  const json run_volume = {{"name", kRunVolume}, {"emptyDir", {{"medium", "Memory"}, {"sizeLimit", "1Mi"}}}};
+
+  json patch = json::array();
+  if (At(spec, "initContainers").is_array()) {
+    patch.push_back({{"op", "add"}, {"path", "/spec/initContainers/-"}, {"value", sidecar}});
+  } else {
+    patch.push_back({{"op", "add"}, {"path", "/spec/initContainers"}, {"value", json::array({sidecar})}});
+  }
+  patch.push_back({{"op", "add"}, {"path", "/spec/volumes/-"}, {"value", token_volume}});
+  patch.push_back({{"op", "add"}, {"path", "/spec/volumes/-"}, {"value", run_volume}});
+  decision = "injected";
+  return patch;
+}
+
+AdmissionResult Admit(const json& review, const InjectionConfig& cfg, ClusterLookup& lookup) {
+  const auto malformed = [](const std::string& why) {
+    return AdmissionResult{400, json{{"error", "malformed AdmissionReview: " + why}}, "malformed"};
+  };
+  if (!review.is_object()) return malformed("not a JSON object");
+  if (Str(review, "apiVersion") != "admission.k8s.io/v1" || Str(review, "kind") != "AdmissionReview") {
+    return malformed("apiVersion/kind must be admission.k8s.io/v1 AdmissionReview");
+  }
+  const json& req = At(review, "request");
+  if (!req.is_object()) return malformed("request is missing");
+  const std::string uid = Str(req, "uid");
+  if (uid.empty()) return malformed("request.uid is missing");
+
+  json response = {{"uid", uid}, {"allowed", true}};
+  std::string decision = "not_understood";
+  const json& kind = At(req, "kind");
+  const json& object = At(req, "object");
+  if (Str(kind, "kind") == "Pod" && Str(kind, "group").empty() && object.is_object() &&
+      Str(req, "operation") == "CREATE") {
+    if (auto patch = InjectionPatch(object, Str(req, "namespace"), cfg, lookup, decision)) {
+      response["patchType"] = "JSONPatch";
+      response["patch"] = Base64(patch->dump());
+    }
+  }
+  return {200, json{{"apiVersion", "admission.k8s.io/v1"}, {"kind", "AdmissionReview"}, {"response", response}},
+          decision};
+}
+
+}  // namespace gm::reporter

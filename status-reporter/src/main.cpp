@@ -1,0 +1,85 @@
+// status-reporter: receives guest-exporter reports, records the overcommit
+// ratios on launcher pods and VMIs, and exposes every VM's guest load.
+
+#include <CLI/CLI.hpp>
+#include <spdlog/spdlog.h>
+
+#include <csignal>
+#include <iostream>
+#include <unistd.h>
+
+#include "controller.h"
+#include "gm/build_info.h"
+#include "gm/logging.h"
+
+namespace {
+
+volatile std::sig_atomic_t g_stop = 0;
+void OnSignal(int) { g_stop = 1; }
+
+template <typename T>
+CLI::Option* Flag(CLI::App& app, const std::string& name, T& value, const std::string& help) {
+  std::string env = "STATUS_REPORTER_" + name;
+  for (auto& c : env) c = c == '-' ? '_' : static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  return app.add_option("--" + name, value, help)->envname(env)->capture_default_str();
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  gm::reporter::ControllerOptions o;
+  std::string log_format = "text";
+  std::string log_level = "info";
+  CLI::App app{
+      "status-reporter: accepts guest-exporter reports (authenticated with TokenReview), writes the CPU\n"
+      "allocation and memory overcommit ratios onto launcher pods and VMIs, and serves every VM's guest\n"
+      "load on /metrics. Every flag can also be set with the environment variable shown beside it."};
+  app.set_version_flag("--version", std::string(gm::kVersion) + " (" + gm::kRevision + ")");
+  Flag(app, "kubeconfig", o.kubeconfig, "kubeconfig to use outside a cluster (default: in-cluster config)")->envname("KUBECONFIG");
+  Flag(app, "namespace", o.namespace_, "Namespace of this Deployment (holds the leader Lease)")->envname("POD_NAMESPACE");
+  Flag(app, "identity", o.identity, "Leader-election identity (default: host name)")->envname("POD_NAME");
+  Flag(app, "lease-name", o.lease_name, "Name of the coordination.k8s.io Lease used for leader election");
+  Flag(app, "audience", o.audience, "Audience the sidecars' projected tokens must carry");
+  Flag(app, "https-address", o.https_address, "host:port for reports (HTTPS)");
+  Flag(app, "tls-cert-file", o.tls_cert_file, "Serving certificate (PEM)");
+  Flag(app, "tls-key-file", o.tls_key_file, "Serving key (PEM)");
+  Flag(app, "metrics-address", o.metrics_address, "host:port for /metrics, /healthz, /readyz (HTTP)");
+  Flag(app, "qps", o.qps, "Client-side limit on Kubernetes API requests per second")->check(CLI::Range(0.1, 10000.0));
+  Flag(app, "burst", o.burst, "Burst above --qps")->check(CLI::Range(1, 100000));
+  Flag(app, "workers", o.workers, "Parallel writers")->check(CLI::Range(1, 64));
+  Flag(app, "report-max-age", o.report_max_age_seconds, "Seconds after which a report's load and ratios are no longer shown")->check(CLI::Range(10, 86400));
+  Flag(app, "export-guest-load", o.export_guest_load, "Serve kubevirt_vmi_guest_load_* (off where KubeVirt exports them)");
+  Flag(app, "sidecar-image", o.sidecar_image, "Image of the guest-exporter sidecar the webhook injects");
+  Flag(app, "sidecar-reporter-url", o.sidecar_reporter_url, "URL the injected sidecars send reports to");
+  Flag(app, "sidecar-ca-file", o.sidecar_ca_file, "CA bundle (PEM) the sidecars trust for --sidecar-reporter-url; injected inline");
+  Flag(app, "sidecar-interval", o.sidecar_interval_seconds, "Guest-info interval of injected sidecars, seconds")->check(CLI::Range(1, 86400));
+  Flag(app, "sidecar-cpu", o.sidecar_cpu, "CPU request (and limit, for Guaranteed pods) of the sidecar");
+  Flag(app, "sidecar-memory", o.sidecar_memory, "Memory request and limit of the sidecar");
+  Flag(app, "sidecar-token-expiration", o.sidecar_token_expiration_seconds, "Lifetime of the sidecar's projected token, seconds")->check(CLI::Range(600, 86400));
+  Flag(app, "log-format", log_format, "Log format")->check(CLI::IsMember({"text", "json"}));
+  Flag(app, "log-level", log_level, "Log level")->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "off"}));
+  CLI11_PARSE(app, argc, argv);
+
+  try {
+    gm::SetupLogging(log_format, log_level);
+    if (o.identity.empty()) {
+      char host[256] = {};
+      gethostname(host, sizeof host - 1);
+      o.identity = host;
+    }
+    gm::reporter::Controller controller(o);
+    std::signal(SIGTERM, OnSignal);
+    std::signal(SIGINT, OnSignal);
+    std::signal(SIGPIPE, SIG_IGN);
+    controller.Start();
+    spdlog::info("status-reporter {} ({}): reports on https port {}, metrics on http port {}", gm::kVersion,
+                 gm::kRevision, controller.https_port(), controller.http_port());
+    while (!g_stop) pause();
+    spdlog::info("shutting down");
+    controller.Stop();
+    return 0;
+  } catch (const std::exception& e) {
+    std::cerr << "status-reporter: " << e.what() << "\n";
+    return 1;
+  }
+}
