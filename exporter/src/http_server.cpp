@@ -147,7 +147,8 @@ void HttpServer::Run() {
   epoll_event events[64];
   auto next_tick = std::chrono::steady_clock::now();
   while (!stop_) {
-    const int n = epoll_wait(epoll_fd_, events, 64, 1000);
+    const auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(next_tick - std::chrono::steady_clock::now());
+    const int n = epoll_wait(epoll_fd_, events, 64, static_cast<int>(std::max<int64_t>(0, wait.count())));
     for (int i = 0; i < n; ++i) {
       const int fd = events[i].data.fd;
       if (fd == wake_fd_) continue;
@@ -162,7 +163,7 @@ void HttpServer::Run() {
     }
     const auto now = std::chrono::steady_clock::now();
     if (now >= next_tick) {
-      next_tick = now + std::chrono::seconds(1);
+      next_tick = now + options_.tick_interval;
       CloseIdle();
       if (tick_) tick_();
     }

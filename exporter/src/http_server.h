@@ -27,6 +27,7 @@ struct HttpServerOptions {
   std::string listen_address;  // "host:port", ":port" or "" for none
   size_t max_connections = 256;
   std::chrono::seconds idle_timeout{60};
+  std::chrono::milliseconds tick_interval{5000};  // how often `tick` runs; wake-ups cost idle CPU
 };
 
 class HttpServer {
@@ -40,7 +41,7 @@ class HttpServer {
   HttpServer(const HttpServer&) = delete;
   HttpServer& operator=(const HttpServer&) = delete;
 
-  /// Serves until Stop(); calls `tick` about once a second.
+  /// Serves until Stop(); calls `tick` every tick_interval.
   void Run();
   /// Safe from any thread or a signal handler.
   void Stop();

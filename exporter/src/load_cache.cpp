@@ -11,6 +11,7 @@ Reason EffectiveReason(Reason recorded, std::optional<Clock::time_point> sample_
 
 void LoadCache::Observe(const DomainInfo& info, const Identity& identity, Clock::time_point now) {
   std::lock_guard lock(mu_);
+  ++generation_;
   auto& e = entries_[info.name];
   e.identity = identity;
   e.info = info;
@@ -20,6 +21,7 @@ void LoadCache::Observe(const DomainInfo& info, const Identity& identity, Clock:
 void LoadCache::Record(const std::string& domain, const LoadResult& result, Clock::time_point now,
                        std::chrono::system_clock::time_point wall_now) {
   std::lock_guard lock(mu_);
+  ++generation_;
   const auto it = entries_.find(domain);
   if (it == entries_.end()) return;  // removed while the read was in flight
   auto& e = it->second;
@@ -37,11 +39,13 @@ void LoadCache::Record(const std::string& domain, const LoadResult& result, Cloc
 
 void LoadCache::Remove(const std::string& domain) {
   std::lock_guard lock(mu_);
+  ++generation_;
   entries_.erase(domain);
 }
 
 void LoadCache::RetainOnly(const std::set<std::string>& running) {
   std::lock_guard lock(mu_);
+  ++generation_;
   for (auto it = entries_.begin(); it != entries_.end();) {
     it = running.count(it->first) ? std::next(it) : entries_.erase(it);
   }

@@ -2,7 +2,9 @@
 // The cache between the poller (writer) and scrapes (readers). Readers never
 // wait on libvirt: they copy a snapshot under a short lock.
 
+#include <atomic>
 #include <chrono>
+#include <cstdint>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -53,6 +55,8 @@ class LoadCache {
   /// Domains seen within max_age, with load only where fresh.
   std::vector<DomainView> Snapshot(Clock::time_point now) const;
   Clock::duration MaxAge() const { return max_age_; }
+  /// Changes whenever the cache does, so a rendered page can be reused until then.
+  uint64_t generation() const { return generation_; }
 
  private:
   struct Entry {
@@ -69,6 +73,7 @@ class LoadCache {
   const Clock::duration max_age_;
   mutable std::mutex mu_;
   std::map<std::string, Entry> entries_;
+  std::atomic<uint64_t> generation_{0};
 };
 
 }  // namespace gm::exporter

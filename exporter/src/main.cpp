@@ -122,19 +122,33 @@ int Serve(const Options& o) {
   }
   Poller poller(pc, cache, metrics);
 
+  // A rendered page is reused for up to half a second while the cache is
+  // unchanged: scrapers in a burst cost one render, not one each.
+  std::string page;
+  uint64_t page_generation = 0;
+  Clock::time_point page_time{};
+  const auto hang_deadline = std::chrono::seconds(o.call_deadline);
+  HttpServerOptions http_options{o.socket, o.listen_address};
+  http_options.tick_interval = std::min<std::chrono::milliseconds>(std::chrono::seconds(5), hang_deadline / 2);
   HttpServer server(
-      {o.socket, o.listen_address},
+      http_options,
       [&](const HttpRequest& req) -> HttpResponse {
         if (req.path == "/metrics") {
-          return {200, "text/plain; version=0.0.4; charset=utf-8",
-                  RenderMetrics(cache.Snapshot(Clock::now()), node, interval, requests, metrics)};
+          const auto now = Clock::now();
+          if (page.empty() || cache.generation() != page_generation || now - page_time > std::chrono::milliseconds(500)) {
+            poller.CheckHung(hang_deadline);
+            page_generation = cache.generation();
+            page = RenderMetrics(cache.Snapshot(now), node, interval, requests, metrics);
+            page_time = now;
+          }
+          return {200, "text/plain; version=0.0.4; charset=utf-8", page};
         }
         // Serving is all that health and readiness need: the domain may not
         // exist yet, and the VMI never hands off unless every container is Ready.
         if (req.path == "/healthz" || req.path == "/readyz") return {200, "text/plain; charset=utf-8", "ok\n"};
         return {404, "text/plain; charset=utf-8", "not found; try /metrics, /healthz or /readyz\n"};
       },
-      [&] { poller.CheckHung(std::chrono::seconds(o.call_deadline)); });
+      [&] { poller.CheckHung(hang_deadline); });
   g_server = &server;
   std::signal(SIGTERM, OnSignal);
   std::signal(SIGINT, OnSignal);

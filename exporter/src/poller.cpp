@@ -24,8 +24,9 @@ void Poller::Start() {
   // The default event loop must exist before any connection is opened, or
   // keepalive and domain events never run.
   if (virEventRegisterDefaultImpl() != 0) throw std::runtime_error("cannot start libvirt's event loop");
-  // A timer keeps virEventRunDefaultImpl() from sleeping forever, so Stop() is noticed.
-  wake_timer_ = virEventAddTimeout(1000, NoopTimer, nullptr, nullptr);
+  // A disabled timer that Stop() fires, so virEventRunDefaultImpl() returns and
+  // the thread sees stop_. No periodic wake-up: the sidecar idles for real.
+  wake_timer_ = virEventAddTimeout(-1, NoopTimer, nullptr, nullptr);
   event_thread_ = std::thread([this] { EventLoop(); });
   poll_thread_ = std::thread([this] { PollLoop(); });
 }
@@ -33,6 +34,7 @@ void Poller::Start() {
 void Poller::Stop() {
   if (stop_.exchange(true)) return;
   cv_.notify_all();
+  if (wake_timer_ >= 0) virEventUpdateTimeout(wake_timer_, 0);
   if (poll_thread_.joinable()) poll_thread_.join();
   if (event_thread_.joinable()) event_thread_.join();
 }
