@@ -43,12 +43,16 @@ Servers::Servers(const ServersConfig& config, Endpoints endpoints) : endpoints_(
     res.status = r.status;
     res.set_content(r.body, "application/json");
   });
+  https_->Post("/mutate", [this](const httplib::Request& req, httplib::Response& res) {
+    const AdmissionResult r = endpoints_.admit(req.body);
+    res.status = r.http_status;
+    res.set_content(r.body.dump(), "application/json");
+  });
   const auto ok = [](const httplib::Request&, httplib::Response& res) { res.set_content("ok\n", "text/plain"); };
   const auto ready = [this](const httplib::Request&, httplib::Response& res) {
-    // Standbys are not ready: the Service then sends reports to the leader only.
     const bool is_ready = endpoints_.ready();
     res.status = is_ready ? 200 : 503;
-    res.set_content(is_ready ? "ok\n" : "not leading or caches not synced\n", "text/plain");
+    res.set_content(is_ready ? "ok\n" : "caches not synced\n", "text/plain");
   };
   for (auto* s : {https_.get(), http_.get()}) {
     s->Get("/healthz", ok);

@@ -7,6 +7,7 @@
 #include <string>
 #include <thread>
 
+#include "admission.h"
 #include "ingestion.h"
 
 namespace httplib {
@@ -27,7 +28,8 @@ struct ServersConfig {
 struct Endpoints {
   Ingestion* ingestion = nullptr;
   std::function<std::string()> metrics;
-  std::function<bool()> ready;  // leader with synced caches
+  std::function<bool()> ready;  // caches synced
+  std::function<AdmissionResult(const std::string& body)> admit;  // POST /mutate
 };
 
 class Servers {

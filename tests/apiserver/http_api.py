@@ -731,6 +731,7 @@ class Handler(BaseHTTPRequestHandler):
     def send_json(self, code, obj, headers=()):
         data = am.dumps(obj).encode()
         self._code = code
+        self.log_pending_entry()  # before the client can see the answer
         self.send_response(code)
         self.send_header("Content-Type", "application/json")
         self.send_header("Cache-Control", "no-cache, private")
@@ -740,6 +741,12 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
+    def log_pending_entry(self):
+        entry, self._entry = getattr(self, "_entry", None), None
+        if entry is not None:
+            entry["code"] = self._code
+            self.server.api.log_request(entry)
+
     def dispatch(self):
         api = self.server.api
         url = urlsplit(self.path)
@@ -748,10 +755,11 @@ class Handler(BaseHTTPRequestHandler):
         entry = {"method": self.command, "path": url.path, "query": url.query, "verb": None,
                  "resource": None, "subresource": None, "namespace": None, "name": None,
                  "contentType": self.headers.get("Content-Type"), "user": None, "code": None}
+        self._entry = entry
         try:
             body = self.read_body()
             if url.path == "/fixture" or url.path.startswith("/fixture/"):
-                entry = None  # the fixture's own endpoints are not API traffic
+                entry = self._entry = None  # the fixture's own endpoints are not API traffic
                 self.serve_admin(url.path, body)
                 return
             if url.path == "/version":
@@ -778,7 +786,7 @@ class Handler(BaseHTTPRequestHandler):
                          namespace=req.namespace, name=req.name)
             api.apply_fault(req)
             if req.verb == "watch":
-                self.serve_watch(req, entry)
+                self.serve_watch(req)
                 entry = None  # logged when the stream started
                 return
             code, obj, warnings = api.handle(req, body, self.headers.get("Content-Type"))
@@ -793,15 +801,14 @@ class Handler(BaseHTTPRequestHandler):
             self.send_json(500, err.status)
         finally:
             if entry is not None:
-                entry["code"] = self._code
-                api.log_request(entry)
+                self.log_pending_entry()  # one that got no answer
 
     # -- watch -------------------------------------------------------------------
 
     def write_chunk(self, data):
         self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
 
-    def serve_watch(self, req, entry):
+    def serve_watch(self, req):
         api, q, rt = self.server.api, req.query, req.rt
         rv = q.get("resourceVersion", "")
         try:
@@ -813,12 +820,12 @@ class Handler(BaseHTTPRequestHandler):
         watcher = Watcher(rt, req.namespace, am.LabelSelector(q.get("labelSelector")),
                           am.FieldSelector(q.get("fieldSelector"), rt))
         self._code = 200
+        self.log_pending_entry()  # once, when the stream starts
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Cache-Control", "no-cache, private")
         self.send_header("Transfer-Encoding", "chunked")
         self.end_headers()
-        api.log_request(dict(entry, code=200))
         try:
             try:
                 api.store.watch(watcher, from_rv)

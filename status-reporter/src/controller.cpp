@@ -1,0 +1,328 @@
+#include "controller.h"
+
+#include <spdlog/spdlog.h>
+
+#include <fstream>
+#include <sstream>
+
+#include "admission.h"
+#include "facts.h"
+#include "gm/kube/client.h"
+#include "gm/kube/config.h"
+#include "gm/kube/informer.h"
+#include "gm/kube/leader.h"
+#include "gm/kube/paths.h"
+#include "gm/kube/workqueue.h"
+#include "ingestion.h"
+#include "metrics.h"
+#include "reconciler.h"
+#include "report_store.h"
+#include "servers.h"
+#include "token_cache.h"
+
+namespace gm::reporter {
+
+using nlohmann::json;
+
+namespace {
+
+constexpr const char* kLeaderLabel = "guestmetrics.kubevirt.io/leader";
+
+std::pair<std::string, int> HostPort(const std::string& address) {
+  const auto colon = address.rfind(':');
+  if (colon == std::string::npos) throw std::invalid_argument("address '" + address + "' has no ':port'");
+  std::string host = address.substr(0, colon);
+  if (host.empty()) host = "0.0.0.0";
+  try {
+    const int port = std::stoi(address.substr(colon + 1));
+    if (port < 0 || port > 65535) throw std::out_of_range("port");
+    return {host, port};
+  } catch (const std::exception&) {
+    throw std::invalid_argument("address '" + address + "' has an invalid port");
+  }
+}
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream f(path);
+  if (!f) throw std::runtime_error("cannot read " + path);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+WriteResult Write(kube::Client& client, const std::string& path, const json& patch, const kube::Query& query = {}) {
+  try {
+    return {200, "", client.Patch(path, patch, kube::kMergePatch, query)};
+  } catch (const kube::ApiError& e) {
+    return {e.code(), e.message(), {}};
+  }
+}
+
+class KubeWriter final : public ObjectWriter {
+ public:
+  explicit KubeWriter(kube::Client& c) : c_(c) {}
+  WriteResult PatchPod(const std::string& ns, const std::string& name, const json& patch) override {
+    return Write(c_, kube::ObjectPath("v1", "pods", ns, name), patch);
+  }
+  WriteResult PatchVmiStatus(const std::string& ns, const std::string& name, const json& patch) override {
+    // Strict: a CRD that prunes the fields answers 422 instead of keeping nothing.
+    return Write(c_, kube::ObjectPath("kubevirt.io/v1", "virtualmachineinstances", ns, name, "status"), patch,
+                 {{"fieldValidation", "Strict"}});
+  }
+  WriteResult PatchVmi(const std::string& ns, const std::string& name, const json& patch) override {
+    return Write(c_, kube::ObjectPath("kubevirt.io/v1", "virtualmachineinstances", ns, name), patch);
+  }
+
+ private:
+  kube::Client& c_;
+};
+
+class KubeReviewer final : public TokenReviewer {
+ public:
+  KubeReviewer(kube::Client& c, std::string audience) : c_(c), audience_(std::move(audience)) {}
+  ReviewResult Review(const std::string& token) override {
+    kube::RequestSpec spec;
+    spec.verb = "POST";
+    spec.path = "/apis/authentication.k8s.io/v1/tokenreviews";
+    spec.body = TokenReviewRequest(token, audience_).dump();
+    spec.timeout = std::chrono::seconds(5);  // the sidecar waits on this answer
+    try {
+      return ParseTokenReview(json::parse(c_.Request(spec).body));
+    } catch (const kube::ApiError& e) {
+      return {true, false, {}, e.what()};
+    } catch (const json::exception& e) {
+      return {true, false, {}, std::string("bad TokenReview response: ") + e.what()};
+    }
+  }
+
+ private:
+  kube::Client& c_;
+  const std::string audience_;
+};
+
+// The webhook's two lookups, each with a short deadline: the webhook itself
+// must answer within the API server's timeout.
+class KubeLookup final : public ClusterLookup {
+ public:
+  explicit KubeLookup(kube::Client& c) : c_(c) {}
+  std::optional<std::string> VmiMemoryRequest(const std::string& ns, const std::string& name) override {
+    const json vmi = Get(kube::ObjectPath("kubevirt.io/v1", "virtualmachineinstances", ns, name));
+    const json m = vmi.value("/spec/domain/resources/requests/memory"_json_pointer, json());
+    if (m.is_string()) return m.get<std::string>();
+    return std::nullopt;
+  }
+  std::optional<std::string> ClusterMemoryOvercommit() override {
+    const json list = Get(kube::CollectionPath("kubevirt.io/v1", "kubevirts"));
+    for (const auto& kv : list.value("items", json::array())) {
+      const json v = kv.value("/spec/configuration/developerConfiguration/memoryOvercommit"_json_pointer, json());
+      if (v.is_number()) return std::to_string(v.get<int64_t>());
+    }
+    return std::nullopt;
+  }
+
+ private:
+  json Get(const std::string& path) {
+    kube::RequestSpec spec;
+    spec.path = path;
+    spec.timeout = std::chrono::seconds(2);
+    spec.retry = false;
+    try {
+      return json::parse(c_.Request(spec).body);
+    } catch (const std::exception& e) {
+      spdlog::warn("webhook lookup {} failed: {}", path, e.what());
+      return json::object();
+    }
+  }
+  kube::Client& c_;
+};
+
+template <typename T>
+std::function<T(const json&)> Safe(T (*parse)(const json&)) {
+  // One malformed object must not stop the informer: keep an empty record.
+  return [parse](const json& obj) {
+    try {
+      return parse(obj);
+    } catch (const std::exception& e) {
+      spdlog::warn("ignoring object: {}", e.what());
+      return T{};
+    }
+  };
+}
+
+}  // namespace
+
+struct Controller::Impl final : FactsSource {
+  ControllerOptions o;
+  ReporterMetrics metrics;
+  ReportStore store;
+  TokenCache tokens;
+  std::unique_ptr<kube::Client> client;
+  std::unique_ptr<kube::Informer<PodFacts>> pods;
+  std::unique_ptr<kube::Informer<VmiFacts>> vmis;
+  kube::WorkQueue queue;
+  std::unique_ptr<kube::LeaderElector> elector;
+  std::unique_ptr<KubeWriter> writer;
+  std::unique_ptr<KubeReviewer> reviewer;
+  std::unique_ptr<KubeLookup> lookup;
+  std::unique_ptr<Reconciler> reconciler;
+  std::unique_ptr<Ingestion> ingestion;
+  InjectionConfig injection;
+  std::unique_ptr<Servers> servers;
+  std::atomic<bool> stop{false};
+  std::vector<std::thread> threads;
+
+  explicit Impl(ControllerOptions opts)
+      : o(std::move(opts)), store(std::chrono::seconds(o.report_max_age_seconds)) {
+    kube::Config cfg = o.kubeconfig.empty() ? kube::InClusterConfig() : kube::LoadKubeconfig(o.kubeconfig);
+    cfg.qps = o.qps;
+    cfg.burst = o.burst;
+    cfg.user_agent = "kubevirt-guest-metrics-status-reporter";
+    kube::ClientOptions copts;
+    copts.observer = [this](const std::string& verb, int code, double) { metrics.CountApiRequest(verb, code); };
+    client = std::make_unique<kube::Client>(cfg, copts);
+
+    kube::InformerOptions pod_opts;
+    pod_opts.path = kube::CollectionPath("v1", "pods");
+    pod_opts.label_selector = "kubevirt.io=virt-launcher";
+    pods = std::make_unique<kube::Informer<PodFacts>>(
+        *client, pod_opts, Safe(&PodFromJson),
+        kube::InformerHandlers<PodFacts>{[this](const std::string&, const PodFacts& p) { Touch(Key(p.namespace_, p.vmi_name)); },
+                                         nullptr});
+    kube::InformerOptions vmi_opts;
+    vmi_opts.path = kube::CollectionPath("kubevirt.io/v1", "virtualmachineinstances");
+    vmis = std::make_unique<kube::Informer<VmiFacts>>(
+        *client, vmi_opts, Safe(&VmiFromJson),
+        kube::InformerHandlers<VmiFacts>{[this](const std::string& key, const VmiFacts&) { Touch(key); },
+                                         [this](const std::string& key) { store.Erase(key); }});
+
+    kube::LeaderElectionConfig le;
+    le.lease_namespace = o.namespace_;
+    le.lease_name = o.lease_name;
+    le.identity = o.identity;
+    le.lease_duration = std::chrono::seconds(o.lease_duration_seconds);
+    le.renew_deadline = std::chrono::seconds(o.renew_deadline_seconds);
+    le.retry_period = std::chrono::seconds(o.retry_period_seconds);
+    le.on_started_leading = [this] {
+      spdlog::info("{} is now the leader", o.identity);
+      metrics.leader.Set(1);
+      LabelSelfAsLeader(true);
+    };
+    le.on_stopped_leading = [this] {
+      spdlog::warn("{} stopped leading", o.identity);
+      metrics.leader.Set(0);
+      LabelSelfAsLeader(false);
+    };
+    elector = std::make_unique<kube::LeaderElector>(*client, le);
+
+    writer = std::make_unique<KubeWriter>(*client);
+    reviewer = std::make_unique<KubeReviewer>(*client, o.audience);
+    lookup = std::make_unique<KubeLookup>(*client);
+    reconciler = std::make_unique<Reconciler>(store, *this, *writer, metrics);
+    ingestion = std::make_unique<Ingestion>([this] { return Serving(); }, *reviewer, tokens, *this, store,
+                                            [this](const std::string& key) { queue.Add(key); }, metrics);
+
+    injection.image = o.sidecar_image;
+    injection.reporter_url = o.sidecar_reporter_url;
+    if (!o.sidecar_ca_file.empty()) injection.reporter_ca_pem = ReadFile(o.sidecar_ca_file);
+    injection.audience = o.audience;
+    injection.interval_seconds = o.sidecar_interval_seconds;
+    injection.cpu = o.sidecar_cpu;
+    injection.memory = o.sidecar_memory;
+    injection.token_expiration_seconds = o.sidecar_token_expiration_seconds;
+    injection.listen_address = o.sidecar_listen_address;
+
+    ServersConfig sc;
+    std::tie(sc.https_host, sc.https_port) = HostPort(o.https_address);
+    std::tie(sc.http_host, sc.http_port) = HostPort(o.metrics_address);
+    sc.tls_cert_file = o.tls_cert_file;
+    sc.tls_key_file = o.tls_key_file;
+    Endpoints ep;
+    ep.ingestion = ingestion.get();
+    ep.metrics = [this] {
+      metrics.queue_depth.Set(static_cast<double>(queue.Len()));
+      const auto now = Clock::now();
+      return RenderReporterMetrics(store.Fresh(now), store, now, o.export_guest_load, metrics);
+    };
+    ep.ready = [this] { return Synced(); };
+    ep.admit = [this](const std::string& body) {
+      const json review = json::parse(body, nullptr, false);
+      AdmissionResult r = Admit(review, injection, *lookup);
+      spdlog::debug("admission: {}", r.decision);
+      return r;
+    };
+    servers = std::make_unique<Servers>(sc, ep);
+  }
+
+  bool Synced() const { return pods->HasSynced() && vmis->HasSynced(); }
+  bool Serving() const { return elector->IsLeader() && Synced(); }
+
+  // Every replica is Ready once its caches are synced (so rollouts and
+  // PodDisruptionBudgets work); the HTTPS Service selects the leader by this
+  // label, so reports and admission calls reach the one replica that writes.
+  // Outside a cluster there is no such pod: the 404 is harmless.
+  void LabelSelfAsLeader(bool leading) {
+    const json patch = {{"metadata", {{"labels", {{kLeaderLabel, leading ? json("true") : json(nullptr)}}}}}};
+    const WriteResult r = Write(*client, kube::ObjectPath("v1", "pods", o.namespace_, o.identity), patch);
+    if (!r.ok()) spdlog::debug("cannot label pod {}/{} as leader={}: {}", o.namespace_, o.identity, leading, r.message);
+  }
+
+  // A pod or VMI changed: if the VMI has a report, check its record again.
+  void Touch(const std::string& vmi_key) {
+    if (store.Get(vmi_key)) queue.Add(vmi_key);
+  }
+
+  std::optional<PodFacts> Pod(const std::string& key) const override { return pods->Get(key); }
+  std::optional<VmiFacts> Vmi(const std::string& key) const override { return vmis->Get(key); }
+
+  void Worker() {
+    std::string key;
+    while (queue.Get(key)) {
+      if (!elector->IsLeader()) {  // only the leader writes
+        queue.Forget(key);
+        queue.Done(key);
+        continue;
+      }
+      const auto t0 = Clock::now();
+      const Outcome out = reconciler->Reconcile(key);
+      metrics.reconcile_duration.Observe(std::chrono::duration<double>(Clock::now() - t0).count());
+      if (out == Outcome::kRetry) queue.AddRateLimited(key);
+      else queue.Forget(key);
+      queue.Done(key);
+    }
+  }
+
+  void Start() {
+    LabelSelfAsLeader(false);  // a restarted leader must not keep attracting reports
+    servers->Start();
+    threads.emplace_back([this] { pods->Run(stop); });
+    threads.emplace_back([this] { vmis->Run(stop); });
+    threads.emplace_back([this] {
+      if (pods->WaitForSync(std::chrono::hours(24)) && vmis->WaitForSync(std::chrono::hours(24))) {
+        metrics.caches_synced.Set(1);
+        spdlog::info("caches synced: {} launcher pods, {} VMIs", pods->Size(), vmis->Size());
+      }
+    });
+    threads.emplace_back([this] { elector->Run(stop); });
+    for (int i = 0; i < o.workers; ++i) threads.emplace_back([this] { Worker(); });
+  }
+
+  void Stop() {
+    stop = true;
+    queue.ShutDown();
+    servers->Stop();
+    client->Stop();
+    for (auto& t : threads) {
+      if (t.joinable()) t.join();
+    }
+    threads.clear();
+  }
+};
+
+Controller::Controller(ControllerOptions options) : impl_(std::make_unique<Impl>(std::move(options))) {}
+Controller::~Controller() { impl_->Stop(); }
+void Controller::Start() { impl_->Start(); }
+void Controller::Stop() { impl_->Stop(); }
+int Controller::https_port() const { return impl_->servers->https_port(); }
+int Controller::http_port() const { return impl_->servers->http_port(); }
+
+}  // namespace gm::reporter
