@@ -18,7 +18,7 @@ packages=(
   podman buildah runc debootstrap uidmap fuse-overlayfs slirp4netns
   # the real-guest end-to-end test: QEMU (TCG) through libvirt's QEMU driver,
   # a busybox initramfs (Debian's kernel is fetched with apt-get download)
-  qemu-system-x86 libvirt-daemon-driver-qemu busybox-static cpio
+  qemu-system-x86 libvirt-daemon-driver-qemu busybox-static jq xz-utils
   # benchmarks: the Go peer the exporter is measured against
   prometheus-libvirt-exporter procps wrk
 )
