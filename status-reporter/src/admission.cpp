@@ -2,6 +2,10 @@
 
 #include <openssl/evp.h>
 
+#include <algorithm>
+#include <cctype>
+#include <cmath>
+
 namespace gm::reporter {
 
 using nlohmann::json;
@@ -65,8 +69,67 @@ json FieldEnv(const char* name, const char* path) {
 
 }  // namespace
 
+std::optional<std::string> VmiMemoryRequestOf(const json& vmi) {
+  const json& m = At(At(At(At(At(vmi, "spec"), "domain"), "resources"), "requests"), "memory");
+  if (m.is_string() && !m.get<std::string>().empty()) return m.get<std::string>();
+  return std::nullopt;
+}
+
+std::optional<std::string> MemoryOvercommitOf(const json& kubevirt_list) {
+  const json& items = At(kubevirt_list, "items");
+  if (!items.is_array() || items.empty()) return std::nullopt;
+  // KubeVirt runs from one CR; a second one is refused by its operator. The
+  // field is an int; unset means KubeVirt's default.
+  const json& v = At(At(At(At(items[0], "spec"), "configuration"), "developerConfiguration"), "memoryOvercommit");
+  if (v.is_number_integer() && v.get<int64_t>() > 0) return std::to_string(v.get<int64_t>());
+  return kDefaultMemoryOvercommit;
+}
+
+std::optional<std::chrono::milliseconds> ParseGoDuration(std::string_view text) {
+  // Go's time.Duration.String(): [-](<number><unit>)+ or "0".
+  if (text == "0") return std::chrono::milliseconds(0);
+  if (text.empty() || text.size() > 64) return std::nullopt;
+  double total_ms = 0;
+  size_t i = 0;
+  while (i < text.size()) {
+    const size_t num_start = i;
+    while (i < text.size() && (std::isdigit(static_cast<unsigned char>(text[i])) || text[i] == '.')) ++i;
+    if (i == num_start) return std::nullopt;
+    const std::string number(text.substr(num_start, i - num_start));
+    if (std::count(number.begin(), number.end(), '.') > 1 || number == ".") return std::nullopt;
+    const double value = std::stod(number);
+    const size_t unit_start = i;
+    while (i < text.size() && !std::isdigit(static_cast<unsigned char>(text[i])) && text[i] != '.') ++i;
+    const std::string_view unit = text.substr(unit_start, i - unit_start);
+    double scale = 0;
+    if (unit == "h") scale = 3600e3;
+    else if (unit == "m") scale = 60e3;
+    else if (unit == "s") scale = 1e3;
+    else if (unit == "ms") scale = 1;
+    else if (unit == "us" || unit == "\u00b5s" || unit == "\u03bcs") scale = 1e-3;
+    else if (unit == "ns") scale = 1e-6;
+    else return std::nullopt;
+    total_ms += value * scale;
+  }
+  if (!std::isfinite(total_ms) || total_ms > 86400e3) return std::nullopt;
+  return std::chrono::milliseconds(static_cast<int64_t>(total_ms));
+}
+
+std::chrono::milliseconds LookupBudget(const std::string& timeout_param) {
+  using std::chrono::milliseconds;
+  constexpr milliseconds kDefault{10000};  // the API server's default timeoutSeconds
+  constexpr milliseconds kMax{30000};      // and its maximum
+  const auto parsed = ParseGoDuration(timeout_param);
+  const milliseconds t = parsed && parsed->count() > 0 ? std::min(*parsed, kMax) : kDefault;
+  // Leave a fifth (at least 250 ms) for reading the request, the answer's
+  // way back, and clocks that started before ours.
+  const milliseconds margin = std::max(milliseconds(250), t / 5);
+  return std::max(milliseconds(0), t - margin);
+}
+
 std::optional<json> InjectionPatch(const json& pod, const std::string& ns, const InjectionConfig& cfg,
-                                   ClusterLookup& lookup, std::string& decision) {
+                                   ClusterLookup& lookup, std::string& decision, Deadline deadline,
+                                   std::string* detail) {
   const json& meta = At(pod, "metadata");
   const json& spec = At(pod, "spec");
   if (Str(At(meta, "labels"), "kubevirt.io") != "virt-launcher") {
@@ -131,14 +194,25 @@ std::optional<json> InjectionPatch(const json& pod, const std::string& ns, const
   if (At(requests, "cpu").is_string()) env.push_back(Env("GUEST_EXPORTER_CPU_REQUEST", requests["cpu"]));
   if (At(requests, "memory").is_string()) env.push_back(Env("GUEST_EXPORTER_MEMORY_REQUEST", requests["memory"]));
   // The memory request without overhead: the pod's own annotation when
-  // KubeVirt (v1.9+) sets it, else ask the API — only then.
+  // KubeVirt (v1.9+) sets it, else ask the API — only then. When a lookup
+  // gets no answer, the sidecar goes in without this input: its memory
+  // ratio is then missing (and says why), never computed from a guess — the
+  // cluster's overcommit is wrong for a VMI that sets its own request.
+  bool lookup_failed = false;
   const std::string overhead = Str(At(meta, "annotations"), "kubevirt.io/memory-overhead-bytes");
   if (!overhead.empty()) {
     env.push_back(Env("GUEST_EXPORTER_MEMORY_OVERHEAD", overhead));
-  } else if (auto vmi_request = lookup.VmiMemoryRequest(ns, vmi_name)) {
-    env.push_back(Env("GUEST_EXPORTER_VMI_MEMORY_REQUEST", *vmi_request));
-  } else if (auto overcommit = lookup.ClusterMemoryOvercommit()) {
-    env.push_back(Env("GUEST_EXPORTER_CLUSTER_MEMORY_OVERCOMMIT", *overcommit));
+  } else {
+    try {
+      if (auto vmi_request = lookup.VmiMemoryRequest(ns, vmi_name, deadline)) {
+        env.push_back(Env("GUEST_EXPORTER_VMI_MEMORY_REQUEST", *vmi_request));
+      } else if (auto overcommit = lookup.ClusterMemoryOvercommit(deadline)) {
+        env.push_back(Env("GUEST_EXPORTER_CLUSTER_MEMORY_OVERCOMMIT", *overcommit));
+      }
+    } catch (const LookupFailed& e) {
+      lookup_failed = true;
+      if (detail) *detail = e.what();
+    }
   }
 
   const json probe_cmd = json::array({"/usr/local/bin/guest-exporter", "probe", "--socket",
@@ -188,14 +262,26 @@ std::optional<json> InjectionPatch(const json& pod, const std::string& ns, const
   }
   patch.push_back({{"op", "add"}, {"path", "/spec/volumes/-"}, {"value", token_volume}});
   patch.push_back({{"op", "add"}, {"path", "/spec/volumes/-"}, {"value", run_volume}});
-  decision = "injected";
+  decision = lookup_failed ? "injected_without_memory_request" : "injected";
   return patch;
 }
 
-AdmissionResult Admit(const json& review, const InjectionConfig& cfg, ClusterLookup& lookup) {
+AdmissionResult Admit(const json& review, const InjectionConfig& cfg, ClusterLookup& lookup, Deadline deadline) {
+  // A metav1 Status: the API server's client shows its message as the reason
+  // the call failed (failurePolicy decides what then happens to the pod).
   const auto malformed = [](const std::string& why) {
-    return AdmissionResult{400, json{{"error", "malformed AdmissionReview: " + why}}, "malformed"};
+    const std::string message = "malformed AdmissionReview: " + why;
+    return AdmissionResult{400,
+                           json{{"apiVersion", "v1"},
+                                {"kind", "Status"},
+                                {"metadata", json::object()},
+                                {"status", "Failure"},
+                                {"message", message},
+                                {"reason", "BadRequest"},
+                                {"code", 400}},
+                           "malformed", message};
   };
+  if (review.is_discarded()) return malformed("the body is not JSON");
   if (!review.is_object()) return malformed("not a JSON object");
   if (Str(review, "apiVersion") != "admission.k8s.io/v1" || Str(review, "kind") != "AdmissionReview") {
     return malformed("apiVersion/kind must be admission.k8s.io/v1 AdmissionReview");
@@ -207,17 +293,18 @@ AdmissionResult Admit(const json& review, const InjectionConfig& cfg, ClusterLoo
 
   json response = {{"uid", uid}, {"allowed", true}};
   std::string decision = "not_understood";
+  std::string detail;
   const json& kind = At(req, "kind");
   const json& object = At(req, "object");
-  if (Str(kind, "kind") == "Pod" && Str(kind, "group").empty() && object.is_object() &&
-      Str(req, "operation") == "CREATE") {
-    if (auto patch = InjectionPatch(object, Str(req, "namespace"), cfg, lookup, decision)) {
+  if (Str(kind, "kind") == "Pod" && Str(kind, "group").empty() && Str(req, "subResource").empty() &&
+      object.is_object() && Str(req, "operation") == "CREATE") {
+    if (auto patch = InjectionPatch(object, Str(req, "namespace"), cfg, lookup, decision, deadline, &detail)) {
       response["patchType"] = "JSONPatch";
       response["patch"] = Base64(patch->dump());
     }
   }
   return {200, json{{"apiVersion", "admission.k8s.io/v1"}, {"kind", "AdmissionReview"}, {"response", response}},
-          decision};
+          decision, detail};
 }
 
 }  // namespace gm::reporter

@@ -5,13 +5,25 @@
 
 #include <nlohmann/json.hpp>
 
+#include <chrono>
+#include <cstddef>
 #include <optional>
+#include <stdexcept>
 #include <string>
+#include <string_view>
 
 namespace gm::reporter {
 
 inline constexpr const char* kSidecarName = "guest-exporter";
 inline constexpr const char* kOptOutLabel = "guestmetrics.kubevirt.io/inject";
+/// Largest AdmissionReview body accepted. A launcher pod with many disks,
+/// networks and annotations is tens of KiB; etcd keeps objects up to 1.5 MiB.
+inline constexpr size_t kMaxAdmissionBytes = 2 * 1024 * 1024;
+/// KubeVirt's memoryOvercommit when its CR does not set one (virt-config).
+inline constexpr const char* kDefaultMemoryOvercommit = "100";
+
+/// When the webhook's lookups must have answered.
+using Deadline = std::chrono::steady_clock::time_point;
 
 struct InjectionConfig {
   std::string image;
@@ -25,30 +37,61 @@ struct InjectionConfig {
   std::string listen_address;  // empty: no TCP listener in the sidecar
 };
 
+/// A lookup that got no answer (API error, timeout, deadline passed). Not
+/// thrown for "there is nothing": a VMI without a memory request, no KubeVirt CR.
+class LookupFailed : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
 /// Facts the webhook may need from the API, looked up only when needed.
+/// Each call answers by `deadline` or throws LookupFailed.
 class ClusterLookup {
  public:
   virtual ~ClusterLookup() = default;
-  /// spec.domain.resources.requests.memory of the VMI, if set.
-  virtual std::optional<std::string> VmiMemoryRequest(const std::string& ns, const std::string& name) = 0;
-  /// KubeVirt CR spec.configuration.developerConfiguration.memoryOvercommit.
-  virtual std::optional<std::string> ClusterMemoryOvercommit() = 0;
+  /// spec.domain.resources.requests.memory of the VMI; nullopt when it has none.
+  virtual std::optional<std::string> VmiMemoryRequest(const std::string& ns, const std::string& name,
+                                                      Deadline deadline) = 0;
+  /// The cluster's memoryOvercommit (see MemoryOvercommitOf); nullopt without a KubeVirt CR.
+  virtual std::optional<std::string> ClusterMemoryOvercommit(Deadline deadline) = 0;
 };
+
+/// spec.domain.resources.requests.memory of a VMI object, if it is a string.
+std::optional<std::string> VmiMemoryRequestOf(const nlohmann::json& vmi);
+/// spec.configuration.developerConfiguration.memoryOvercommit of the first
+/// KubeVirt CR in a list; KubeVirt's default (100) when that CR leaves it
+/// unset; nullopt when the list holds no KubeVirt CR.
+std::optional<std::string> MemoryOvercommitOf(const nlohmann::json& kubevirt_list);
+
+/// A Go duration ("10s", "4.5s", "1m0s", "300ms"), as the API server writes
+/// the `timeout` query parameter of a webhook call; nullopt if it is not one.
+std::optional<std::chrono::milliseconds> ParseGoDuration(std::string_view text);
+/// How long the lookups of one admission may take: the API server's
+/// `timeout` parameter (10 s, its default, when absent or invalid; at most
+/// 30 s, its maximum) less a margin for the rest of the round trip.
+std::chrono::milliseconds LookupBudget(const std::string& timeout_param);
 
 struct AdmissionResult {
   int http_status = 200;      // 400 for a malformed AdmissionReview
-  nlohmann::json body;        // the AdmissionReview answer, or a Status-like error
-  std::string decision;       // injected, not_launcher, opted_out, already_injected, not_understood, malformed
+  nlohmann::json body;        // the AdmissionReview answer, or a metav1 Status (400)
+  /// injected, injected_without_memory_request (a lookup failed: the sidecar
+  /// gets no memory-request input rather than a guessed one), not_launcher,
+  /// opted_out, already_injected, not_understood, malformed
+  std::string decision;
+  std::string detail;         // why, for the log (the failed lookup)
 };
 
 /// Answers one AdmissionReview (admission.k8s.io/v1). Pods it does not
-/// understand are allowed unchanged; it never injects twice.
-AdmissionResult Admit(const nlohmann::json& review, const InjectionConfig& config, ClusterLookup& lookup);
+/// understand are allowed unchanged; it never injects twice. `review` may be
+/// a discarded value (a body that is not JSON). Lookups end by `deadline`.
+AdmissionResult Admit(const nlohmann::json& review, const InjectionConfig& config, ClusterLookup& lookup,
+                      Deadline deadline);
 
 /// The JSON patch for `pod` (namespace `ns`), or nullopt with `decision` set
 /// when the pod is left alone.
 std::optional<nlohmann::json> InjectionPatch(const nlohmann::json& pod, const std::string& ns,
                                              const InjectionConfig& config, ClusterLookup& lookup,
-                                             std::string& decision);
+                                             std::string& decision, Deadline deadline,
+                                             std::string* detail = nullptr);
 
 }  // namespace gm::reporter

@@ -2,7 +2,10 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
+#include <condition_variable>
 #include <fstream>
+#include <mutex>
 #include <sstream>
 
 #include "admission.h"
@@ -26,6 +29,7 @@ using nlohmann::json;
 
 namespace {
 
+// The leader's pod carries this label; the chart's HTTPS Service selects it.
 constexpr const char* kLeaderLabel = "guestmetrics.kubevirt.io/leader";
 
 std::pair<std::string, int> HostPort(const std::string& address) {
@@ -100,37 +104,43 @@ class KubeReviewer final : public TokenReviewer {
   const std::string audience_;
 };
 
-// The webhook's two lookups, each with a short deadline: the webhook itself
-// must answer within the API server's timeout.
+// The webhook's two lookups. They end by the admission's deadline (the API
+// server's own timeout, less a margin), so the webhook answers in time
+// whatever the API does. Their client makes one attempt per request: a
+// retry after a 429's Retry-After would overrun that deadline.
 class KubeLookup final : public ClusterLookup {
  public:
   explicit KubeLookup(kube::Client& c) : c_(c) {}
-  std::optional<std::string> VmiMemoryRequest(const std::string& ns, const std::string& name) override {
-    const json vmi = Get(kube::ObjectPath("kubevirt.io/v1", "virtualmachineinstances", ns, name));
-    const json m = vmi.value("/spec/domain/resources/requests/memory"_json_pointer, json());
-    if (m.is_string()) return m.get<std::string>();
-    return std::nullopt;
+  std::optional<std::string> VmiMemoryRequest(const std::string& ns, const std::string& name,
+                                              Deadline deadline) override {
+    const auto vmi = Get(kube::ObjectPath("kubevirt.io/v1", "virtualmachineinstances", ns, name), deadline);
+    return vmi ? VmiMemoryRequestOf(*vmi) : std::nullopt;
   }
-  std::optional<std::string> ClusterMemoryOvercommit() override {
-    const json list = Get(kube::CollectionPath("kubevirt.io/v1", "kubevirts"));
-    for (const auto& kv : list.value("items", json::array())) {
-      const json v = kv.value("/spec/configuration/developerConfiguration/memoryOvercommit"_json_pointer, json());
-      if (v.is_number()) return std::to_string(v.get<int64_t>());
-    }
-    return std::nullopt;
+  std::optional<std::string> ClusterMemoryOvercommit(Deadline deadline) override {
+    const auto list = Get(kube::CollectionPath("kubevirt.io/v1", "kubevirts"), deadline);
+    return list ? MemoryOvercommitOf(*list) : std::nullopt;
   }
 
  private:
-  json Get(const std::string& path) {
+  // nullopt: not found; LookupFailed: no answer in time.
+  std::optional<json> Get(const std::string& path, Deadline deadline) {
+    using std::chrono::milliseconds;
+    const auto left = std::chrono::duration_cast<milliseconds>(deadline - std::chrono::steady_clock::now());
+    if (left < milliseconds(50)) throw LookupFailed("GET " + path + ": no time left before the webhook's deadline");
     kube::RequestSpec spec;
     spec.path = path;
-    spec.timeout = std::chrono::seconds(2);
+    spec.timeout = std::min<milliseconds>(left, std::chrono::seconds(2));
     spec.retry = false;
     try {
-      return json::parse(c_.Request(spec).body);
+      json body = json::parse(c_.Request(spec).body);
+      if (!body.is_object()) throw LookupFailed("GET " + path + ": the answer is not an object");
+      return body;
+    } catch (const kube::NotFound&) {
+      return std::nullopt;
+    } catch (const LookupFailed&) {
+      throw;
     } catch (const std::exception& e) {
-      spdlog::warn("webhook lookup {} failed: {}", path, e.what());
-      return json::object();
+      throw LookupFailed("GET " + path + ": " + e.what());
     }
   }
   kube::Client& c_;
@@ -157,6 +167,7 @@ struct Controller::Impl final : FactsSource {
   ReportStore store;
   TokenCache tokens;
   std::unique_ptr<kube::Client> client;
+  std::unique_ptr<kube::Client> lookup_client;  // the webhook's: one attempt per request
   std::unique_ptr<kube::Informer<PodFacts>> pods;
   std::unique_ptr<kube::Informer<VmiFacts>> vmis;
   kube::WorkQueue queue;
@@ -169,7 +180,12 @@ struct Controller::Impl final : FactsSource {
   InjectionConfig injection;
   std::unique_ptr<Servers> servers;
   std::atomic<bool> stop{false};
-  std::vector<std::thread> threads;
+  std::mutex writing_mu;
+  std::condition_variable writing_cv;
+  int writing = 0;  // reconciles in flight
+  std::vector<std::thread> informer_threads;
+  std::vector<std::thread> worker_threads;
+  std::thread election_thread;
 
   explicit Impl(ControllerOptions opts)
       : o(std::move(opts)), store(std::chrono::seconds(o.report_max_age_seconds)) {
@@ -180,6 +196,9 @@ struct Controller::Impl final : FactsSource {
     kube::ClientOptions copts;
     copts.observer = [this](const std::string& verb, int code, double) { metrics.CountApiRequest(verb, code); };
     client = std::make_unique<kube::Client>(cfg, copts);
+    kube::ClientOptions lookup_opts = copts;
+    lookup_opts.retry.max_attempts = 1;
+    lookup_client = std::make_unique<kube::Client>(cfg, lookup_opts);
 
     kube::InformerOptions pod_opts;
     pod_opts.path = kube::CollectionPath("v1", "pods");
@@ -211,12 +230,16 @@ struct Controller::Impl final : FactsSource {
       spdlog::warn("{} stopped leading", o.identity);
       metrics.leader.Set(0);
       LabelSelfAsLeader(false);
+      // The elector hands the Lease on only after this returns: let the
+      // writes in flight end first, so two leaders never write at once.
+      std::unique_lock lock(writing_mu);
+      writing_cv.wait(lock, [this] { return writing == 0; });
     };
     elector = std::make_unique<kube::LeaderElector>(*client, le);
 
     writer = std::make_unique<KubeWriter>(*client);
     reviewer = std::make_unique<KubeReviewer>(*client, o.audience);
-    lookup = std::make_unique<KubeLookup>(*client);
+    lookup = std::make_unique<KubeLookup>(*lookup_client);
     reconciler = std::make_unique<Reconciler>(store, *this, *writer, metrics);
     ingestion = std::make_unique<Ingestion>([this] { return Serving(); }, *reviewer, tokens, *this, store,
                                             [this](const std::string& key) { queue.Add(key); }, metrics);
@@ -243,11 +266,17 @@ struct Controller::Impl final : FactsSource {
       const auto now = Clock::now();
       return RenderReporterMetrics(store.Fresh(now), store, now, o.export_guest_load, metrics);
     };
+    // Ready = caches synced, i.e. able to take over at once. Standbys are
+    // Ready so that rollouts finish and a PodDisruptionBudget can protect the
+    // leader; they are not *serving*: reports to a standby get 503
+    // not_leader, status_reporter_leader is 0 there, and the Service that
+    // carries reports and webhook calls selects the leader by its label.
     ep.ready = [this] { return Synced(); };
-    ep.admit = [this](const std::string& body) {
+    ep.admit = [this](const std::string& body, Deadline deadline) {
       const json review = json::parse(body, nullptr, false);
-      AdmissionResult r = Admit(review, injection, *lookup);
-      spdlog::debug("admission: {}", r.decision);
+      AdmissionResult r = Admit(review, injection, *lookup, deadline);
+      if (r.detail.empty()) spdlog::debug("admission: {}", r.decision);
+      else spdlog::warn("admission: {}: {}", r.decision, r.detail);
       return r;
     };
     servers = std::make_unique<Servers>(sc, ep);
@@ -256,10 +285,8 @@ struct Controller::Impl final : FactsSource {
   bool Synced() const { return pods->HasSynced() && vmis->HasSynced(); }
   bool Serving() const { return elector->IsLeader() && Synced(); }
 
-  // Every replica is Ready once its caches are synced (so rollouts and
-  // PodDisruptionBudgets work); the HTTPS Service selects the leader by this
-  // label, so reports and admission calls reach the one replica that writes.
-  // Outside a cluster there is no such pod: the 404 is harmless.
+  // Labels this replica's own pod while it leads, and unlabels it when it
+  // stops. Outside a cluster there is no such pod: the 404 is harmless.
   void LabelSelfAsLeader(bool leading) {
     const json patch = {{"metadata", {{"labels", {{kLeaderLabel, leading ? json("true") : json(nullptr)}}}}}};
     const WriteResult r = Write(*client, kube::ObjectPath("v1", "pods", o.namespace_, o.identity), patch);
@@ -277,14 +304,25 @@ struct Controller::Impl final : FactsSource {
   void Worker() {
     std::string key;
     while (queue.Get(key)) {
-      if (!elector->IsLeader()) {  // only the leader writes
-        queue.Forget(key);
-        queue.Done(key);
-        continue;
+      {
+        // Checked and counted under one lock: on_stopped_leading, which runs
+        // once IsLeader() is false, then sees every write that got past here.
+        std::lock_guard lock(writing_mu);
+        if (!elector->IsLeader()) {  // only the leader writes
+          queue.Forget(key);
+          queue.Done(key);
+          continue;
+        }
+        ++writing;
       }
       const auto t0 = Clock::now();
       const Outcome out = reconciler->Reconcile(key);
       metrics.reconcile_duration.Observe(std::chrono::duration<double>(Clock::now() - t0).count());
+      {
+        std::lock_guard lock(writing_mu);
+        --writing;
+      }
+      writing_cv.notify_all();
       if (out == Outcome::kRetry) queue.AddRateLimited(key);
       else queue.Forget(key);
       queue.Done(key);
@@ -294,23 +332,38 @@ struct Controller::Impl final : FactsSource {
   void Start() {
     LabelSelfAsLeader(false);  // a restarted leader must not keep attracting reports
     servers->Start();
-    threads.emplace_back([this] { pods->Run(stop); });
-    threads.emplace_back([this] { vmis->Run(stop); });
-    threads.emplace_back([this] {
-      if (pods->WaitForSync(std::chrono::hours(24)) && vmis->WaitForSync(std::chrono::hours(24))) {
-        metrics.caches_synced.Set(1);
-        spdlog::info("caches synced: {} launcher pods, {} VMIs", pods->Size(), vmis->Size());
+    informer_threads.emplace_back([this] { pods->Run(stop); });
+    informer_threads.emplace_back([this] { vmis->Run(stop); });
+    informer_threads.emplace_back([this] {
+      // Polls, so that a stop before the first sync (API unreachable) is not held up.
+      while (!stop) {
+        if (pods->WaitForSync(std::chrono::milliseconds(200)) && vmis->WaitForSync(std::chrono::milliseconds(200))) {
+          metrics.caches_synced.Set(1);
+          spdlog::info("caches synced: {} launcher pods, {} VMIs", pods->Size(), vmis->Size());
+          return;
+        }
       }
     });
-    threads.emplace_back([this] { elector->Run(stop); });
-    for (int i = 0; i < o.workers; ++i) threads.emplace_back([this] { Worker(); });
+    election_thread = std::thread([this] { elector->Run(stop); });
+    for (int i = 0; i < o.workers; ++i) worker_threads.emplace_back([this] { Worker(); });
   }
 
   void Stop() {
     stop = true;
     queue.ShutDown();
     servers->Stop();
+    // The writers finish first, then the elector hands the Lease back — it
+    // needs the client for that — so no write follows the release and a
+    // standby leads at its next try instead of after the lease duration.
+    // Only then are the client's remaining requests (the watches) cut.
+    JoinAll(worker_threads);
+    if (election_thread.joinable()) election_thread.join();
     client->Stop();
+    lookup_client->Stop();
+    JoinAll(informer_threads);
+  }
+
+  static void JoinAll(std::vector<std::thread>& threads) {
     for (auto& t : threads) {
       if (t.joinable()) t.join();
     }

@@ -43,6 +43,11 @@ void RequireIdentity(const json& meta, const char* kind) {
 
 std::string Key(const std::string& ns, const std::string& name) { return ns + "/" + name; }
 
+uint64_t ResourceVersionNumber(const std::string& rv) {
+  if (rv.empty() || rv.size() > 19 || rv.find_first_not_of("0123456789") != std::string::npos) return 0;
+  return std::stoull(rv);
+}
+
 PodFacts PodFromJson(const json& pod) {
   const json& meta = Obj(pod, "metadata");
   RequireIdentity(meta, "pod");
@@ -58,6 +63,7 @@ PodFacts PodFromJson(const json& pod) {
   f.deleting = meta.contains("deletionTimestamp") && !meta["deletionTimestamp"].is_null();
   f.cpu_ratio_annotation = OptStr(annotations, kCpuRatioAnnotation);
   f.memory_ratio_annotation = OptStr(annotations, kMemoryRatioAnnotation);
+  f.resource_version = ResourceVersionNumber(Str(meta, "resourceVersion"));
   return f;
 }
 
@@ -78,6 +84,7 @@ VmiFacts VmiFromJson(const json& vmi) {
   f.status_memory_ratio = OptNumber(Obj(status, "memory"), "memoryOvercommitRatio");
   f.cpu_ratio_annotation = OptStr(annotations, kCpuRatioAnnotation);
   f.memory_ratio_annotation = OptStr(annotations, kMemoryRatioAnnotation);
+  f.resource_version = ResourceVersionNumber(Str(meta, "resourceVersion"));
   return f;
 }
 

@@ -5,6 +5,7 @@
 
 #include <nlohmann/json_fwd.hpp>
 
+#include <cstdint>
 #include <map>
 #include <optional>
 #include <string>
@@ -26,6 +27,7 @@ struct PodFacts {
   bool deleting = false;
   std::optional<std::string> cpu_ratio_annotation;
   std::optional<std::string> memory_ratio_annotation;
+  uint64_t resource_version = 0;  // metadata.resourceVersion; 0 when it is not a number
 };
 
 struct VmiFacts {
@@ -38,7 +40,13 @@ struct VmiFacts {
   std::optional<double> status_memory_ratio;   // status.memory.memoryOvercommitRatio
   std::optional<std::string> cpu_ratio_annotation;
   std::optional<std::string> memory_ratio_annotation;
+  uint64_t resource_version = 0;  // metadata.resourceVersion; 0 when it is not a number
 };
+
+/// metadata.resourceVersion as a number, or 0. Kubernetes calls versions
+/// opaque, but etcd's are integers and client-go's mutation cache orders
+/// them so; callers treat 0 as "cannot tell which is newer".
+uint64_t ResourceVersionNumber(const std::string& resource_version);
 
 /// Extract the facts; throws std::invalid_argument when metadata is unusable.
 PodFacts PodFromJson(const nlohmann::json& pod);

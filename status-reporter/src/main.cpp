@@ -39,6 +39,17 @@ int main(int argc, char** argv) {
   Flag(app, "namespace", o.namespace_, "Namespace of this Deployment (holds the leader Lease)")->envname("POD_NAMESPACE");
   Flag(app, "identity", o.identity, "Leader-election identity (default: host name)")->envname("POD_NAME");
   Flag(app, "lease-name", o.lease_name, "Name of the coordination.k8s.io Lease used for leader election");
+  // Named after kube-controller-manager's flags; tests shorten them so a
+  // failover takes seconds.
+  Flag(app, "leader-elect-lease-duration", o.lease_duration_seconds,
+       "Seconds a standby waits, after the Lease last changed, before taking it")
+      ->check(CLI::Range(1, 3600));
+  Flag(app, "leader-elect-renew-deadline", o.renew_deadline_seconds,
+       "Seconds the leader keeps trying to renew before it stops leading (less than the lease duration)")
+      ->check(CLI::Range(1, 3600));
+  Flag(app, "leader-elect-retry-period", o.retry_period_seconds,
+       "Seconds between attempts to acquire or renew the Lease (less than the renew deadline)")
+      ->check(CLI::Range(1, 3600));
   Flag(app, "audience", o.audience, "Audience the sidecars' projected tokens must carry");
   Flag(app, "https-address", o.https_address, "host:port for reports (HTTPS)");
   Flag(app, "tls-cert-file", o.tls_cert_file, "Serving certificate (PEM)");

@@ -36,6 +36,17 @@ bool StatusKept(const json& obj, const json& patch) {
   return true;
 }
 
+// Remembers the object a successful write answered with. An answer without
+// usable metadata is skipped: the informer's cache will bring the change.
+template <typename Facts>
+void RememberAnswer(RecentWrites<Facts>& written, const std::string& key, const json& object,
+                    Facts (*parse)(const json&)) {
+  try {
+    written.Remember(key, parse(object), Clock::now());
+  } catch (const std::exception&) {
+  }
+}
+
 }  // namespace
 
 Reconciler::Reconciler(const ReportStore& store, const FactsSource& facts, ObjectWriter& writer,
@@ -53,14 +64,18 @@ Outcome Reconciler::Reconcile(const std::string& key) {
   const auto stored = store_.Get(key);
   if (!stored) return Outcome::kDrop;
   const Report& r = stored->report;
-  const auto vmi = facts_.Vmi(key);
-  const auto pod = facts_.Pod(Key(r.namespace_, r.pod_name));
+  const auto now = Clock::now();
+  const std::string pod_key = Key(r.namespace_, r.pod_name);
+  const auto vmi = written_vmis_.Newest(key, facts_.Vmi(key), now);
+  const auto pod = written_pods_.Newest(pod_key, facts_.Pod(pod_key), now);
   if (!vmi || !pod || pod->uid != r.pod_uid || !IsActivePod(*vmi, *pod)) {
     return Outcome::kDrop;  // a migration or deletion overtook the report
   }
   if (const auto patch = PodPatch(*pod, r)) {
-    const Outcome o = Classify(writer_.PatchPod(pod->namespace_, pod->name, *patch), "patch pod " + Key(pod->namespace_, pod->name));
+    const WriteResult res = writer_.PatchPod(pod->namespace_, pod->name, *patch);
+    const Outcome o = Classify(res, "patch pod " + pod_key);
     if (o != Outcome::kDone) return o;
+    RememberAnswer(written_pods_, pod_key, res.object, &PodFromJson);
   }
   return WriteVmi(*vmi, r);
 }
@@ -87,6 +102,7 @@ Outcome Reconciler::WriteVmi(const VmiFacts& vmi, const Report& r) {
         const Outcome o = Classify(res, "patch status of " + what);
         if (o != Outcome::kDone) return o;
         SetMode(VmiRatioMode::kStatus);
+        RememberAnswer(written_vmis_, Key(vmi.namespace_, vmi.name), res.object, &VmiFromJson);
       }
     }
   }
@@ -98,7 +114,10 @@ Outcome Reconciler::WriteVmi(const VmiFacts& vmi, const Report& r) {
     annotated.memory_overcommit_ratio.reset();
   }
   if (const auto patch = VmiAnnotationPatch(vmi, annotated)) {
-    return Classify(writer_.PatchVmi(vmi.namespace_, vmi.name, *patch), "annotate " + what);
+    const WriteResult res = writer_.PatchVmi(vmi.namespace_, vmi.name, *patch);
+    const Outcome o = Classify(res, "annotate " + what);
+    if (o == Outcome::kDone) RememberAnswer(written_vmis_, Key(vmi.namespace_, vmi.name), res.object, &VmiFromJson);
+    return o;
   }
   return Outcome::kDone;
 }

@@ -17,9 +17,9 @@ int Bind(httplib::Server& s, const std::string& host, int port, const char* what
   return bound;
 }
 
-void Limit(httplib::Server& s) {
+void Limit(httplib::Server& s, size_t max_body) {
   // Small bodies, short reads: a slow client cannot hold a worker for long.
-  s.set_payload_max_length(kMaxReportBytes);
+  s.set_payload_max_length(max_body);
   s.set_read_timeout(5, 0);
   s.set_write_timeout(5, 0);
   s.new_task_queue = [] { return new httplib::ThreadPool(4); };
@@ -35,8 +35,24 @@ Servers::Servers(const ServersConfig& config, Endpoints endpoints) : endpoints_(
   }
   https_ = std::move(https);
   http_ = std::make_unique<httplib::Server>();
-  Limit(*https_);
-  Limit(*http_);
+  // The HTTPS listener takes AdmissionReviews, which carry a whole pod; a
+  // declared report larger than a report can be is refused before its body
+  // is read (the report parser refuses the undeclared ones).
+  Limit(*https_, kMaxAdmissionBytes);
+  Limit(*http_, kMaxReportBytes);
+  https_->set_pre_routing_handler([](const httplib::Request& req, httplib::Response& res) {
+    if (req.path == "/mutate" || !req.has_header("Content-Length")) return httplib::Server::HandlerResponse::Unhandled;
+    const std::string length = req.get_header_value("Content-Length");
+    if (length.size() <= 9 && length.find_first_not_of("0123456789") == std::string::npos && !length.empty() &&
+        std::stoul(length) <= kMaxReportBytes) {
+      return httplib::Server::HandlerResponse::Unhandled;
+    }
+    res.status = 413;
+    res.set_header("Connection", "close");  // the unread body must not be taken for a request
+    res.set_content("{\"error\":\"body larger than " + std::to_string(kMaxReportBytes) + " bytes\"}\n",
+                    "application/json");
+    return httplib::Server::HandlerResponse::Handled;
+  });
 
   https_->Post("/v1/reports", [this](const httplib::Request& req, httplib::Response& res) {
     const Reply r = endpoints_.ingestion->Handle(req.get_header_value("Authorization"), req.body);
@@ -44,7 +60,10 @@ Servers::Servers(const ServersConfig& config, Endpoints endpoints) : endpoints_(
     res.set_content(r.body, "application/json");
   });
   https_->Post("/mutate", [this](const httplib::Request& req, httplib::Response& res) {
-    const AdmissionResult r = endpoints_.admit(req.body);
+    // The API server says how long it waits (`?timeout=5s`); the lookups
+    // end before that, so the answer arrives in time whatever they do.
+    const Deadline deadline = std::chrono::steady_clock::now() + LookupBudget(req.get_param_value("timeout"));
+    const AdmissionResult r = endpoints_.admit(req.body, deadline);
     res.status = r.http_status;
     res.set_content(r.body.dump(), "application/json");
   });

@@ -29,7 +29,9 @@ struct Endpoints {
   Ingestion* ingestion = nullptr;
   std::function<std::string()> metrics;
   std::function<bool()> ready;  // caches synced
-  std::function<AdmissionResult(const std::string& body)> admit;  // POST /mutate
+  /// POST /mutate: the body and when the webhook's lookups must end (from
+  /// the API server's `timeout` parameter, see LookupBudget).
+  std::function<AdmissionResult(const std::string& body, Deadline lookup_deadline)> admit;
 };
 
 class Servers {

@@ -135,3 +135,90 @@ TEST_CASE("a 200 that kept nothing also means pruning") {
   CHECK(rec.Reconcile("ns/vm") == Outcome::kDone);
   CHECK(rec.mode() == VmiRatioMode::kAnnotations);
 }
+
+TEST_CASE("resourceVersion as a number, 0 when it cannot be ordered") {
+  CHECK(ResourceVersionNumber("123456") == 123456);
+  CHECK(ResourceVersionNumber("9999999999999999999") == 9999999999999999999ULL);
+  for (const char* rv : {"", "12a", "-1", " 1", "18446744073709551616", "abc"}) {
+    CAPTURE(rv);
+    CHECK(ResourceVersionNumber(rv) == 0);
+  }
+  const json pod = json::parse(
+      R"({"metadata":{"name":"p","namespace":"ns","uid":"u","resourceVersion":"42"},"spec":{"nodeName":"n"}})");
+  CHECK(PodFromJson(pod).resource_version == 42);
+  const json vmi = json::parse(R"({"metadata":{"name":"v","namespace":"ns","uid":"u","resourceVersion":"43"}})");
+  CHECK(VmiFromJson(vmi).resource_version == 43);
+}
+
+TEST_CASE("recent writes stand in for a cache that has not caught up, and only until it has") {
+  const auto t0 = Clock::now();
+  RecentWrites<PodFacts> written(120s);
+  PodFacts cached;
+  cached.resource_version = 5;
+  PodFacts ours = cached;
+  ours.resource_version = 6;
+  ours.cpu_ratio_annotation = "10.0";
+
+  CHECK(written.Newest("ns/p", cached, t0)->resource_version == 5);  // nothing written yet
+  written.Remember("ns/p", ours, t0);
+  CHECK(written.Newest("ns/p", cached, t0 + 1s)->cpu_ratio_annotation == "10.0");
+  CHECK_FALSE(written.Newest("ns/p", std::nullopt, t0 + 1s));  // deleted meanwhile: gone, whatever we wrote
+
+  written.Remember("ns/p", ours, t0);
+  PodFacts caught_up = cached;
+  caught_up.resource_version = 7;  // someone else wrote after us: the cache is the truth again
+  CHECK(written.Newest("ns/p", caught_up, t0 + 1s)->resource_version == 7);
+  CHECK(written.size() == 0);
+
+  written.Remember("ns/p", ours, t0);
+  CHECK(written.Newest("ns/p", cached, t0 + 121s)->resource_version == 5);  // a cache behind that long is trusted
+
+  PodFacts unordered = ours;
+  unordered.resource_version = 0;
+  written.Remember("ns/p", unordered, t0);
+  CHECK(written.size() == 0);
+}
+
+TEST_CASE("a reconcile on a cache that missed its own last write does not write again") {
+  Setup s;
+  s.facts.pods["ns/launcher-1"].resource_version = 5;
+  s.facts.vmis["ns/vm"].resource_version = 5;
+  s.facts.vmis["ns/vm"].uid = "vmi-uid";
+  // Answers with the stored object, as the API server does.
+  class Answering final : public ObjectWriter {
+   public:
+    int writes = 0;
+    WriteResult PatchPod(const std::string&, const std::string&, const json& patch) override {
+      ++writes;
+      json pod = {{"metadata", {{"name", "launcher-1"}, {"namespace", "ns"}, {"uid", "uid-1"}, {"resourceVersion", "6"},
+                                {"labels", {{"kubevirt.io", "virt-launcher"}}}}},
+                  {"spec", {{"nodeName", "node-1"}}}};
+      pod["metadata"]["annotations"] = patch["metadata"]["annotations"];
+      pod["metadata"]["annotations"]["kubevirt.io/domain"] = "vm";
+      return {200, "", pod};
+    }
+    WriteResult PatchVmiStatus(const std::string&, const std::string&, const json& patch) override {
+      ++writes;
+      json vmi = {{"metadata", {{"name", "vm"}, {"namespace", "ns"}, {"uid", "vmi-uid"}, {"resourceVersion", "7"}}},
+                  {"status", patch["status"]}};
+      vmi["status"]["nodeName"] = "node-1";
+      vmi["status"]["activePods"] = {{"uid-1", "node-1"}};
+      return {200, "", vmi};
+    }
+    WriteResult PatchVmi(const std::string&, const std::string&, const json&) override {
+      ++writes;
+      return {200, "", json::object()};
+    }
+  } api;
+  Reconciler rec{s.store, s.facts, api, s.metrics};
+  CHECK(rec.Reconcile("ns/vm") == Outcome::kDone);
+  CHECK(api.writes == 2);
+  // The watch events of those writes have not arrived: the caches still hold version 5.
+  CHECK(rec.Reconcile("ns/vm") == Outcome::kDone);
+  CHECK(api.writes == 2);
+
+  // Someone removed the annotation after our write: the cache, newer, is believed.
+  s.facts.pods["ns/launcher-1"].resource_version = 8;
+  CHECK(rec.Reconcile("ns/vm") == Outcome::kDone);
+  CHECK(api.writes == 3);
+}
