@@ -3,6 +3,7 @@
 #include <nlohmann/json.hpp>
 
 #include "ingestion.h"
+#include "fake_facts.h"
 
 using namespace gm::reporter;
 using nlohmann::json;
@@ -23,19 +24,7 @@ class FakeReviewer final : public TokenReviewer {
   }
 };
 
-class FakeFacts final : public FactsSource {
- public:
-  std::map<std::string, PodFacts> pods;
-  std::map<std::string, VmiFacts> vmis;
-  std::optional<PodFacts> Pod(const std::string& k) const override {
-    auto it = pods.find(k);
-    return it == pods.end() ? std::nullopt : std::optional(it->second);
-  }
-  std::optional<VmiFacts> Vmi(const std::string& k) const override {
-    auto it = vmis.find(k);
-    return it == vmis.end() ? std::nullopt : std::optional(it->second);
-  }
-};
+using FakeFacts = gm::reporter::testing::MapFacts;
 
 struct Setup {
   FakeReviewer reviewer;

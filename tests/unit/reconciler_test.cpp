@@ -1,6 +1,7 @@
 #include <doctest/doctest.h>
 
 #include "reconciler.h"
+#include "fake_facts.h"
 
 using namespace gm::reporter;
 using nlohmann::json;
@@ -8,19 +9,7 @@ using namespace std::chrono_literals;
 
 namespace {
 
-class Facts final : public FactsSource {
- public:
-  std::map<std::string, PodFacts> pods;
-  std::map<std::string, VmiFacts> vmis;
-  std::optional<PodFacts> Pod(const std::string& k) const override {
-    auto it = pods.find(k);
-    return it == pods.end() ? std::nullopt : std::optional(it->second);
-  }
-  std::optional<VmiFacts> Vmi(const std::string& k) const override {
-    auto it = vmis.find(k);
-    return it == vmis.end() ? std::nullopt : std::optional(it->second);
-  }
-};
+using Facts = gm::reporter::testing::MapFacts;
 
 // Records writes; answers like an API server whose VMI CRD prunes (or keeps)
 // the ratio fields, and can fail on demand.
