@@ -1,5 +1,6 @@
 #include "metrics.h"
 
+#include <fmt/format.h>
 #include <prometheus/metric_family.h>
 #include <prometheus/text_serializer.h>
 
@@ -94,19 +95,41 @@ void ReporterMetrics::SetVmiRatioMode(VmiRatioMode mode) {
 
 namespace {
 
-prometheus::MetricFamily Family(const char* name, const std::string& help) {
-  prometheus::MetricFamily f;
-  f.name = name;
-  f.help = help;
-  f.type = prometheus::MetricType::Gauge;
-  return f;
+// Label values escaped as the text exposition format requires.
+void AppendEscaped(std::string& out, const std::string& v) {
+  for (const char c : v) {
+    if (c == '\\') out += "\\\\";
+    else if (c == '"') out += "\\\"";
+    else if (c == '\n') out += "\\n";
+    else out += c;
+  }
 }
 
-void Add(prometheus::MetricFamily& f, const StoredReport& s, double v) {
-  prometheus::ClientMetric m;
-  m.label = {{"namespace", s.report.namespace_}, {"name", s.report.vmi_name}, {"node", s.node}};
-  m.gauge.value = v;
-  f.metric.push_back(std::move(m));
+// One gauge family over every fresh report, written straight into `out`: at
+// 10,000 VMs this page is megabytes, and building prometheus-cpp's
+// MetricFamily objects for 50,000 series first doubled the reporter's peak
+// memory at every scrape.
+template <typename ValueOf>
+void AppendVmFamily(std::string& out, const char* name, const std::string& help,
+                    const std::vector<StoredReport>& fresh, ValueOf value_of) {
+  bool header = false;
+  for (const auto& s : fresh) {
+    const std::optional<double> v = value_of(s);
+    if (!v) continue;
+    if (!header) {
+      out += fmt::format("# HELP {} {}\n# TYPE {} gauge\n", name, help, name);
+      header = true;
+    }
+    out += name;
+    out += "{namespace=\"";
+    AppendEscaped(out, s.report.namespace_);
+    out += "\",name=\"";
+    AppendEscaped(out, s.report.vmi_name);
+    out += "\",node=\"";
+    AppendEscaped(out, s.node);
+    out += "\"} ";
+    out += fmt::format("{}\n", *v);
+  }
 }
 
 }  // namespace
@@ -116,29 +139,28 @@ std::string RenderReporterMetrics(const std::vector<StoredReport>& fresh, const 
   const std::string sampled =
       ", in runnable threads, as reported by the VM's guest-exporter sidecar; sampled every poll interval and "
       "absent when the guest agent gives no load or the sample is stale.";
-  auto l1 = Family("kubevirt_vmi_guest_load_1m", "Guest load average over 1 minute" + sampled);
-  auto l5 = Family("kubevirt_vmi_guest_load_5m", "Guest load average over 5 minutes" + sampled);
-  auto l15 = Family("kubevirt_vmi_guest_load_15m", "Guest load average over 15 minutes" + sampled);
-  auto cpu = Family("kubevirt_vmi_cpu_allocation_ratio",
-                    "Guest vCPUs divided by the compute container's CPU request in cores (see docs/ratios.md).");
-  auto mem = Family("kubevirt_vmi_memory_overcommit_ratio",
-                    "Guest memory divided by the memory request without virtualization overhead (see docs/ratios.md).");
-  for (const auto& s : fresh) {
-    if (export_guest_load && store.LoadFresh(s, now)) {
-      Add(l1, s, s.report.load->load1m);
-      Add(l5, s, s.report.load->load5m);
-      Add(l15, s, s.report.load->load15m);
-    }
-    if (s.report.cpu_allocation_ratio) Add(cpu, s, *s.report.cpu_allocation_ratio);
-    if (s.report.memory_overcommit_ratio) Add(mem, s, *s.report.memory_overcommit_ratio);
-  }
-  std::vector<prometheus::MetricFamily> families;
-  for (auto* f : {&l1, &l5, &l15, &cpu, &mem}) {
-    if (!f->metric.empty()) families.push_back(std::move(*f));
-  }
-  auto own = self.registry().Collect();
-  families.insert(families.end(), std::make_move_iterator(own.begin()), std::make_move_iterator(own.end()));
-  return prometheus::TextSerializer().Serialize(families);
+  std::string out;
+  out.reserve(fresh.size() * 5 * 128 + 8192);
+  const auto load = [&](double ReportLoad::*field) {
+    return [&store, now, export_guest_load, field](const StoredReport& s) -> std::optional<double> {
+      if (!export_guest_load || !store.LoadFresh(s, now)) return std::nullopt;
+      return (*s.report.load).*field;
+    };
+  };
+  AppendVmFamily(out, "kubevirt_vmi_guest_load_1m", "Guest load average over 1 minute" + sampled, fresh,
+                 load(&ReportLoad::load1m));
+  AppendVmFamily(out, "kubevirt_vmi_guest_load_5m", "Guest load average over 5 minutes" + sampled, fresh,
+                 load(&ReportLoad::load5m));
+  AppendVmFamily(out, "kubevirt_vmi_guest_load_15m", "Guest load average over 15 minutes" + sampled, fresh,
+                 load(&ReportLoad::load15m));
+  AppendVmFamily(out, "kubevirt_vmi_cpu_allocation_ratio",
+                 "Guest vCPUs divided by the compute container's CPU request in cores (see docs/ratios.md).", fresh,
+                 [](const StoredReport& s) { return s.report.cpu_allocation_ratio; });
+  AppendVmFamily(out, "kubevirt_vmi_memory_overcommit_ratio",
+                 "Guest memory divided by the memory request without virtualization overhead (see docs/ratios.md).",
+                 fresh, [](const StoredReport& s) { return s.report.memory_overcommit_ratio; });
+  out += prometheus::TextSerializer().Serialize(self.registry().Collect());
+  return out;
 }
 
 }  // namespace gm::reporter
