@@ -769,10 +769,8 @@ def render(r):
           f"the same pass ran at **{float(g('ceiling_rps')):.0f} API requests/s** "
           f"({g('ceiling_api_requests')} requests in {g('ceiling_done_s')} s), with the fixture busy "
           f"{g('ceiling_fixture_cores')} cores ({g('ceiling_fixture_ms_per_req')} ms of its CPU per request) and "
-          f"the reporter {g('ceiling_reporter_cores')} cores. That rate is the reporter's report intake, not the "
-          f"fixture's limit: its 4 HTTPS threads each answer about one report per 45 ms (pass 2's p50 below, with no "
-          f"API call in the path), so about 90–100 reports/s × 3 API requests each. The fixture (one Python process, one "
-          f"core at most) would serve about {1000.0 / max(float(g('ceiling_fixture_ms_per_req')), 0.001):.0f} requests/s. "
+          f"the reporter {g('ceiling_reporter_cores')} cores; the two share the machine's 2 cores with the load "
+          f"client. The fixture (one Python process, one core at most) would serve about {1000.0 / max(float(g('ceiling_fixture_ms_per_req')), 0.001):.0f} requests/s. "
           f"The stated --qps {qps:g} is {100 * qps / float(g('ceiling_rps')):.0f}% of the measured rate, so the "
           f"fixture sustains it and the QPS limit sets the pace.")
         A("")
@@ -815,7 +813,7 @@ def render(r):
             verbs[m.group(2)][m.group(1)] = v
     A(f"API requests by verb, resource and code (fixture request log; the load client's own watches and "
       f"lists are left out). From its start until its caches had synced, the reporter made "
-      f"{g('s0_api_requests')} requests (list pages of 500, watches, the Lease), not counted below.")
+      f"{g('s0_api_requests')} requests (list pages of 100, watches, the Lease), not counted below.")
     A("")
     A("| verb_resource_code | pass 1 | pass 2 |")
     A("|---|---|---|")
