@@ -18,6 +18,7 @@ RUN apt-get update \
       build-essential cmake pkg-config \
       libvirt-dev prometheus-cpp-dev libcli11-dev libspdlog-dev doctest-dev \
       nlohmann-json3-dev libcurl4-openssl-dev libcpp-httplib-dev libssl-dev libyaml-cpp-dev \
+      libgnutls28-dev \
  && rm -rf /var/lib/apt/lists/*
 
 # Only what the two binaries are built from, so that edits to docs, tests or
@@ -44,7 +45,8 @@ RUN GM_REVISION="${REVISION}" cmake -S . -B /build -DCMAKE_BUILD_TYPE=Release -D
 FROM docker.io/library/debian:bookworm-slim
 
 # libvirt0: libvirt.so.0 + libvirt-qemu.so.0 (guest-exporter)
-# libcurl4: the OpenSSL libcurl (guest-exporter's reports, gm::kube's API client)
+# libcurl4: the OpenSSL libcurl (gm::kube's API client; guest-exporter's reports
+#   use GnuTLS, which libvirt0 already brings)
 # libcpp-httplib0.11 + libssl3: status-reporter's HTTPS/HTTP listeners
 # libyaml-cpp0.7: status-reporter's kubeconfig parsing (gm::kube)
 # libprometheus-cpp-core1.0, libspdlog1.10, libfmt9: both

@@ -13,6 +13,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <optional>
@@ -120,7 +121,9 @@ HttpServer::HttpServer(HttpServerOptions options, Handler handler, Tick tick)
                                                   : reinterpret_cast<sockaddr_in*>(&bound)->sin_port);
   }
 
-  for (int fd : {wake_fd_, unix_fd_, tcp_fd_}) {
+  // A tick fd without a tick would stay readable and spin the loop.
+  if (!tick_) options_.tick_fd = -1;
+  for (int fd : {wake_fd_, unix_fd_, tcp_fd_, options_.tick_fd}) {
     if (fd < 0) continue;
     epoll_event ev{};
     ev.events = EPOLLIN;
@@ -143,16 +146,23 @@ void HttpServer::Stop() {
   [[maybe_unused]] auto n = ::write(wake_fd_, &one, sizeof one);
 }
 
+int HttpServer::WaitMillis() const {
+  if (conns_.empty()) return -1;
+  const auto left = std::chrono::ceil<std::chrono::milliseconds>(next_idle_check_ -
+                                                                 std::chrono::steady_clock::now());
+  return static_cast<int>(std::clamp<int64_t>(left.count(), 0, 1 << 30));
+}
+
 void HttpServer::Run() {
   epoll_event events[64];
-  auto next_tick = std::chrono::steady_clock::now();
   while (!stop_) {
-    const auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(next_tick - std::chrono::steady_clock::now());
-    const int n = epoll_wait(epoll_fd_, events, 64, static_cast<int>(std::max<int64_t>(0, wait.count())));
+    const int n = epoll_wait(epoll_fd_, events, 64, WaitMillis());
     for (int i = 0; i < n; ++i) {
       const int fd = events[i].data.fd;
       if (fd == wake_fd_) continue;
-      if (fd == unix_fd_ || fd == tcp_fd_) {
+      if (fd == options_.tick_fd) {
+        if (tick_) tick_();
+      } else if (fd == unix_fd_ || fd == tcp_fd_) {
         Accept(fd);
       } else if (events[i].events & (EPOLLERR | EPOLLHUP)) {
         Close(fd);
@@ -161,12 +171,7 @@ void HttpServer::Run() {
         if (conns_.count(fd) && (events[i].events & EPOLLOUT)) OnWritable(fd);
       }
     }
-    const auto now = std::chrono::steady_clock::now();
-    if (now >= next_tick) {
-      next_tick = now + options_.tick_interval;
-      CloseIdle();
-      if (tick_) tick_();
-    }
+    if (!conns_.empty() && std::chrono::steady_clock::now() >= next_idle_check_) CloseIdle();
   }
 }
 
@@ -186,7 +191,9 @@ void HttpServer::Accept(int listener) {
     ev.events = EPOLLIN | EPOLLRDHUP;
     ev.data.fd = fd;
     epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, fd, &ev);
-    conns_[fd].last_active = std::chrono::steady_clock::now();
+    const auto now = std::chrono::steady_clock::now();
+    if (conns_.empty()) next_idle_check_ = now + options_.idle_timeout;
+    conns_[fd].last_active = now;
   }
 }
 
@@ -197,7 +204,9 @@ void HttpServer::OnReadable(int fd) {
     const ssize_t n = ::read(fd, buf, sizeof buf);
     if (n > 0) {
       c.in.append(buf, static_cast<size_t>(n));
-      if (c.in.size() > 2 * kMaxRequestBytes) break;
+      // A short read drained the socket: skip the read that would only say
+      // EAGAIN (epoll is level-triggered and reports anything that comes later).
+      if (c.in.size() > 2 * kMaxRequestBytes || static_cast<size_t>(n) < sizeof buf) break;
       continue;
     }
     if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK)) {
@@ -279,8 +288,11 @@ void HttpServer::OnWritable(int fd) {
     Close(fd);
     return;
   }
+  const bool want_out = !c.out.empty();
+  if (want_out == c.watching_out) return;  // the usual case: the whole answer went out at once
+  c.watching_out = want_out;
   epoll_event ev{};
-  ev.events = EPOLLIN | EPOLLRDHUP | (c.out.empty() ? 0u : static_cast<uint32_t>(EPOLLOUT));
+  ev.events = EPOLLIN | EPOLLRDHUP | (want_out ? static_cast<uint32_t>(EPOLLOUT) : 0u);
   ev.data.fd = fd;
   epoll_ctl(epoll_fd_, EPOLL_CTL_MOD, fd, &ev);
 }
@@ -292,12 +304,22 @@ void HttpServer::Close(int fd) {
 }
 
 void HttpServer::CloseIdle() {
-  const auto cutoff = std::chrono::steady_clock::now() - options_.idle_timeout;
+  // One pass closes the idle connections and finds when the oldest of the
+  // rest goes idle: the server wakes for that, not on a fixed period.
+  const auto now = std::chrono::steady_clock::now();
+  const auto cutoff = now - options_.idle_timeout;
+  auto oldest = now;
   for (auto it = conns_.begin(); it != conns_.end();) {
     const int fd = it->first;
+    const auto last = it->second.last_active;
     ++it;
-    if (conns_[fd].last_active < cutoff) Close(fd);
+    if (last <= cutoff) {
+      Close(fd);
+    } else {
+      oldest = std::min(oldest, last);
+    }
   }
+  next_idle_check_ = oldest + options_.idle_timeout;
 }
 
 int HttpGetUnix(const std::string& socket_path, const std::string& path,

@@ -2,6 +2,8 @@
 // A small single-threaded HTTP/1.1 server on epoll, listening on a unix socket
 // and optionally on TCP. It serves only tiny GET responses built from caches,
 // so one thread with keep-alive is enough and keeps the sidecar's footprint small.
+// It has no clock of its own: an idle server sleeps until a request, a shutdown,
+// its `tick_fd`, or (only while connections are open) the next idle-close is due.
 
 #include <atomic>
 #include <chrono>
@@ -27,7 +29,10 @@ struct HttpServerOptions {
   std::string listen_address;  // "host:port", ":port" or "" for none
   size_t max_connections = 256;
   std::chrono::seconds idle_timeout{60};
-  std::chrono::milliseconds tick_interval{5000};  // how often `tick` runs; wake-ups cost idle CPU
+  /// When readable, `tick` runs on the server thread and must make it
+  /// unreadable again (e.g. a timerfd another thread arms, which it reads).
+  /// -1: none. This replaces a periodic tick: wake-ups cost idle CPU.
+  int tick_fd = -1;
 };
 
 class HttpServer {
@@ -41,7 +46,7 @@ class HttpServer {
   HttpServer(const HttpServer&) = delete;
   HttpServer& operator=(const HttpServer&) = delete;
 
-  /// Serves until Stop(); calls `tick` every tick_interval.
+  /// Serves until Stop(); calls `tick` whenever options.tick_fd is readable.
   void Run();
   /// Safe from any thread or a signal handler.
   void Stop();
@@ -53,6 +58,9 @@ class HttpServer {
     std::string in;
     std::string out;
     bool close_after_write = false;
+    // EPOLLOUT is registered; changed only when it must be, which saves an
+    // epoll_ctl per scrape.
+    bool watching_out = false;
     std::chrono::steady_clock::time_point last_active;
   };
   void Accept(int listener);
@@ -61,6 +69,7 @@ class HttpServer {
   void Close(int fd);
   void ServeBuffered(int fd, Conn& c);
   void CloseIdle();
+  int WaitMillis() const;  // epoll_wait's timeout: -1 (forever) without connections
 
   HttpServerOptions options_;
   Handler handler_;
@@ -72,6 +81,7 @@ class HttpServer {
   int tcp_port_ = 0;
   std::atomic<bool> stop_{false};
   std::map<int, Conn> conns_;
+  std::chrono::steady_clock::time_point next_idle_check_{};
 };
 
 /// Parses "host:port" / ":port" / "[v6]:port". Throws std::invalid_argument.

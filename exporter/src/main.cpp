@@ -9,9 +9,12 @@
 
 #include "exposition.h"
 #include "gm/build_info.h"
+#include "gm/cli.h"
 #include "gm/logging.h"
 #include "gm/quantity.h"
 #include "http_server.h"
+#include "https_client.h"
+#include "https_wire.h"
 #include "load_cache.h"
 #include "poller.h"
 #include "report_client.h"
@@ -43,7 +46,7 @@ struct Options {
   std::string log_format = "text";
   std::string log_level = "info";
   int max_backoff = 30;
-  int keepalive_interval = 5;
+  int keepalive_interval = 30;
   unsigned keepalive_count = 3;
   int call_deadline = 30;
   // Launcher pod and ratio inputs (the injector sets them).
@@ -73,9 +76,7 @@ std::optional<double> QuantityFlag(const std::string& flag, const std::string& t
 // Each flag can also come from GUEST_EXPORTER_<FLAG> (upper case, '-' → '_').
 template <typename T>
 CLI::Option* Flag(CLI::App& app, const std::string& name, T& value, const std::string& help) {
-  std::string env = "GUEST_EXPORTER_" + name;
-  for (auto& c : env) c = c == '-' ? '_' : static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-  return app.add_option("--" + name, value, help)->envname(env)->capture_default_str();
+  return gm::AddFlag(app, "GUEST_EXPORTER", name, value, help);
 }
 
 int Serve(const Options& o) {
@@ -99,6 +100,13 @@ int Serve(const Options& o) {
   if (!o.reporter_url.empty() && (o.pod_name.empty() || o.pod_uid.empty() || o.vmi_name.empty())) {
     throw CLI::ValidationError("--reporter-url", "reports need --pod-name, --pod-uid, --vmi-namespace and --vmi-name");
   }
+  if (!o.reporter_url.empty()) {
+    std::string error;
+    if (!ParseHttpsUrl(o.reporter_url, error)) throw CLI::ValidationError("--reporter-url", error);
+    if (!o.reporter_ca_pem.empty() && CountPemCertificates(o.reporter_ca_pem, error) < 0) {
+      throw CLI::ValidationError("--reporter-ca-pem", "no usable CA certificate: " + error);
+    }
+  }
   const std::chrono::seconds interval(o.interval);
   const auto max_age = std::chrono::duration_cast<Clock::duration>(interval * o.max_age_factor);
 
@@ -111,6 +119,7 @@ int Serve(const Options& o) {
   pc.max_backoff = std::chrono::seconds(o.max_backoff);
   pc.keepalive_interval_seconds = o.keepalive_interval;
   pc.keepalive_count = o.keepalive_count;
+  pc.call_deadline = std::chrono::seconds(o.call_deadline);
   if (!o.vmi_name.empty()) pc.identity = Identity{o.vmi_namespace, o.vmi_name};
   std::unique_ptr<HttpsReportSender> sender;
   std::unique_ptr<ReportLoop> reports;
@@ -129,7 +138,8 @@ int Serve(const Options& o) {
   Clock::time_point page_time{};
   const auto hang_deadline = std::chrono::seconds(o.call_deadline);
   HttpServerOptions http_options{o.socket, o.listen_address};
-  http_options.tick_interval = std::min<std::chrono::milliseconds>(std::chrono::seconds(5), hang_deadline / 2);
+  // No periodic tick: the server thread wakes for a hung libvirt call only.
+  http_options.tick_fd = poller.hang_timer_fd();
   HttpServer server(
       http_options,
       [&](const HttpRequest& req) -> HttpResponse {
@@ -148,7 +158,7 @@ int Serve(const Options& o) {
         if (req.path == "/healthz" || req.path == "/readyz") return {200, "text/plain; charset=utf-8", "ok\n"};
         return {404, "text/plain; charset=utf-8", "not found; try /metrics, /healthz or /readyz\n"};
       },
-      [&] { poller.CheckHung(hang_deadline); });
+      [&] { poller.OnHangTimer(); });
   g_server = &server;
   std::signal(SIGTERM, OnSignal);
   std::signal(SIGINT, OnSignal);
@@ -188,7 +198,11 @@ int main(int argc, char** argv) {
   Flag(app, "log-format", o.log_format, "Log format")->check(CLI::IsMember({"text", "json"}));
   Flag(app, "log-level", o.log_level, "Log level")->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "off"}));
   Flag(app, "reconnect-max-backoff", o.max_backoff, "Upper bound, in seconds, between reconnect attempts")->check(CLI::Range(1, 3600));
-  Flag(app, "keepalive-interval", o.keepalive_interval, "Seconds between libvirt keepalive probes")->check(CLI::Range(1, 600));
+  Flag(app, "keepalive-interval", o.keepalive_interval,
+       "Seconds of silence from libvirt before a keepalive probe; a frozen daemon is detected after "
+       "interval x (count + 1) s (default 30 x 4 = 120 s). The daemon's own pings (every 5 s by "
+       "default) keep a live connection from ever needing ours")
+      ->check(CLI::Range(1, 600));
   Flag(app, "keepalive-count", o.keepalive_count, "Unanswered keepalive probes before the connection is dropped")->check(CLI::Range(1, 100));
   Flag(app, "call-deadline", o.call_deadline, "Seconds after which a libvirt call counts as hung")->check(CLI::Range(1, 3600));
 

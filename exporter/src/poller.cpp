@@ -2,6 +2,12 @@
 
 #include <libvirt/virterror.h>
 #include <spdlog/spdlog.h>
+#include <sys/timerfd.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <stdexcept>
 
 #include "libvirt_hypervisor.h"
 
@@ -15,9 +21,35 @@ void NoopTimer(int, void*) {}
 }  // namespace
 
 Poller::Poller(PollerConfig config, LoadCache& cache, SelfMetrics& metrics)
-    : config_(std::move(config)), cache_(cache), metrics_(metrics) {}
+    : config_(std::move(config)), cache_(cache), metrics_(metrics) {
+  hang_timer_fd_ = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+  if (hang_timer_fd_ < 0)
+    throw std::runtime_error(std::string("timerfd_create: ") + std::strerror(errno));
+}
 
-Poller::~Poller() { Stop(); }
+Poller::~Poller() {
+  Stop();
+  ::close(hang_timer_fd_);
+}
+
+void Poller::CallBegins() {
+  call_started_ns_ = steady_clock::now().time_since_epoch().count();
+  itimerspec t{};
+  t.it_value.tv_sec = static_cast<time_t>(config_.call_deadline.count());
+  timerfd_settime(hang_timer_fd_, 0, &t, nullptr);
+}
+
+void Poller::CallEnds() {
+  call_started_ns_ = 0;
+  const itimerspec off{};
+  timerfd_settime(hang_timer_fd_, 0, &off, nullptr);  // also clears an expiry not yet read
+}
+
+void Poller::OnHangTimer() {
+  uint64_t expirations = 0;
+  [[maybe_unused]] const auto n = ::read(hang_timer_fd_, &expirations, sizeof expirations);
+  CheckHung(config_.call_deadline);
+}
 
 void Poller::Start() {
   virSetErrorFunc(nullptr, IgnoreLibvirtError);
@@ -95,10 +127,9 @@ void Poller::PollLoop() {
 }
 
 bool Poller::Connect() {
-  const auto started = steady_clock::now();
-  call_started_ns_ = started.time_since_epoch().count();
+  CallBegins();
   virConnectPtr conn = virConnectOpen(config_.uri.c_str());
-  call_started_ns_ = 0;
+  CallEnds();
   if (conn == nullptr) {
     spdlog::warn("cannot connect to libvirt at {}: {}", config_.uri, LastLibvirtError().message);
     return false;
@@ -122,7 +153,11 @@ bool Poller::Connect() {
   }
   conn_ = conn;
   hv_ = std::make_unique<LibvirtHypervisor>(conn, [this](bool entering) {
-    call_started_ns_ = entering ? steady_clock::now().time_since_epoch().count() : 0;
+    if (entering) {
+      CallBegins();
+    } else {
+      CallEnds();
+    }
   });
   // A reconnect may reach an upgraded libvirt: ask for LOAD again.
   method_ = LoadMethod::kGuestInfo;

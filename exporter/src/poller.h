@@ -31,10 +31,19 @@ struct PollerConfig {
   int agent_timeout_seconds = 5;
   std::chrono::milliseconds initial_backoff{500};
   std::chrono::seconds max_backoff{30};
-  int keepalive_interval_seconds = 5;  // libvirt closes a silent connection after
-  unsigned keepalive_count = 3;        // interval * (count + 1) seconds
-  std::optional<Identity> identity;    // set by the injector in a launcher pod
-  std::function<void()> on_change;     // after each poll and each domain event
+  // Client-side keepalive: with no message from libvirt for interval seconds
+  // a probe is sent, and the connection is dropped after count unanswered
+  // ones, i.e. about interval * (count + 1) seconds (120 s) after a daemon
+  // froze. The daemon pings on its own schedule too (virtqemud's
+  // keepalive_interval, 5 s by default) and each ping resets our timer, so
+  // our probes matter only when the daemon stops talking: a short interval
+  // buys quicker dead-peer detection with wake-ups of its own, while the
+  // cache keeps scrapes answering and --max-sample-age removes old samples.
+  int keepalive_interval_seconds = 30;
+  unsigned keepalive_count = 3;
+  std::chrono::seconds call_deadline{30};  // a libvirt call running longer counts as hung
+  std::optional<Identity> identity;        // set by the injector in a launcher pod
+  std::function<void()> on_change;         // after each poll and each domain event
 };
 
 class Poller {
@@ -48,8 +57,16 @@ class Poller {
   void Stop();
 
   /// Counts, once per call, a libvirt call that has run longer than `deadline`.
-  /// Called about once a second from the server thread.
+  /// Called from the server thread at each /metrics render and when
+  /// hang_timer_fd() fires.
   void CheckHung(std::chrono::steady_clock::duration deadline);
+
+  /// A timerfd armed for call_deadline while a libvirt call runs and disarmed
+  /// when it returns (arming is a syscall, not a wake-up): it becomes readable
+  /// only when a call hangs, so hang detection costs an idle sidecar nothing.
+  int hang_timer_fd() const { return hang_timer_fd_; }
+  /// Drains hang_timer_fd() and runs CheckHung(call_deadline).
+  void OnHangTimer();
 
  private:
   void EventLoop();
@@ -59,6 +76,8 @@ class Poller {
   void PollOnce();
   void MarkDue(const std::string& domain);
   void WaitFor(std::chrono::steady_clock::duration d);
+  void CallBegins();
+  void CallEnds();
 
   static void OnClose(virConnectPtr, int reason, void* opaque);
   static int OnLifecycle(virConnectPtr, virDomainPtr, int event, int detail, void* opaque);
@@ -89,6 +108,7 @@ class Poller {
   // Hang detection: start of the libvirt call in flight (0 when none).
   std::atomic<int64_t> call_started_ns_{0};
   std::atomic<int64_t> hung_counted_for_ns_{0};
+  int hang_timer_fd_ = -1;
 };
 
 }  // namespace gm::exporter

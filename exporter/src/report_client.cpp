@@ -1,6 +1,5 @@
 #include "report_client.h"
 
-#include <curl/curl.h>
 #include <spdlog/spdlog.h>
 
 #include <fstream>
@@ -45,60 +44,35 @@ bool ReportChanged(const Report& a, const Report& b) {
 
 // --- HTTPS sender -----------------------------------------------------------
 
-HttpsReportSender::HttpsReportSender(HttpsTarget target) : target_(std::move(target)) {
-  curl_global_init(CURL_GLOBAL_DEFAULT);
-  curl_ = curl_easy_init();
-}
+HttpsReportSender::HttpsReportSender(HttpsTarget target)
+    : HttpsReportSender(
+          target, std::make_unique<GnuTlsTransport>(TlsTrust{target.ca_pem, target.ca_file})) {}
 
-HttpsReportSender::~HttpsReportSender() {
-  curl_easy_cleanup(static_cast<CURL*>(curl_));
-}
-
-namespace {
-size_t Collect(char* data, size_t size, size_t n, void* out) {
-  auto* s = static_cast<std::string*>(out);
-  if (s->size() < 4096) s->append(data, std::min(size * n, 4096 - s->size()));  // enough for an error message
-  return size * n;
-}
-}  // namespace
+HttpsReportSender::HttpsReportSender(HttpsTarget target, std::unique_ptr<HttpTransport> transport)
+    : target_(std::move(target)), transport_(std::move(transport)) {}
 
 SendResult HttpsReportSender::Send(const std::string& body) {
-  std::string token;
+  std::vector<std::string> headers{"Content-Type: application/json"};
   if (!target_.token_file.empty()) {
     std::ifstream f(target_.token_file);
     std::stringstream ss;
     ss << f.rdbuf();
-    token = ss.str();
-    while (!token.empty() && (token.back() == '\n' || token.back() == ' ')) token.pop_back();
+    std::string token = ss.str();
+    while (!token.empty() && (token.back() == '\n' || token.back() == '\r' || token.back() == ' '))
+      token.pop_back();
     if (!f || token.empty()) return {false, "cannot read token file " + target_.token_file};
+    // A token is one visible-ASCII word; anything else would corrupt (or
+    // inject into) the request head, so it is refused, never sent.
+    for (const char c : token) {
+      if (c <= ' ' || c > '~')
+        return {false, "token file " + target_.token_file + " holds a character a token cannot"};
+    }
+    headers.push_back("Authorization: Bearer " + token);
   }
-  auto* c = static_cast<CURL*>(curl_);
-  curl_slist* headers = curl_slist_append(nullptr, "Content-Type: application/json");
-  const std::string auth = "Authorization: Bearer " + token;
-  if (!token.empty()) headers = curl_slist_append(headers, auth.c_str());
-  std::string reply;
-  curl_easy_setopt(c, CURLOPT_URL, target_.url.c_str());
-  curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers);
-  curl_easy_setopt(c, CURLOPT_POSTFIELDS, body.c_str());
-  curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, static_cast<long>(body.size()));
-  curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, static_cast<long>(target_.timeout.count()));
-  curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(std::min<int64_t>(target_.timeout.count(), 3000)));
-  curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-  curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, Collect);
-  curl_easy_setopt(c, CURLOPT_WRITEDATA, &reply);
-  if (!target_.ca_pem.empty()) {
-    curl_blob blob{const_cast<char*>(target_.ca_pem.data()), target_.ca_pem.size(), CURL_BLOB_NOCOPY};
-    curl_easy_setopt(c, CURLOPT_CAINFO_BLOB, &blob);
-  } else if (!target_.ca_file.empty()) {
-    curl_easy_setopt(c, CURLOPT_CAINFO, target_.ca_file.c_str());
-  }
-  const CURLcode rc = curl_easy_perform(c);
-  curl_slist_free_all(headers);
-  if (rc != CURLE_OK) return {false, std::string("POST ") + target_.url + ": " + curl_easy_strerror(rc)};
-  long status = 0;
-  curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
-  if (status / 100 != 2) {
-    return {false, "POST " + target_.url + ": HTTP " + std::to_string(status) + ": " + reply};
+  const HttpExchange ex = transport_->Post(target_.url, headers, body, target_.timeout);
+  if (ex.status == 0) return {false, "POST " + target_.url + ": " + ex.error};
+  if (ex.status / 100 != 2) {
+    return {false, "POST " + target_.url + ": HTTP " + std::to_string(ex.status) + ": " + ex.body};
   }
   return {true, {}};
 }

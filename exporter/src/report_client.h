@@ -6,6 +6,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <set>
@@ -15,6 +16,7 @@
 #include "exposition.h"
 #include "gm/ratios.h"
 #include "gm/report.h"
+#include "https_client.h"
 #include "load_cache.h"
 
 namespace gm::exporter {
@@ -52,17 +54,19 @@ struct HttpsTarget {
   std::chrono::milliseconds timeout{5000};
 };
 
-/// POSTs with libcurl. The token is read from its file at every send:
-/// projected tokens are rotated by the kubelet.
+/// POSTs each report over HTTPS with the bearer token. The token is read
+/// from its file at every send: projected tokens are rotated by the kubelet.
 class HttpsReportSender final : public ReportSender {
  public:
+  /// The real sender: GnuTLS, trusting target.ca_pem / ca_file / the system.
   explicit HttpsReportSender(HttpsTarget target);
-  ~HttpsReportSender() override;
+  /// With another transport (unit tests).
+  HttpsReportSender(HttpsTarget target, std::unique_ptr<HttpTransport> transport);
   SendResult Send(const std::string& body) override;
 
  private:
   HttpsTarget target_;
-  void* curl_ = nullptr;  // CURL*, reused so the TLS session and connection are kept
+  std::unique_ptr<HttpTransport> transport_;
 };
 
 struct ReportLoopConfig {

@@ -11,6 +11,7 @@
 
 #include "controller.h"
 #include "gm/build_info.h"
+#include "gm/cli.h"
 #include "gm/logging.h"
 
 namespace {
@@ -18,11 +19,10 @@ namespace {
 volatile std::sig_atomic_t g_stop = 0;
 void OnSignal(int) { g_stop = 1; }
 
+// Each flag can also come from STATUS_REPORTER_<FLAG> (upper case, '-' → '_').
 template <typename T>
 CLI::Option* Flag(CLI::App& app, const std::string& name, T& value, const std::string& help) {
-  std::string env = "STATUS_REPORTER_" + name;
-  for (auto& c : env) c = c == '-' ? '_' : static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-  return app.add_option("--" + name, value, help)->envname(env)->capture_default_str();
+  return gm::AddFlag(app, "STATUS_REPORTER", name, value, help);
 }
 
 }  // namespace

@@ -1,6 +1,10 @@
-#include <doctest/doctest.h>
-
 #include "report_client.h"
+
+#include <doctest/doctest.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <fstream>
 
 using namespace gm::exporter;
 using namespace std::chrono_literals;
@@ -116,4 +120,89 @@ TEST_CASE("a failing reporter gets capped exponential backoff, not a retry storm
   f.sender.fail = false;
   f.loop->RunOnce(next);
   CHECK(f.sender.sent.size() == 1);
+}
+
+namespace {
+
+// Records each POST and answers with a canned exchange.
+class FakeTransport final : public HttpTransport {
+ public:
+  struct Call {
+    std::string url;
+    std::vector<std::string> headers;
+    std::string body;
+    std::chrono::milliseconds timeout;
+  };
+  std::vector<Call>* calls;
+  HttpExchange answer;
+  explicit FakeTransport(std::vector<Call>* c, HttpExchange a) : calls(c), answer(std::move(a)) {}
+  HttpExchange Post(const std::string& url, const std::vector<std::string>& headers,
+                    const std::string& body, std::chrono::milliseconds timeout) override {
+    calls->push_back({url, headers, body, timeout});
+    return answer;
+  }
+};
+
+struct TokenFile {
+  std::string path = "/tmp/gm-report-token-" + std::to_string(getpid());
+  explicit TokenFile(const std::string& text) { Write(text); }
+  ~TokenFile() { std::remove(path.c_str()); }
+  void Write(const std::string& text) const { std::ofstream(path, std::ios::trunc) << text; }
+};
+
+const char* kUrl = "https://gm-status-reporter.gm.svc/v1/reports";
+
+}  // namespace
+
+TEST_CASE(
+    "the HTTPS sender posts JSON with the current token, and reads the token again each time") {
+  std::vector<FakeTransport::Call> calls;
+  TokenFile token("tok-1\n");
+  HttpsReportSender sender(HttpsTarget{kUrl, "", "", token.path, 2500ms},
+                           std::make_unique<FakeTransport>(&calls, HttpExchange{202, "{}", ""}));
+  CHECK(sender.Send("{\"a\":1}").ok);
+  token.Write("tok-2");  // the kubelet rotated the projected token
+  CHECK(sender.Send("{\"a\":2}").ok);
+  REQUIRE(calls.size() == 2);
+  CHECK(calls[0].url == kUrl);
+  CHECK(calls[0].body == "{\"a\":1}");
+  CHECK(calls[0].timeout == 2500ms);
+  CHECK(calls[0].headers ==
+        std::vector<std::string>{"Content-Type: application/json", "Authorization: Bearer tok-1"});
+  CHECK(calls[1].headers[1] == "Authorization: Bearer tok-2");
+}
+
+TEST_CASE("the HTTPS sender turns refusals, transport errors and bad tokens into clear errors") {
+  std::vector<FakeTransport::Call> calls;
+  TokenFile token("tok");
+  {
+    HttpsReportSender s(HttpsTarget{kUrl, "", "", token.path},
+                        std::make_unique<FakeTransport>(
+                            &calls, HttpExchange{403, "pod is not the VMI's active pod\n", ""}));
+    const auto r = s.Send("{}");
+    CHECK_FALSE(r.ok);
+    CHECK(r.error == std::string("POST ") + kUrl + ": HTTP 403: pod is not the VMI's active pod\n");
+  }
+  {
+    HttpsReportSender s(HttpsTarget{kUrl, "", "", token.path},
+                        std::make_unique<FakeTransport>(
+                            &calls, HttpExchange{0, "", "no response from x within 5000 ms"}));
+    const auto r = s.Send("{}");
+    CHECK_FALSE(r.ok);
+    CHECK(r.error == std::string("POST ") + kUrl + ": no response from x within 5000 ms");
+  }
+  calls.clear();
+  for (const char* bad : {"", "\n", "two words", "tok\r\nX-Injected: 1"}) {
+    CAPTURE(bad);
+    token.Write(bad);
+    HttpsReportSender s(HttpsTarget{kUrl, "", "", token.path},
+                        std::make_unique<FakeTransport>(&calls, HttpExchange{200, "", ""}));
+    const auto r = s.Send("{}");
+    CHECK_FALSE(r.ok);
+    CHECK(r.error.find("token file " + token.path) != std::string::npos);
+  }
+  HttpsReportSender missing(HttpsTarget{kUrl, "", "", "/nonexistent/token"},
+                            std::make_unique<FakeTransport>(&calls, HttpExchange{200, "", ""}));
+  CHECK(missing.Send("{}").error == "cannot read token file /nonexistent/token");
+  CHECK(calls.empty());  // nothing is sent without a usable token
 }
