@@ -56,15 +56,9 @@ log() { echo "exporter-bench: $*" >&2; }
 
 # --- dependencies and build -------------------------------------------------
 "$repo/scripts/install-deps.sh" >&2
-log "building guest-exporter (RelWithDebInfo) in $BUILD_DIR"
-cmake -S "$repo" -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-sanitize=$(sed -n 's/^GM_SANITIZE:STRING=//p' "$BUILD_DIR/CMakeCache.txt")
-if [ -n "$sanitize" ]; then
-  echo "exporter-bench: $BUILD_DIR is configured with GM_SANITIZE=$sanitize; use an unsanitized BUILD_DIR" >&2
-  exit 1
-fi
-cmake --build "$BUILD_DIR" -j"$(nproc)" --target guest-exporter >&2
-build_type=$(sed -n 's/^CMAKE_BUILD_TYPE:STRING=//p' "$BUILD_DIR/CMakeCache.txt")
+# shellcheck source=bench/lib.sh
+. "$repo/bench/lib.sh"
+bench_build exporter-bench guest-exporter "$BUILD_DIR"
 # The flags guest-exporter's own code was really compiled and linked with
 # (the build type's, then its targets' own), warnings left out.
 cxx_flags=$(sed -n 's/^CXX_FLAGS = //p' "$BUILD_DIR/exporter/CMakeFiles/guest-exporter.dir/flags.make" |

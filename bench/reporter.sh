@@ -63,22 +63,18 @@ log() { echo "reporter-bench: $*" >&2; }
 
 # --- dependencies and build -------------------------------------------------
 [ "${SKIP_DEPS:-0}" = 1 ] || "$repo/scripts/install-deps.sh" >&2
-log "building status-reporter (RelWithDebInfo) in $BUILD_DIR"
-cmake -S "$repo" -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DGM_BUILD_TESTS=OFF >/dev/null
-sanitize=$(sed -n 's/^GM_SANITIZE:STRING=//p' "$BUILD_DIR/CMakeCache.txt")
-if [ -n "$sanitize" ]; then
-  echo "reporter-bench: $BUILD_DIR is configured with GM_SANITIZE=$sanitize; use an unsanitized BUILD_DIR" >&2
-  exit 1
-fi
-cmake --build "$BUILD_DIR" -j"$(nproc)" --target status-reporter >&2
-build_type=$(sed -n 's/^CMAKE_BUILD_TYPE:STRING=//p' "$BUILD_DIR/CMakeCache.txt")
+# shellcheck source=bench/lib.sh
+. "$repo/bench/lib.sh"
+bench_build reporter-bench status-reporter "$BUILD_DIR" -DGM_BUILD_TESTS=OFF
 cxx_flags=$(sed -n "s/^CMAKE_CXX_FLAGS_$(echo "$build_type" | tr '[:lower:]' '[:upper:]'):STRING=//p" "$BUILD_DIR/CMakeCache.txt")
 SR="$BUILD_DIR/status-reporter/status-reporter"
 
 # --- processes and cleanup --------------------------------------------------
 tmp=$(mktemp -d /tmp/reporter-bench.XXXXXX)
 pids=()
-cleanup() {
+# Stops the processes started so far, newest first, each given 5 s to exit
+# (also between the ceiling run and the main run).
+stop_all() {
   local p i
   for ((i = ${#pids[@]} - 1; i >= 0; i--)); do
     kill "${pids[i]}" 2>/dev/null || true
@@ -89,21 +85,13 @@ cleanup() {
     wait "$p" 2>/dev/null || true
   done
   pids=()
+}
+cleanup() {
+  stop_all
   rm -rf "$tmp"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-# Stops the processes started so far (between the ceiling run and the main run).
-stop_all() {
-  local p
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  for p in "${pids[@]}"; do
-    for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-    kill -9 "$p" 2>/dev/null || true
-    wait "$p" 2>/dev/null || true
-  done
-  pids=()
-}
 
 res="$tmp/results"
 : >"$res"

@@ -16,13 +16,13 @@
 
 using namespace gm::kube;
 using kube_it::Fixture;
+using kube_it::kPods;
 using kube_it::Pod;
 using kube_it::SecondsSince;
 using Clock = std::chrono::steady_clock;
 
 namespace {
 
-const std::string kPods = CollectionPath("v1", "pods", "default");
 const std::string kVmis = CollectionPath("kubevirt.io/v1", "virtualmachineinstances", "default");
 
 // Every attempt the client reports to its observer.

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "gm/kube/client.h"
+#include "gm/kube/paths.h"
 
 namespace kube_it {
 
@@ -55,5 +56,8 @@ bool Eventually(const std::function<bool()>& condition,
                 std::chrono::milliseconds timeout = std::chrono::milliseconds(5000));
 
 double SecondsSince(std::chrono::steady_clock::time_point start);
+
+// The namespace every test works in.
+inline const std::string kPods = gm::kube::CollectionPath("v1", "pods", "default");
 
 }  // namespace kube_it

@@ -11,13 +11,13 @@
 using namespace gm::kube;
 using kube_it::Eventually;
 using kube_it::Fixture;
+using kube_it::kPods;
 using kube_it::Pod;
 using kube_it::SecondsSince;
 using Clock = std::chrono::steady_clock;
 
 namespace {
 
-const std::string kPods = CollectionPath("v1", "pods", "default");
 
 // What the tests keep of a pod: two fields, not the JSON.
 struct PodView {

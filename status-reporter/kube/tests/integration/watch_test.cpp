@@ -9,15 +9,10 @@
 
 using namespace gm::kube;
 using kube_it::Fixture;
+using kube_it::kPods;
 using kube_it::Pod;
 using kube_it::SecondsSince;
 using Clock = std::chrono::steady_clock;
-
-namespace {
-
-const std::string kPods = CollectionPath("v1", "pods", "default");
-
-}  // namespace
 
 TEST_CASE("watch: events arrive in order and the handler ends the stream") {
   Fixture fx;

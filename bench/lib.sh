@@ -1,0 +1,21 @@
+# Sourced by the bench scripts: the one way they build what they measure.
+#
+#   bench_build PREFIX TARGET BUILD_DIR [cmake -D options...]
+#
+# Configures BUILD_DIR as RelWithDebInfo (refusing a sanitized one: its
+# figures would be meaningless), builds TARGET and sets build_type.
+
+bench_build() {
+  local prefix=$1 target=$2 dir=$3
+  shift 3
+  echo "$prefix: building $target (RelWithDebInfo) in $dir" >&2
+  cmake -S "$repo" -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo "$@" >/dev/null
+  local sanitize
+  sanitize=$(sed -n 's/^GM_SANITIZE:STRING=//p' "$dir/CMakeCache.txt")
+  if [ -n "$sanitize" ]; then
+    echo "$prefix: $dir is configured with GM_SANITIZE=$sanitize; use an unsanitized build directory" >&2
+    exit 1
+  fi
+  cmake --build "$dir" -j"$(nproc)" --target "$target" >&2
+  build_type=$(sed -n 's/^CMAKE_BUILD_TYPE:STRING=//p' "$dir/CMakeCache.txt")
+}
