@@ -16,6 +16,7 @@ import threading
 import time
 import traceback
 from dataclasses import dataclass
+from types import SimpleNamespace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
@@ -26,6 +27,9 @@ from store import CLOSE_GRACEFUL, CLOSE_RESET, Watcher, key_of
 
 TRUE = {"1", "t", "T", "true", "True", "TRUE"}
 TOKENREVIEWS = "/apis/authentication.k8s.io/v1/tokenreviews"
+# Enough of a resource type for faults to match "resource": "tokenreviews".
+TOKENREVIEW_TYPE = SimpleNamespace(plural="tokenreviews", kind="TokenReview",
+                                   group="authentication.k8s.io")
 PUBLIC_PATHS = {"/version", "/healthz", "/readyz", "/livez"}
 VERSION_INFO = {"major": "1", "minor": "26", "gitVersion": "v1.26.0-fixture",
                 "platform": "linux/amd64"}
@@ -779,6 +783,10 @@ class Handler(BaseHTTPRequestHandler):
                 entry.update(verb="create", resource="tokenreviews")
                 if self.command != "POST":
                     raise am.method_not_allowed()
+                # Faults apply here too (a TokenReview can fail like any call);
+                # tokenreviews is a virtual resource without a registry type.
+                api.apply_fault(ApiRequest(self.command, url.path, query, TOKENREVIEW_TYPE,
+                                           "", "", "", "create"))
                 self.send_json(201, api.token_review(body))
                 return
             req = route(self.command, url.path, query)

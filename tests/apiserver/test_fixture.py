@@ -715,6 +715,15 @@ class FixtureTest(unittest.TestCase):
         self.assertEqual(self.admin("GET", "/fixture/faults")["faults"], [])
         self.ok("GET", VMIS.format(ns=self.ns) + "/v1")
 
+    def test_fault_on_tokenreview(self):
+        self.create_pod("p1")
+        token = self.issue()[2]["token"]
+        self.admin("POST", "/fixture/faults", {"resource": "tokenreviews", "code": 503})
+        self.assertStatus(self.fx.call("POST", "/apis/authentication.k8s.io/v1/tokenreviews", {
+            "apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview",
+            "spec": {"token": token, "audiences": ["guest-metrics"]}}), 503, "ServiceUnavailable")
+        self.assertTrue(self.review(token)["authenticated"], "the fault was used up")
+
     def test_fault_delay(self):
         self.admin("POST", "/fixture/faults", {"verb": "list", "delaySeconds": 0.5})
         start = time.monotonic()

@@ -201,6 +201,23 @@ class StatusModeTest(ReporterCase):
         self.assertNotIn(CPU_ANNOTATION, annotations(self.cluster.pod(self.ns, "virt-launcher-vm-r-y2")))
         self.assertEqual(status_ratios(self.cluster.vmi(self.ns, "vm-r")), (None, None))
 
+    def test_a_failed_token_review_refuses_with_503_and_the_retry_is_accepted(self):
+        uid = self.cluster.launcher(self.ns, "vm-t", "virt-launcher-vm-t-x1", "node-1")
+        token = self.cluster.token(self.ns, "virt-launcher-vm-t-x1")
+        body = report(self.ns, "vm-t", "virt-launcher-vm-t-x1", uid, "node-1", cpu=10.0, memory=1.5)
+        self.cluster.faults({"verb": "create", "resource": "tokenreviews", "code": 503, "count": -1})
+        mark = self.log_mark()
+        before = self.refused("tokenreview_failed")
+        status, answer = self.reporter.post_report(body, token)
+        self.assertEqual((status, answer["result"]), (503, "tokenreview_failed"), answer)
+        self.assertTrue(answer["message"], "the refusal says why")
+        self.assertEqual(self.refused("tokenreview_failed"), before + 1)
+        self.assertEqual(self.writes_since(mark), [], "an unauthenticated report writes nothing")
+        # The API recovers: the sidecar's retry is accepted (the failure was not cached).
+        self.cluster.reset_faults()
+        self.accept(body, token)
+        self.wait_vmi_status_ratios("vm-t", 10.0, 1.5)
+
     def test_after_migration_the_new_active_pods_ratios_replace_the_old(self):
         src_uid = self.cluster.launcher(self.ns, "vm-m", "virt-launcher-vm-m-src", "node-1")
         src_token = self.cluster.token(self.ns, "virt-launcher-vm-m-src")
