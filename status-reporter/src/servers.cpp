@@ -6,6 +6,7 @@
 #include <stdexcept>
 
 #include "gm/report.h"
+#include "tls_reload.h"
 
 namespace gm::reporter {
 
@@ -31,11 +32,14 @@ void Limit(httplib::Server& s, size_t max_body) {
 }  // namespace
 
 Servers::Servers(const ServersConfig& config, Endpoints endpoints) : endpoints_(std::move(endpoints)) {
-  auto https = std::make_unique<httplib::SSLServer>(config.tls_cert_file.c_str(), config.tls_key_file.c_str());
-  if (!https->is_valid()) {
-    throw std::runtime_error("cannot load TLS certificate '" + config.tls_cert_file + "' and key '" +
-                             config.tls_key_file + "'");
-  }
+  certificate_ = std::make_unique<ReloadingCertificate>(config.tls_cert_file, config.tls_key_file);
+  auto https = std::make_unique<httplib::SSLServer>([this](SSL_CTX& ctx) {
+    SSL_CTX_set_min_proto_version(&ctx, TLS1_2_VERSION);
+    SSL_CTX_set_options(&ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_SESSION_RESUMPTION_ON_RENEGOTIATION);
+    certificate_->Install(&ctx);
+    return true;
+  });
+  if (!https->is_valid()) throw std::runtime_error("cannot set up TLS");
   https_ = std::move(https);
   http_ = std::make_unique<httplib::Server>();
   // The HTTPS listener takes AdmissionReviews, which carry a whole pod; a

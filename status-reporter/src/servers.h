@@ -16,6 +16,8 @@ class Server;
 
 namespace gm::reporter {
 
+class ReloadingCertificate;
+
 struct ServersConfig {
   std::string https_host = "0.0.0.0";
   int https_port = 8443;  // 0: any free port (tests)
@@ -47,6 +49,7 @@ class Servers {
 
  private:
   Endpoints endpoints_;
+  std::unique_ptr<ReloadingCertificate> certificate_;  // outlives https_, which calls it
   std::unique_ptr<httplib::Server> https_;
   std::unique_ptr<httplib::Server> http_;
   int https_port_ = 0;

@@ -10,6 +10,8 @@ control. e2e_test.py drives the same path with real sidecars.
 
 GM_KEEP_TEST_DIRS=1 keeps the temp dirs, with each reporter's debug log."""
 
+import os
+import ssl
 import subprocess
 import sys
 import time
@@ -470,6 +472,42 @@ class CommandLineAndShutdownTest(unittest.TestCase):
         started = time.monotonic()
         self.assertEqual(r.stop(timeout=10), 0)
         self.assertLess(time.monotonic() - started, 5, "SIGTERM ends it well within a pod's grace period")
+
+
+    def test_a_renewed_certificate_is_served_without_a_restart(self):
+        directory = harness.temp_dir("status-reporter-tls-")
+        cert, key = harness.serving_certificate(directory)
+        r = Reporter(self.kubeconfig, "reporter-tls", directory, cert, key)
+        self.addCleanup(r.kill)
+
+        def served():
+            return ssl.PEM_cert_to_DER_cert(ssl.get_server_certificate(("127.0.0.1", r.https_port)))
+
+        def on_disk():
+            with open(cert) as f:
+                return ssl.PEM_cert_to_DER_cert(f.read())
+
+        first = on_disk()
+        self.assertEqual(served(), first)
+
+        # A broken renewal changes nothing: the last good pair stays served.
+        # (The reporter looks at the files at most every 2 s: wait past that.)
+        with open(cert + ".new", "w") as f:
+            f.write("not a certificate\n")
+        os.replace(cert + ".new", cert)
+        time.sleep(2.5)
+        self.assertEqual(served(), first, "a certificate that does not load is not served")
+        self.assertEqual(served(), first)
+
+        # A good renewal, written as the kubelet updates a Secret volume (whole files replaced).
+        renewed_dir = harness.temp_dir("status-reporter-tls-renewed-")
+        new_cert, new_key = harness.serving_certificate(renewed_dir)
+        os.replace(new_key, key)
+        os.replace(new_cert, cert)
+        renewed = on_disk()
+        self.assertNotEqual(renewed, first)
+        wait_until(lambda: served() == renewed, 10, "the renewed certificate to be served")
+        self.assertEqual(r.get("/healthz")[0], 200, "no restart")
 
 
 if __name__ == "__main__":
