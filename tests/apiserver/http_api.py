@@ -827,20 +827,25 @@ class Handler(BaseHTTPRequestHandler):
         bookmarks = q.get("allowWatchBookmarks") in TRUE
         watcher = Watcher(rt, req.namespace, am.LabelSelector(q.get("labelSelector")),
                           am.FieldSelector(q.get("fieldSelector"), rt))
+        # The watch is registered before the client sees the 200, so a client
+        # that has its answer is watching (drop-watches, events made next).
+        try:
+            api.store.watch(watcher, from_rv)
+            error = None
+        except ApiError as e:
+            error = e
         self._code = 200
         self.log_pending_entry()  # once, when the stream starts
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Cache-Control", "no-cache, private")
-        self.send_header("Transfer-Encoding", "chunked")
-        self.end_headers()
         try:
-            try:
-                api.store.watch(watcher, from_rv)
-            except ApiError as e:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Cache-Control", "no-cache, private")
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            if error is not None:
                 # Past authn/authz and rv parsing, watch errors are ERROR
                 # events in a 200 stream, not HTTP errors (cacher.Watch).
-                self.write_chunk(am.dumps({"type": "ERROR", "object": e.status}).encode() + b"\n")
+                self.write_chunk(am.dumps({"type": "ERROR", "object": error.status}).encode() + b"\n")
                 self.wfile.write(b"0\r\n\r\n")
                 return
             deadline = time.monotonic() + timeout
