@@ -72,16 +72,7 @@ LIBVIRTD=$(command -v libvirtd || echo /usr/sbin/libvirtd)
 tmp=$(mktemp -d /tmp/exporter-bench.XXXXXX)
 pids=()
 cleanup() {
-  local p
-  for ((i = ${#pids[@]} - 1; i >= 0; i--)); do
-    p=${pids[i]}
-    kill "$p" 2>/dev/null || true
-  done
-  for p in "${pids[@]}"; do
-    for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-    kill -9 "$p" 2>/dev/null || true
-    wait "$p" 2>/dev/null || true
-  done
+  stop_all
   rm -rf "$tmp"
 }
 trap cleanup EXIT

@@ -1,4 +1,5 @@
-# Sourced by the bench scripts: the one way they build what they measure.
+# Sourced by the bench scripts: the one way they build what they measure and
+# stop what they started.
 #
 #   bench_build PREFIX TARGET BUILD_DIR [cmake -D options...]
 #
@@ -18,4 +19,19 @@ bench_build() {
   fi
   cmake --build "$dir" -j"$(nproc)" --target "$target" >&2
   build_type=$(sed -n 's/^CMAKE_BUILD_TYPE:STRING=//p' "$dir/CMakeCache.txt")
+}
+
+# Stops the processes in the global array `pids`, newest first, each given
+# 5 s to exit before SIGKILL, and empties it.
+stop_all() {
+  local p i
+  for ((i = ${#pids[@]} - 1; i >= 0; i--)); do
+    kill "${pids[i]}" 2>/dev/null || true
+  done
+  for p in "${pids[@]}"; do
+    for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$p" 2>/dev/null || true
+    wait "$p" 2>/dev/null || true
+  done
+  pids=()
 }

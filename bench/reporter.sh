@@ -72,20 +72,7 @@ SR="$BUILD_DIR/status-reporter/status-reporter"
 # --- processes and cleanup --------------------------------------------------
 tmp=$(mktemp -d /tmp/reporter-bench.XXXXXX)
 pids=()
-# Stops the processes started so far, newest first, each given 5 s to exit
-# (also between the ceiling run and the main run).
-stop_all() {
-  local p i
-  for ((i = ${#pids[@]} - 1; i >= 0; i--)); do
-    kill "${pids[i]}" 2>/dev/null || true
-  done
-  for p in "${pids[@]}"; do
-    for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-    kill -9 "$p" 2>/dev/null || true
-    wait "$p" 2>/dev/null || true
-  done
-  pids=()
-}
+# stop_all (bench/lib.sh) also runs between the ceiling run and the main run.
 cleanup() {
   stop_all
   rm -rf "$tmp"

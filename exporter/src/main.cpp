@@ -195,8 +195,7 @@ int main(int argc, char** argv) {
   Flag(app, "node-name", o.node, "Node label value (default: the host name)");
   Flag(app, "socket", o.socket, "Unix socket serving /metrics, /healthz, /readyz (always on)");
   Flag(app, "listen-address", o.listen_address, "TCP address for the same endpoints, host:port; empty turns TCP off");
-  Flag(app, "log-format", o.log_format, "Log format")->check(CLI::IsMember({"text", "json"}));
-  Flag(app, "log-level", o.log_level, "Log level")->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "off"}));
+  gm::AddLogFlags(app, "GUEST_EXPORTER", o.log_format, o.log_level);
   Flag(app, "reconnect-max-backoff", o.max_backoff, "Upper bound, in seconds, between reconnect attempts")->check(CLI::Range(1, 3600));
   Flag(app, "keepalive-interval", o.keepalive_interval,
        "Seconds of silence from libvirt before a keepalive probe; a frozen daemon is detected after "

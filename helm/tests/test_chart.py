@@ -49,6 +49,7 @@ DASHBOARD = os.path.join(REPO, "promrules", "dashboards", "kubevirt-guest-metric
 PROMTOOL_TESTS = os.path.join(REPO, "promrules", "tests")
 REPORTER_MAIN = os.path.join(REPO, "status-reporter", "src", "main.cpp")
 REPORTER_CONTROLLER = os.path.join(REPO, "status-reporter", "src", "controller.cpp")
+SHARED_CLI = os.path.join(REPO, "common", "include", "gm", "cli.h")
 REPORTER_ADMISSION = os.path.join(REPO, "status-reporter", "src", "admission.cpp")
 
 RELEASE = "kubevirt-guest-metrics"
@@ -172,7 +173,14 @@ def alerts_by_name(groups):
 
 def reporter_flags(main_cpp=REPORTER_MAIN):
     with open(main_cpp) as f:
-        return set(re.findall(r'Flag\(app,\s*"([a-z0-9-]+)"', f.read()))
+        source = f.read()
+    flags = set(re.findall(r'Flag\(app,\s*"([a-z0-9-]+)"', source))
+    if "gm::AddLogFlags(" in source:  # the logging flags both binaries share
+        with open(SHARED_CLI) as f:
+            shared = f.read()
+        body = shared[shared.index("inline void AddLogFlags("):]
+        flags |= set(re.findall(r'AddFlag\(app,\s*env_prefix,\s*"([a-z0-9-]+)"', body))
+    return flags
 
 
 def leader_label_of_controller():

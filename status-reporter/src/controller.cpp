@@ -168,7 +168,11 @@ struct Controller::Impl final : FactsSource {
   ReportStore store;
   TokenCache tokens;
   std::unique_ptr<kube::Client> client;
-  std::unique_ptr<kube::Client> lookup_client;  // the webhook's: one attempt per request
+  // The webhook's lookups have their own client: one attempt per request
+  // (RequestSpec::retry=false would still retry a 429, overrunning the API
+  // server's timeout) and their own rate budget, so an admission call never
+  // queues behind the writers' backlog.
+  std::unique_ptr<kube::Client> lookup_client;
   std::unique_ptr<kube::Informer<PodFacts>> pods;
   std::unique_ptr<kube::Informer<VmiFacts>> vmis;
   kube::WorkQueue queue;

@@ -72,8 +72,7 @@ int main(int argc, char** argv) {
   Flag(app, "sidecar-memory", o.sidecar_memory, "Memory request and limit of the sidecar");
   Flag(app, "sidecar-token-expiration", o.sidecar_token_expiration_seconds, "Lifetime of the sidecar's projected token, seconds")->check(CLI::Range(600, 86400));
   Flag(app, "sidecar-listen-address", o.sidecar_listen_address, "TCP address of injected sidecars' /metrics (empty: unix socket only)");
-  Flag(app, "log-format", log_format, "Log format")->check(CLI::IsMember({"text", "json"}));
-  Flag(app, "log-level", log_level, "Log level")->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "off"}));
+  gm::AddLogFlags(app, "STATUS_REPORTER", log_format, log_level);
   CLI11_PARSE(app, argc, argv);
 
   try {

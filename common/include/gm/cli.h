@@ -23,4 +23,12 @@ CLI::Option* AddFlag(CLI::App& app, const std::string& env_prefix, const std::st
   return app.add_option("--" + name, value, help)->envname(FlagEnvName(env_prefix, name))->capture_default_str();
 }
 
+/// --log-format (text, json) and --log-level, the same in both binaries
+/// (gm::SetupLogging takes what they hold).
+inline void AddLogFlags(CLI::App& app, const std::string& env_prefix, std::string& format, std::string& level) {
+  AddFlag(app, env_prefix, "log-format", format, "Log format")->check(CLI::IsMember({"text", "json"}));
+  AddFlag(app, env_prefix, "log-level", level, "Log level")
+      ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "off"}));
+}
+
 }  // namespace gm
