@@ -162,7 +162,11 @@ def _success(rt, obj):
 
 
 class Fault:
-    """Answers the next COUNT matching requests with CODE and/or delays them."""
+    """Answers the next COUNT matching requests with CODE and/or delays them.
+
+    answerDelaySeconds carries the request out and then holds its answer back:
+    a write the server committed whose client gave up waiting (a timeout, a
+    cancelled call) and so never learnt the new resourceVersion."""
 
     def __init__(self, spec):
         if not isinstance(spec, dict):
@@ -178,13 +182,17 @@ class Fault:
             self.code = int(spec["code"]) if spec.get("code") is not None else None
             self.retry_after = int(spec.get("retryAfterSeconds", 1))
             self.delay = float(spec.get("delaySeconds", 0))
+            self.answer_delay = float(spec.get("answerDelaySeconds", 0))
         except (re.error, TypeError, ValueError) as e:
             raise am.bad_request(f"invalid fault: {e}")
         self.message = spec.get("message")
         if self.count == 0:
             raise am.bad_request("a fault's count is positive, or negative for no limit")
-        if self.code is None and self.delay <= 0:
-            raise am.bad_request("a fault needs a code, a delaySeconds, or both")
+        if self.code is None and self.delay <= 0 and self.answer_delay <= 0:
+            raise am.bad_request("a fault needs a code, a delaySeconds or an answerDelaySeconds")
+        if self.code is not None and self.answer_delay > 0:
+            raise am.bad_request("answerDelaySeconds holds back the answer to a request that was "
+                                 "carried out; it cannot have a code")
         if self.code is not None and not 400 <= self.code <= 599:
             raise am.bad_request("a fault's code must be 4xx or 5xx")
 
@@ -199,7 +207,8 @@ class Fault:
         return {"verb": self.verb, "method": self.method, "resource": self.resource,
                 "subresource": self.subresource, "path": self.path, "count": self.count,
                 "code": self.code, "retryAfterSeconds": self.retry_after,
-                "delaySeconds": self.delay, "message": self.message}
+                "delaySeconds": self.delay, "answerDelaySeconds": self.answer_delay,
+                "message": self.message}
 
 
 class ApiServer:
@@ -232,10 +241,12 @@ class ApiServer:
             self._faults.clear()
 
     def apply_fault(self, req):
+        """Delays or fails REQ as a matching fault says; returns how long to
+        hold back the answer once the request is carried out."""
         with self._lock:
             fault = next((f for f in self._faults if f.matches(req)), None)
             if fault is None:
-                return
+                return 0.0
             if fault.count > 0:  # a negative count never runs out
                 fault.count -= 1
                 if fault.count == 0:
@@ -245,6 +256,7 @@ class ApiServer:
         if fault.code is not None:
             raise am.error_for_code(fault.code, fault.message, fault.retry_after,
                                     rt=req.rt, name=req.name)
+        return fault.answer_delay
 
     def log_request(self, entry):
         with self._lock:
@@ -792,12 +804,18 @@ class Handler(BaseHTTPRequestHandler):
             req = route(self.command, url.path, query)
             entry.update(verb=req.verb, resource=req.rt.plural, subresource=req.subresource,
                          namespace=req.namespace, name=req.name)
-            api.apply_fault(req)
+            answer_delay = api.apply_fault(req)
             if req.verb == "watch":
                 self.serve_watch(req)
                 entry = None  # logged when the stream started
                 return
             code, obj, warnings = api.handle(req, body, self.headers.get("Content-Type"))
+            if answer_delay > 0:
+                # Logged as done (it is), then the answer is held back.
+                entry["answerDelaySeconds"] = answer_delay
+                self._code = code
+                self.log_pending_entry()
+                time.sleep(answer_delay)
             self.send_json(code, obj, [("Warning", warning_header(w)) for w in warnings])
         except ApiError as e:
             self.send_json(e.code, e.status, list(e.headers.items()))

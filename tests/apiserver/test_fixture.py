@@ -12,6 +12,7 @@ import ssl
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import unittest
 
@@ -729,6 +730,32 @@ class FixtureTest(unittest.TestCase):
         start = time.monotonic()
         self.ok("GET", PODS.format(ns=self.ns))
         self.assertGreaterEqual(time.monotonic() - start, 0.5)
+
+    def test_fault_answer_delay_commits_before_answering(self):
+        self.create_pod("p1")
+        self.assertStatus(self.fx.call("POST", "/fixture/faults",
+                                       {"resource": "pods", "code": 500,
+                                        "answerDelaySeconds": 1}), 400, "BadRequest")
+        self.admin("POST", "/fixture/faults", {"verb": "patch", "answerDelaySeconds": 0.6})
+        start = time.monotonic()
+        answer = []
+        patch = threading.Thread(target=lambda: answer.append(self.fx.call(
+            "PATCH", PODS.format(ns=self.ns) + "/p1", {"metadata": {"labels": {"a": "b"}}},
+            ctype=MERGE)[0]))
+        patch.start()
+        # Committed and logged while the answer is still held back.
+        deadline = time.monotonic() + 0.5
+        while not [r for r in self.admin("GET", "/fixture/requests")["requests"]
+                   if r["verb"] == "patch"] and time.monotonic() < deadline:
+            time.sleep(0.02)
+        logged = [r for r in self.admin("GET", "/fixture/requests")["requests"] if r["verb"] == "patch"]
+        self.assertEqual([(r["code"], r["answerDelaySeconds"]) for r in logged], [(200, 0.6)])
+        self.assertEqual(self.ok("GET", PODS.format(ns=self.ns) + "/p1")["metadata"]["labels"],
+                         {"a": "b"})
+        self.assertTrue(patch.is_alive(), "the answer is still held back")
+        patch.join()
+        self.assertEqual(answer, [200])
+        self.assertGreaterEqual(time.monotonic() - start, 0.6)
 
     def test_request_log(self):
         self.create_pod("p1")

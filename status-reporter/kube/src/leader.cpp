@@ -242,8 +242,26 @@ void LeaderElector::Release() {
   // standby takes the Lease at its next try.
   record.lease_duration_seconds = 1;
   record.acquire_time = record.renew_time = FormatMicroTime(std::chrono::system_clock::now());
+  const auto deadline = Clock::now() + client_.config().timeout;
+  const auto time_left = [&] { return std::chrono::duration_cast<milliseconds>(deadline - Clock::now()); };
   try {
-    Observe(Put(record, client_.config().timeout, nullptr), record);
+    try {
+      Observe(Put(record, time_left(), nullptr), record);
+    } catch (const Conflict&) {
+      // The stop can cut off a renewal the server committed, leaving us an
+      // old resourceVersion: read the Lease again and release it if still ours.
+      RequestSpec get;
+      get.path = path_;
+      get.timeout = time_left();
+      get.retry = false;
+      const nlohmann::json lease = nlohmann::json::parse(client_.Request(get).body);
+      if (LeaseRecordFromSpec(lease.value("spec", nlohmann::json())).holder_identity != config_.identity) return;
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        lease_ = lease;
+      }
+      Observe(Put(record, time_left(), nullptr), record);
+    }
     spdlog::info("kube leader election: {} released {}", config_.identity, path_);
   } catch (const std::exception& e) {
     spdlog::warn("kube leader election: releasing {} failed: {}", path_, e.what());

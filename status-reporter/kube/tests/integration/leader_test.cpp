@@ -90,6 +90,28 @@ TEST_CASE("leader election: of two candidates exactly one leads, a graceful stop
   CHECK(lease["spec"]["leaseTransitions"] == transitions + 1);
 }
 
+TEST_CASE("leader election: a stop that cuts off a renewal the server already committed still hands the Lease back") {
+  Fixture fx;
+  Candidate a(fx.config(), "pod-a");
+  REQUIRE(Eventually([&] { return a.IsLeader(); }, milliseconds(3000)));
+  // The next renewal is committed but its answer is held back, so the leader
+  // is stopped not knowing the Lease's new resourceVersion.
+  fx.AddFault({{"method", "PUT"}, {"resource", "leases"}, {"answerDelaySeconds", 3}});
+  REQUIRE(Eventually([&] {
+    for (const auto& r : fx.Requests("update", "leases")) {
+      if (r.contains("answerDelaySeconds")) return true;
+    }
+    return false;
+  }, milliseconds(3000)));
+  const auto stop_at = Clock::now();
+  a.Stop();
+  CHECK(SecondsSince(stop_at) < 2.0);  // does not wait for the held-back answer
+  CHECK(a.stopped == 1);
+  const auto lease = fx.Admin("GET", kLease);
+  CHECK(lease["spec"].value("holderIdentity", "") == "");
+  CHECK(lease["spec"]["leaseDurationSeconds"] == 1);
+}
+
 TEST_CASE("leader election: a leader that cannot renew stops leading within the renew deadline") {
   Fixture fx;
   Candidate a(fx.config(), "pod-a");
