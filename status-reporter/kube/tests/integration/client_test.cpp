@@ -303,6 +303,6 @@ TEST_CASE("Stop abandons a request in flight") {
   });
   const auto start = Clock::now();
   CHECK_THROWS_AS(client.Get("/api/v1/pods"), Cancelled);
-  CHECK(SecondsSince(start) < 1.0);
+  CHECK(SecondsSince(start) < 3.0);  // not after the 5 s the server takes
   stopper.join();
 }

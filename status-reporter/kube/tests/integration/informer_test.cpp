@@ -208,5 +208,5 @@ TEST_CASE("informer: a 410 answer to the watch request also relists, stop ends R
 
   const auto start = Clock::now();
   run.reset();  // stop + join while the watch is open
-  CHECK(SecondsSince(start) < 0.5);
+  CHECK(SecondsSince(start) < 2.0);  // not after the watch ends by itself
 }

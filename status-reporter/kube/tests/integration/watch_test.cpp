@@ -61,7 +61,7 @@ TEST_CASE("watch: bookmarks when asked, timeoutSeconds ends the stream cleanly, 
   });
   start = Clock::now();
   client.Watch(kPods, {}, [](const std::string&, const nlohmann::json&) { return true; }, stop);
-  CHECK(SecondsSince(start) < 0.6);
+  CHECK(SecondsSince(start) < 2.0);  // at once, not at the watch's own end
   stopper.join();
 }
 
