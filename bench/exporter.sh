@@ -68,31 +68,13 @@ GE="$BUILD_DIR/exporter/guest-exporter"
 GO=$(command -v prometheus-libvirt-exporter)
 LIBVIRTD=$(command -v libvirtd || echo /usr/sbin/libvirtd)
 
-# --- processes and cleanup --------------------------------------------------
-tmp=$(mktemp -d /tmp/exporter-bench.XXXXXX)
-pids=()
-cleanup() {
-  stop_all
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+# --- processes and results ---------------------------------------------------
+bench_workspace exporter-bench
 
 # The memory floor of any libvirt client, for reference (bench/libvirt-floor.c).
 # shellcheck disable=SC2046
 cc -O2 -o "$tmp/libvirt-floor" "$repo/bench/libvirt-floor.c" $(pkg-config --cflags --libs libvirt)
 
-res="$tmp/results"
-: >"$res"
-put() { echo "$1=$2" >>"$res"; }
-
-# Bounded wait: wait_for SECONDS COMMAND...
-wait_for() {
-  local limit=$1; shift
-  local n=$((limit * 10))
-  for _ in $(seq "$n"); do "$@" && return 0; sleep 0.1; done
-  return 1
-}
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 alive() { kill -0 "$1" 2>/dev/null; }
 

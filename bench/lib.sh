@@ -1,5 +1,6 @@
-# Sourced by the bench scripts: the one way they build what they measure and
-# stop what they started.
+# shellcheck shell=bash
+# Sourced by the bench scripts: the one way they build what they measure,
+# keep their results and stop what they started.
 #
 #   bench_build PREFIX TARGET BUILD_DIR [cmake -D options...]
 #
@@ -34,4 +35,25 @@ stop_all() {
     wait "$p" 2>/dev/null || true
   done
   pids=()
+}
+
+# bench_workspace PREFIX: a temporary directory `tmp` and the results file
+# `res` (KEY=VALUE lines, written by put); on exit every process in `pids` is
+# stopped and `tmp` removed.
+bench_workspace() {
+  tmp=$(mktemp -d "/tmp/$1.XXXXXX")
+  pids=()
+  trap 'stop_all; rm -rf "$tmp"' EXIT
+  trap 'exit 130' INT TERM
+  res="$tmp/results"
+  : >"$res"
+}
+put() { echo "$1=$2" >>"$res"; }
+
+# Bounded wait: wait_for SECONDS COMMAND...
+wait_for() {
+  local n=$(($1 * 10))
+  shift
+  for _ in $(seq "$n"); do "$@" && return 0; sleep 0.1; done
+  return 1
 }

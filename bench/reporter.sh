@@ -69,25 +69,9 @@ bench_build reporter-bench status-reporter "$BUILD_DIR" -DGM_BUILD_TESTS=OFF
 cxx_flags=$(sed -n "s/^CMAKE_CXX_FLAGS_$(echo "$build_type" | tr '[:lower:]' '[:upper:]'):STRING=//p" "$BUILD_DIR/CMakeCache.txt")
 SR="$BUILD_DIR/status-reporter/status-reporter"
 
-# --- processes and cleanup --------------------------------------------------
-tmp=$(mktemp -d /tmp/reporter-bench.XXXXXX)
-pids=()
+# --- processes and results ---------------------------------------------------
 # stop_all (bench/lib.sh) also runs between the ceiling run and the main run.
-cleanup() {
-  stop_all
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-res="$tmp/results"
-: >"$res"
-put() { echo "$1=$2" >>"$res"; }
-wait_for() {  # wait_for SECONDS COMMAND...
-  local n=$(($1 * 10)); shift
-  for _ in $(seq "$n"); do "$@" && return 0; sleep 0.1; done
-  return 1
-}
+bench_workspace reporter-bench
 alive() { kill -0 "$1" 2>/dev/null; }
 status_kib() { awk -v k="$2:" '$1 == k {print $2}' /proc/"$1"/status; }
 cpu_s() {  # utime+stime of a process, seconds
