@@ -96,6 +96,15 @@ void LeaderElector::Observe(const nlohmann::json& lease, const LeaseRecord& reco
   observed_at_ = Clock::now();
 }
 
+nlohmann::json LeaderElector::Get(milliseconds timeout, const std::atomic<bool>* stop) {
+  RequestSpec spec;
+  spec.path = path_;
+  spec.timeout = timeout;
+  spec.retry = false;  // as for Put
+  spec.stop = stop;
+  return nlohmann::json::parse(client_.Request(spec).body);
+}
+
 nlohmann::json LeaderElector::Put(const LeaseRecord& record, milliseconds timeout, const std::atomic<bool>* stop) {
   nlohmann::json lease;
   {
@@ -141,14 +150,9 @@ LeaderElector::Attempt LeaderElector::TryAcquireOrRenew(Clock::time_point deadli
       }
     }
 
-    RequestSpec get;
-    get.path = path_;
-    get.timeout = timeout;
-    get.retry = false;
-    get.stop = stop;
     nlohmann::json lease;
     try {
-      lease = nlohmann::json::parse(client_.Request(get).body);
+      lease = Get(timeout, stop);
     } catch (const NotFound&) {
       nlohmann::json fresh = {{"apiVersion", kLeaseApi},
                               {"kind", "Lease"},
@@ -250,11 +254,7 @@ void LeaderElector::Release() {
     } catch (const Conflict&) {
       // The stop can cut off a renewal the server committed, leaving us an
       // old resourceVersion: read the Lease again and release it if still ours.
-      RequestSpec get;
-      get.path = path_;
-      get.timeout = time_left();
-      get.retry = false;
-      const nlohmann::json lease = nlohmann::json::parse(client_.Request(get).body);
+      const nlohmann::json lease = Get(time_left(), nullptr);
       if (LeaseRecordFromSpec(lease.value("spec", nlohmann::json())).holder_identity != config_.identity) return;
       {
         std::lock_guard<std::mutex> lock(mu_);

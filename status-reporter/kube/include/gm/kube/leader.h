@@ -72,6 +72,7 @@ class LeaderElector {
   bool Acquire(const std::atomic<bool>& stop);
   void RenewUntilLost(const std::atomic<bool>& stop);
   Attempt TryAcquireOrRenew(std::chrono::steady_clock::time_point deadline, const std::atomic<bool>* stop);
+  nlohmann::json Get(std::chrono::milliseconds timeout, const std::atomic<bool>* stop);
   nlohmann::json Put(const LeaseRecord& record, std::chrono::milliseconds timeout, const std::atomic<bool>* stop);
   void Observe(const nlohmann::json& lease, const LeaseRecord& record);
   bool ObservedHolderIsMe() const;
