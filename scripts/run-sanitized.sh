@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# The sanitizer tier of the test command: builds with clang, AddressSanitizer
+# and UndefinedBehaviorSanitizer in build-asan/, runs the unit and
+# integration tests there, then each libFuzzer target for a bounded time
+# (GM_FUZZ_SECONDS, default 20) from its seed corpus. Extra arguments go to
+# ctest. Called by scripts/run-tests.sh after the main tier.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+export CC=clang CXX=clang++
+cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DGM_WERROR=ON \
+  -DGM_SANITIZE=address,undefined -DGM_FUZZ=ON -DGM_FUZZ_SECONDS="${GM_FUZZ_SECONDS:-20}" >/dev/null
+cmake --build build-asan -j"$(nproc)"
+# Leaks are reported too; libvirt's own one-time allocations are not ours.
+export ASAN_OPTIONS="detect_leaks=1:abort_on_error=1:strict_string_checks=1:detect_stack_use_after_return=1"
+export LSAN_OPTIONS="suppressions=$PWD/tests/fuzz/lsan.supp:print_suppressions=0"
+export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
+ctest --test-dir build-asan --output-on-failure -j2 -L 'unit|integration|fuzz' "$@"
