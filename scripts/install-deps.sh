@@ -10,6 +10,10 @@ packages=(
   libvirt-dev prometheus-cpp-dev libcli11-dev libspdlog-dev doctest-dev
   nlohmann-json3-dev libcurl4-openssl-dev libcpp-httplib-dev libssl-dev libyaml-cpp-dev
   libgnutls28-dev
+  # Boost.Asio/Beast (header-only): the HTTP layers of both binaries
+  libboost-dev
+  # the sanitizer tier and the fuzz targets (scripts/run-sanitized.sh)
+  clang libclang-rt-14-dev
   # tests: a real libvirt daemon (test driver), Prometheus and promtool,
   # openssl for test certificates, python3 for the API-server fixture,
   # PyYAML for the Helm chart's tests
