@@ -38,22 +38,27 @@ std::optional<double> ParseQuantity(std::string_view text, std::string* error) {
   if (i == digits_start) return Fail(error, quoted + " does not start with a number");
   const std::string number(text.substr(0, i));
   if (number.find('.') != number.rfind('.')) return Fail(error, quoted + " has two decimal points");
+  // <number> ::= <digits> | <digits>.<digits> | <digits>. | .<digits>: at least one digit.
+  if (number.find_first_of("0123456789") == std::string::npos) {
+    return Fail(error, quoted + " has no digits");
+  }
   double value = std::strtod(number.c_str(), nullptr);
 
   const std::string_view rest = text.substr(i);
   if (!rest.empty()) {
-    if (rest[0] == 'e' || rest[0] == 'E') {
-      // Decimal exponent: e3, E-2 (not to be confused with the suffix "E").
-      const std::string exp(rest.substr(1));
-      char* end = nullptr;
-      const long e = exp.empty() ? 0 : std::strtol(exp.c_str(), &end, 10);
-      if (exp.empty()) {
-        value *= 1e18;  // a bare "E" is exa
-      } else if (*end != '\0' || std::abs(e) > 30) {
+    if (rest == "E") {
+      value *= 1e18;  // the decimal suffix exa, not an exponent
+    } else if (rest[0] == 'e' || rest[0] == 'E') {
+      // <decimalExponent> ::= "e" <signedNumber> | "E" <signedNumber>: the
+      // exponent needs digits ("1e" is not a quantity; apimachinery refuses it).
+      const std::string_view exp = rest.substr(1);
+      const size_t sign = !exp.empty() && (exp[0] == '+' || exp[0] == '-') ? 1 : 0;
+      if (exp.size() == sign || exp.find_first_not_of("0123456789", sign) != std::string_view::npos) {
         return Fail(error, quoted + " has an invalid exponent");
-      } else {
-        value *= std::pow(10.0, static_cast<double>(e));
       }
+      const long e = std::strtol(std::string(exp).c_str(), nullptr, 10);
+      if (std::abs(e) > 30) return Fail(error, quoted + " has an exponent out of range");
+      value *= std::pow(10.0, static_cast<double>(e));
     } else {
       bool matched = false;
       for (const auto& s : kSuffixes) {

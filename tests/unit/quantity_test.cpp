@@ -33,3 +33,25 @@ TEST_CASE("bad quantities are refused with the reason") {
   CHECK_FALSE(ParseQuantity("1e999999", &err));
   CHECK_FALSE(ParseQuantity("4 Gi", &err));
 }
+
+TEST_CASE("quantities follow apimachinery's grammar at the edges") {
+  std::string err;
+  // <number> may start or end with the point, but needs a digit.
+  CHECK(*ParseQuantity(".5") == doctest::Approx(0.5));
+  CHECK(*ParseQuantity("5.") == doctest::Approx(5));
+  CHECK_FALSE(ParseQuantity(".", &err));
+  CHECK(err.find("no digits") != std::string::npos);
+  CHECK_FALSE(ParseQuantity("+.", &err));
+  CHECK_FALSE(ParseQuantity(".Gi", &err));
+  // "e" is only an exponent marker and needs a signed number after it; "E"
+  // alone is the exa suffix.
+  CHECK_FALSE(ParseQuantity("1e", &err));
+  CHECK(err.find("invalid exponent") != std::string::npos);
+  CHECK_FALSE(ParseQuantity("1e+", &err));
+  CHECK_FALSE(ParseQuantity("1E-", &err));
+  CHECK_FALSE(ParseQuantity("1e3x", &err));
+  CHECK(*ParseQuantity("1e+3") == doctest::Approx(1000));
+  CHECK(*ParseQuantity("1E") == doctest::Approx(1e18));
+  CHECK_FALSE(ParseQuantity("1e31", &err));
+  CHECK(err.find("out of range") != std::string::npos);
+}
