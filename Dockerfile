@@ -3,7 +3,7 @@
 #   guest-exporter   the sidecar in each virt-launcher pod; the injector sets
 #                    command: ["/usr/local/bin/guest-exporter"]
 #
-#   podman build -t kubevirt-guest-metrics --build-arg VERSION=0.1.0 .
+#   podman build -t kubevirt-guest-metrics --build-arg VERSION="$(cat VERSION)" .
 #   (docker build works the same way)
 #
 # tests/image/build-image.sh builds this file offline and checks the result.
@@ -25,7 +25,7 @@ RUN apt-get update \
 # rules keep the compile layer cached. (Tests are off: tests/ and promrules/
 # are not configured.)
 WORKDIR /src
-COPY CMakeLists.txt ./
+COPY CMakeLists.txt VERSION ./
 COPY common/ common/
 COPY exporter/ exporter/
 COPY status-reporter/ status-reporter/

@@ -75,7 +75,7 @@ fi
 [ "$(id -u)" -eq 0 ] || fail "run as root: podman's system storage and debootstrap need it"
 [ -f "$SRC/Dockerfile" ] || fail "no Dockerfile in $SRC"
 if [ -z "$PROJECT_VERSION" ]; then
-  PROJECT_VERSION=$(sed -n 's/^project([^)]*VERSION \([0-9][0-9.]*\).*/\1/p' "$SRC/CMakeLists.txt" | head -n1)
+  PROJECT_VERSION=$(head -n1 "$SRC/VERSION" 2>/dev/null || true)
 fi
 [ -n "$PROJECT_VERSION" ] || fail "cannot tell the project version (give it as the second argument)"
 driver=$(podman info --format '{{.Store.GraphDriverName}}' 2>&1) || fail "podman info failed: $driver"
