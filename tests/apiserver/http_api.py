@@ -32,6 +32,8 @@ TOKENREVIEWS = "/apis/authentication.k8s.io/v1/tokenreviews"
 # Enough of a resource type for faults to match "resource": "tokenreviews".
 TOKENREVIEW_TYPE = SimpleNamespace(plural="tokenreviews", kind="TokenReview",
                                    group="authentication.k8s.io")
+# Likewise for /version (faults match it as resource "version", verb "get").
+VERSION_TYPE = SimpleNamespace(plural="version", kind="Info", group="")
 PUBLIC_PATHS = {"/version", "/healthz", "/readyz", "/livez"}
 DEFAULT_VERSION = "1.30.0"
 
@@ -799,6 +801,8 @@ class Handler(BaseHTTPRequestHandler):
                 self.serve_admin(url.path, body)
                 return
             if url.path == "/version":
+                entry.update(verb="get", resource="version")
+                api.apply_fault(ApiRequest(self.command, url.path, query, VERSION_TYPE, "", "", "", "get"))
                 self.send_json(200, api.version.info())
                 return
             if url.path in PUBLIC_PATHS:

@@ -721,6 +721,13 @@ class FixtureTest(unittest.TestCase):
         self.assertEqual(self.fx.call("GET", "/version", token=False)[2]["gitVersion"], "v1.28.3-gke.100")
         self.assertStatus(self.fx.call("POST", "/fixture/version", {"version": "1.x"}), 400, "BadRequest")
 
+    def test_fault_on_version(self):
+        self.admin("POST", "/fixture/faults", {"resource": "version", "code": 503, "count": 1})
+        self.assertStatus(self.fx.call("GET", "/version", token=False), 503, "ServiceUnavailable")
+        self.assertEqual(self.fx.call("GET", "/version", token=False)[0], 200)
+        log = [(r["verb"], r["resource"], r["path"], r["code"]) for r in self.admin("GET", "/fixture/requests")["requests"]]
+        self.assertEqual(log, [("get", "version", "/version", 503), ("get", "version", "/version", 200)])
+
     def test_server_version_flag(self):
         other = Fixture("--server-version", "1.26")
         try:

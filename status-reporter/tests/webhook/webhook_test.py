@@ -15,6 +15,7 @@ Usage: webhook_test.py --reporter PATH [--guest-exporter PATH] [unittest args]
 import argparse
 import base64
 import copy
+import datetime
 import http.client
 import json
 import os
@@ -302,7 +303,7 @@ def sidecar_of(pod):
 class Stack:
     """One API-server fixture and one status-reporter binary against it."""
 
-    def __init__(self, name, fixture_args=(), reporter_args=()):
+    def __init__(self, name, fixture_args=(), reporter_args=(), faults=()):
         self.name = name
         self.reporter = None
         self.fx = Fixture("--bookmark-interval", "0.5", *fixture_args)
@@ -322,6 +323,8 @@ class Stack:
         with open(kubeconfig_path, "w") as f:
             f.write(kubeconfig)
 
+        if faults:  # in place before the reporter's first request
+            self.api("POST", "/fixture/faults", {"faults": list(faults)})
         self.log_path = os.path.join(Env.tmp, f"status-reporter-{name}.log")
         log = open(self.log_path, "w")
         self.reporter = subprocess.Popen(
@@ -972,6 +975,51 @@ class NoNativeSidecarsTest(WebhookCalls, unittest.TestCase):
             self.assertNotIn("restartPolicy", sidecar_of(created))
         else:
             self.assertEqual(status, 422, created)
+
+
+class ServerVersionTest(WebhookCalls, unittest.TestCase):
+    """How the reporter learns whether the server has native sidecars."""
+
+    def version_reads(self):
+        return [(r["code"], r["user"]) for r in self.on().api("GET", "/fixture/requests")["requests"]
+                if r["resource"] == "version"]
+
+    def test_an_unanswered_version_read_is_retried_with_backoff(self):
+        # The first read fails: nothing is injected until one succeeds, the
+        # failure is logged once, and the next read comes after a backoff of
+        # seconds, not at once and not after the 10-minute period.
+        self.stack = Stack("version-503", faults=[{"resource": "version", "code": 503, "count": 1}])
+        self.addCleanup(self.stack.stop_reporter)
+        failed = self.stack.wait_for_log(r"(\S+) warning cannot read the API server's /version")
+        pod = launcher_pod("vm-a", self.ns, overhead="1")
+        before = self.decisions()
+        self.assert_unchanged(pod)
+        self.assert_creatable(pod)
+        self.assert_counted(before, "native_sidecars_unknown")
+        self.assertEqual(self.on().metrics()["status_reporter_native_sidecars"], 0)
+        answered = self.stack.wait_for_log(r"(\S+) info the API server is v1\.30\.0: it has native sidecars",
+                                           timeout=30)
+        # By the log's own clock: the backoff starts at 5 s, jittered down to half.
+        waited = (datetime.datetime.fromisoformat(answered.group(1).rstrip("Z")) -
+                  datetime.datetime.fromisoformat(failed.group(1).rstrip("Z"))).total_seconds()
+        self.assertTrue(2.4 <= waited <= 10, f"retried after {waited} s")
+        self.assertIn("the API server's /version answers again", self.on().log())
+        self.assertEqual(len(re.findall(r"cannot read the API server's /version", self.on().log())), 1)
+        self.assertEqual([code for code, _ in self.version_reads()], [503, 200])
+        self.mutate(launcher_pod("vm-b", self.ns, overhead="1"), uid="req-2")
+        self.assertEqual(self.on().metrics()["status_reporter_native_sidecars"], 1)
+
+    def test_native_sidecars_flag_overrides_the_version(self):
+        # A 1.29+ server with SidecarContainers turned off looks like any other.
+        self.stack = Stack("sidecars-off", reporter_args=("--native-sidecars", "false"))
+        self.addCleanup(self.stack.stop_reporter)
+        self.stack.wait_for_log(r"--native-sidecars=false: it has no native sidecars")
+        self.set_kubevirt_cr(present=True)
+        before = self.decisions()
+        pod = launcher_pod("vm-c", self.ns, overhead="1")
+        self.assert_unchanged(pod)
+        self.assert_counted(before, "no_native_sidecars")
+        self.assertEqual(self.version_reads(), [])  # not asked
 
 
 class LeaderLabelTest(unittest.TestCase):
