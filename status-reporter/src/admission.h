@@ -90,9 +90,13 @@ struct ServerVersion {
 /// providers write it). Throws std::invalid_argument saying what is wrong.
 ServerVersion ParseServerVersion(const nlohmann::json& body);
 /// SidecarContainers is beta and on by default from Kubernetes 1.29 (alpha
-/// and off in 1.28, GA in 1.33: kubernetes pkg/features). A server of 1.29+
-/// that turned the gate off cannot be told from its version: that is what
-/// the reporter's --native-sidecars=false is for.
+/// and off in 1.28, GA and locked on in 1.33: kubernetes/kubernetes
+/// pkg/features/kube_features.go; KEP-753,
+/// kubernetes/enhancements keps/sig-node/753-sidecar-containers). Without it
+/// the API server drops an init container's restartPolicy
+/// (pkg/api/pod/util.go dropDisabledFields). A server of 1.29+ that turned
+/// the gate off cannot be told from its version: that is what the
+/// reporter's --native-sidecars=false is for.
 NativeSidecars NativeSidecarsByVersion(const ServerVersion& version);
 
 struct AdmissionResult {
