@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <cctype>
 #include <cmath>
+#include <set>
+#include <stdexcept>
 
 namespace gm::reporter {
 
@@ -16,6 +18,8 @@ constexpr const char* kTokenVolume = "guest-metrics-token";
 constexpr const char* kRunVolume = "guest-exporter-run";
 constexpr const char* kTokenDir = "/var/run/secrets/guest-metrics";
 constexpr const char* kRunDir = "/var/run/guest-exporter";
+// Suffixes tried when a pod already has a volume of our name (-1 … -99).
+constexpr int kMaxNameSuffix = 99;
 
 std::string Base64(const std::string& in) {
   std::string out(4 * ((in.size() + 2) / 3) + 1, '\0');
@@ -41,6 +45,43 @@ bool HasContainerNamed(const json& list, const std::string& name) {
     if (Str(c, "name") == name) return true;
   }
   return false;
+}
+
+// The sidecar as this webhook injects it (by an earlier pass, or an older
+// version of it): a native sidecar of our name that reads our settings.
+bool IsOurSidecar(const json& c) {
+  if (Str(c, "name") != kSidecarName || Str(c, "restartPolicy") != "Always") return false;
+  const json& env = At(c, "env");
+  if (!env.is_array()) return false;
+  return std::any_of(env.begin(), env.end(), [](const json& e) { return Str(e, "name") == "GUEST_EXPORTER_VMI_NAME"; });
+}
+
+// `base`, else base-1 … base-99: the first name no volume of the pod has. A
+// duplicate volume name makes the API server refuse the pod
+// (validation.go, ValidateVolumes).
+std::optional<std::string> FreeName(const std::string& base, const std::set<std::string>& taken) {
+  if (!taken.count(base)) return base;
+  for (int i = 1; i <= kMaxNameSuffix; ++i) {
+    std::string candidate = base + "-" + std::to_string(i);
+    if (!taken.count(candidate)) return candidate;
+  }
+  return std::nullopt;
+}
+
+// namespace/name (or generateName) of a pod, quoted and escaped: it is the
+// submitter's text and goes into a log line.
+std::string PodRef(const json& meta, const std::string& ns) {
+  std::string name = Str(meta, "name");
+  if (name.empty()) name = Str(meta, "generateName") + "*";
+  return json(ns + "/" + name).dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+// Up to 4 decimal digits at text[i], moving i past them.
+std::optional<int> Digits(std::string_view text, size_t& i) {
+  const size_t start = i;
+  while (i < text.size() && i - start < 5 && std::isdigit(static_cast<unsigned char>(text[i]))) ++i;
+  if (i == start || i - start > 4) return std::nullopt;
+  return std::stoi(std::string(text.substr(start, i - start)));
 }
 
 // Guaranteed QoS: every container sets cpu and memory limits equal to requests
@@ -83,6 +124,42 @@ std::optional<std::string> MemoryOvercommitOf(const json& kubevirt_list) {
   const json& v = At(At(At(At(items[0], "spec"), "configuration"), "developerConfiguration"), "memoryOvercommit");
   if (v.is_number_integer() && v.get<int64_t>() > 0) return std::to_string(v.get<int64_t>());
   return kDefaultMemoryOvercommit;
+}
+
+ServerVersion ParseServerVersion(const json& body) {
+  if (!body.is_object()) throw std::invalid_argument("the /version answer is not a JSON object");
+  ServerVersion v;
+  v.git_version = Str(body, "gitVersion");
+  // gitVersion: v1.30.0, v1.28.3-gke.100, v1.30.0+k3s1.
+  std::string_view g = v.git_version;
+  size_t i = g.size() > 0 && g[0] == 'v' ? 1 : 0;
+  if (const auto major = Digits(g, i); major && i < g.size() && g[i] == '.') {
+    ++i;
+    const auto minor = Digits(g, i);
+    if (minor && (i == g.size() || g[i] == '.' || g[i] == '-' || g[i] == '+')) {
+      v.major = *major;
+      v.minor = *minor;
+      return v;
+    }
+  }
+  // Else the separate fields; some providers write the minor as "28+".
+  const std::string major_text = Str(body, "major"), minor_text = Str(body, "minor");
+  size_t a = 0, b = 0;
+  const auto major = Digits(major_text, a);
+  const auto minor = Digits(minor_text, b);
+  if (major && a == major_text.size() && minor && (b == minor_text.size() || minor_text.substr(b) == "+")) {
+    v.major = *major;
+    v.minor = *minor;
+    return v;
+  }
+  throw std::invalid_argument("the /version answer has no version: gitVersion " +
+                              json(v.git_version).dump(-1, ' ', false, json::error_handler_t::replace) +
+                              ", major " + json(major_text).dump(-1, ' ', false, json::error_handler_t::replace) +
+                              ", minor " + json(minor_text).dump(-1, ' ', false, json::error_handler_t::replace));
+}
+
+NativeSidecars NativeSidecarsByVersion(const ServerVersion& v) {
+  return v.major > 1 || (v.major == 1 && v.minor >= 29) ? NativeSidecars::kYes : NativeSidecars::kNo;
 }
 
 std::optional<std::chrono::milliseconds> ParseGoDuration(std::string_view text) {
@@ -129,7 +206,7 @@ std::chrono::milliseconds LookupBudget(const std::string& timeout_param) {
 
 std::optional<json> InjectionPatch(const json& pod, const std::string& ns, const InjectionConfig& cfg,
                                    ClusterLookup& lookup, std::string& decision, Deadline deadline,
-                                   std::string* detail) {
+                                   NativeSidecars native_sidecars, std::string* detail) {
   const json& meta = At(pod, "metadata");
   const json& spec = At(pod, "spec");
   if (Str(At(meta, "labels"), "kubevirt.io") != "virt-launcher") {
@@ -140,7 +217,8 @@ std::optional<json> InjectionPatch(const json& pod, const std::string& ns, const
     decision = "opted_out";
     return std::nullopt;
   }
-  if (HasContainerNamed(At(spec, "initContainers"), kSidecarName) || HasContainerNamed(At(spec, "containers"), kSidecarName)) {
+  const json& inits = At(spec, "initContainers");
+  if (inits.is_array() && std::any_of(inits.begin(), inits.end(), IsOurSidecar)) {
     decision = "already_injected";
     return std::nullopt;
   }
@@ -154,6 +232,36 @@ std::optional<json> InjectionPatch(const json& pod, const std::string& ns, const
   if (!containers.is_array() || containers.empty() || Str(containers[0], "name") != "compute" ||
       !has_libvirt_volume || vmi_name.empty()) {
     decision = "not_understood";
+    return std::nullopt;
+  }
+  // Where the server lacks native sidecars the sidecar would be refused or,
+  // without probes, never end and hold the VM back. Said once by the
+  // version check, not per pod.
+  if (native_sidecars != NativeSidecars::kYes) {
+    decision = native_sidecars == NativeSidecars::kNo ? "no_native_sidecars" : "native_sidecars_unknown";
+    return std::nullopt;
+  }
+  // Names: the container keeps its (the PodMonitor and the docs find it by
+  // it); a pod that already has a container of that name is left alone.
+  // Names must be unique across containers, init and ephemeral containers
+  // (validation.go, validateInitContainers / validateEphemeralContainers).
+  for (const char* list : {"containers", "initContainers", "ephemeralContainers"}) {
+    if (HasContainerNamed(At(spec, list), kSidecarName)) {
+      decision = "name_conflict";
+      if (detail) {
+        *detail = "pod " + PodRef(meta, ns) + ": its " + list + " already have a container named " + kSidecarName +
+                  " that this webhook did not inject; admitted unchanged";
+      }
+      return std::nullopt;
+    }
+  }
+  std::set<std::string> volume_names;
+  for (const auto& v : At(spec, "volumes")) volume_names.insert(Str(v, "name"));
+  const auto token_volume_name = FreeName(kTokenVolume, volume_names);
+  const auto run_volume_name = FreeName(kRunVolume, volume_names);
+  if (!token_volume_name || !run_volume_name) {
+    decision = "name_conflict";
+    if (detail) *detail = "pod " + PodRef(meta, ns) + ": no free volume name for the sidecar; admitted unchanged";
     return std::nullopt;
   }
   const json& compute = containers[0];
@@ -215,8 +323,6 @@ std::optional<json> InjectionPatch(const json& pod, const std::string& ns, const
     }
   }
 
-  const json probe_cmd = json::array({"/usr/local/bin/guest-exporter", "probe", "--socket",
-                                      std::string(kRunDir) + "/metrics.sock"});
   json resources = {{"requests", {{"cpu", cfg.cpu}, {"memory", cfg.memory}}}};
   // A Guaranteed VM must stay Guaranteed: the sidecar's limits equal its requests.
   if (IsGuaranteed(spec)) resources["limits"] = resources["requests"];
@@ -232,27 +338,24 @@ std::optional<json> InjectionPatch(const json& pod, const std::string& ns, const
       {"resources", resources},
       {"securityContext", sc},
       {"volumeMounts", json::array({{{"name", "libvirt-runtime"}, {"mountPath", "/var/run/libvirt"}},
-                                    {{"name", kRunVolume}, {"mountPath", kRunDir}},
-                                    {{"name", kTokenVolume}, {"mountPath", kTokenDir}, {"readOnly", true}}})},
-      // Exec probes: the pod IP leads to the guest, not to the sidecar. Ready
-      // does not wait for the domain, or the VMI would never hand off.
-      {"readinessProbe", {{"exec", {{"command", probe_cmd}}}, {"periodSeconds", 10}, {"timeoutSeconds", 3}}},
+                                    {{"name", *run_volume_name}, {"mountPath", kRunDir}},
+                                    {{"name", *token_volume_name}, {"mountPath", kTokenDir}, {"readOnly", true}}})},
+      // No probes. Its readiness would count toward the pod's Ready, which
+      // KubeVirt copies into the VMI's: a monitoring sidecar must never gate
+      // its VM. Liveness: guest-exporter's own watchdog exits when it is
+      // stuck and the kubelet restarts it (restartPolicy Always); an exec
+      // probe of the libvirt-linked binary would cost ~50 ms CPU per run.
       {"terminationMessagePolicy", "FallbackToLogsOnError"},
   };
-  json liveness_cmd = probe_cmd;
-  liveness_cmd.push_back("--path");
-  liveness_cmd.push_back("/healthz");
-  sidecar["livenessProbe"] = {{"exec", {{"command", liveness_cmd}}}, {"periodSeconds", 30}, {"timeoutSeconds", 3},
-                              {"failureThreshold", 3}};
 
   const json token_volume = {
-      {"name", kTokenVolume},
+      {"name", *token_volume_name},
       {"projected",
        {{"sources", json::array({{{"serviceAccountToken",
                                     {{"audience", cfg.audience},
                                      {"expirationSeconds", cfg.token_expiration_seconds},
                                      {"path", "token"}}}}})}}}};
-  const json run_volume = {{"name", kRunVolume}, {"emptyDir", {{"medium", "Memory"}, {"sizeLimit", "1Mi"}}}};
+  const json run_volume = {{"name", *run_volume_name}, {"emptyDir", {{"medium", "Memory"}, {"sizeLimit", "1Mi"}}}};
 
   json patch = json::array();
   if (At(spec, "initContainers").is_array()) {
@@ -266,7 +369,8 @@ std::optional<json> InjectionPatch(const json& pod, const std::string& ns, const
   return patch;
 }
 
-AdmissionResult Admit(const json& review, const InjectionConfig& cfg, ClusterLookup& lookup, Deadline deadline) {
+AdmissionResult Admit(const json& review, const InjectionConfig& cfg, ClusterLookup& lookup, Deadline deadline,
+                      NativeSidecars native_sidecars) {
   // A metav1 Status: the API server's client shows its message as the reason
   // the call failed (failurePolicy decides what then happens to the pod).
   const auto malformed = [](const std::string& why) {
@@ -298,7 +402,8 @@ AdmissionResult Admit(const json& review, const InjectionConfig& cfg, ClusterLoo
   const json& object = At(req, "object");
   if (Str(kind, "kind") == "Pod" && Str(kind, "group").empty() && Str(req, "subResource").empty() &&
       object.is_object() && Str(req, "operation") == "CREATE") {
-    if (auto patch = InjectionPatch(object, Str(req, "namespace"), cfg, lookup, decision, deadline, &detail)) {
+    if (auto patch = InjectionPatch(object, Str(req, "namespace"), cfg, lookup, decision, deadline, native_sidecars,
+                                    &detail)) {
       response["patchType"] = "JSONPatch";
       response["patch"] = Base64(patch->dump());
     }

@@ -71,27 +71,66 @@ std::optional<std::chrono::milliseconds> ParseGoDuration(std::string_view text);
 /// 30 s, its maximum) less a margin for the rest of the round trip.
 std::chrono::milliseconds LookupBudget(const std::string& timeout_param);
 
+/// Whether the API server runs native sidecars: init containers with
+/// `restartPolicy: Always` (KEP-753, feature gate SidecarContainers). A
+/// server without them drops that field, and then refuses a sidecar with
+/// probes or keeps one without them as an init container that never ends,
+/// holding the VM back. The webhook injects only on kYes.
+enum class NativeSidecars { kUnknown, kYes, kNo };
+
+/// A server's version, from its /version body (apimachinery version.Info).
+struct ServerVersion {
+  int major = 0;
+  int minor = 0;
+  std::string git_version;  // as the server wrote it, e.g. "v1.28.3-gke.100"
+};
+
+/// Reads /version: gitVersion "vMAJOR.MINOR.PATCH…" ("v1.30.0+k3s1",
+/// "v1.28.3-gke.100"), else the "major"/"minor" fields ("28+" as some
+/// providers write it). Throws std::invalid_argument saying what is wrong.
+ServerVersion ParseServerVersion(const nlohmann::json& body);
+/// SidecarContainers is beta and on by default from Kubernetes 1.29 (alpha
+/// and off in 1.28, GA and locked on in 1.33: kubernetes/kubernetes
+/// pkg/features/kube_features.go; KEP-753,
+/// kubernetes/enhancements keps/sig-node/753-sidecar-containers). Without it
+/// the API server drops an init container's restartPolicy
+/// (pkg/api/pod/util.go dropDisabledFields). A server of 1.29+ that turned
+/// the gate off cannot be told from its version: that is what the
+/// reporter's --native-sidecars=false is for.
+NativeSidecars NativeSidecarsByVersion(const ServerVersion& version);
+
 struct AdmissionResult {
   int http_status = 200;      // 400 for a malformed AdmissionReview
   nlohmann::json body;        // the AdmissionReview answer, or a metav1 Status (400)
   /// injected, injected_without_memory_request (a lookup failed: the sidecar
   /// gets no memory-request input rather than a guessed one), not_launcher,
-  /// opted_out, already_injected, not_understood, malformed
+  /// opted_out, already_injected, not_understood, no_native_sidecars,
+  /// native_sidecars_unknown (the server's version is not known yet),
+  /// name_conflict (the pod has a container named guest-exporter that the
+  /// webhook did not inject, or no free volume name), malformed
   std::string decision;
   std::string detail;         // why, for the log (the failed lookup)
 };
 
+/// Every decision Admit can take, for counters that start at zero.
+inline constexpr const char* kAdmissionDecisions[] = {
+    "injected",       "injected_without_memory_request", "not_launcher",       "opted_out",
+    "already_injected", "not_understood",                "no_native_sidecars", "native_sidecars_unknown",
+    "name_conflict",  "malformed"};
+
 /// Answers one AdmissionReview (admission.k8s.io/v1). Pods it does not
-/// understand are allowed unchanged; it never injects twice. `review` may be
-/// a discarded value (a body that is not JSON). Lookups end by `deadline`.
+/// understand, or cannot inject into safely, are allowed unchanged: a patch
+/// it returns never makes the API server refuse the pod. It never injects
+/// twice. `review` may be a discarded value (a body that is not JSON).
+/// Lookups end by `deadline`.
 AdmissionResult Admit(const nlohmann::json& review, const InjectionConfig& config, ClusterLookup& lookup,
-                      Deadline deadline);
+                      Deadline deadline, NativeSidecars native_sidecars);
 
 /// The JSON patch for `pod` (namespace `ns`), or nullopt with `decision` set
-/// when the pod is left alone.
+/// (and `detail`, when there is more to say) when the pod is left alone.
 std::optional<nlohmann::json> InjectionPatch(const nlohmann::json& pod, const std::string& ns,
                                              const InjectionConfig& config, ClusterLookup& lookup,
                                              std::string& decision, Deadline deadline,
-                                             std::string* detail = nullptr);
+                                             NativeSidecars native_sidecars, std::string* detail = nullptr);
 
 }  // namespace gm::reporter

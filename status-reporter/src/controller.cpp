@@ -7,6 +7,7 @@
 #include <fstream>
 #include <malloc.h>
 #include <mutex>
+#include <random>
 #include <sstream>
 
 #include "admission.h"
@@ -147,6 +148,85 @@ class KubeLookup final : public ClusterLookup {
   kube::Client& c_;
 };
 
+// `text` escaped as inside a JSON string: a peer's words in a log line.
+std::string Escaped(const std::string& text) {
+  const std::string quoted = json(text).dump(-1, ' ', false, json::error_handler_t::replace);
+  return quoted.substr(1, quoted.size() - 2);
+}
+
+// Whether the API server has native sidecars (KEP-753); the webhook injects
+// only while it does. --native-sidecars=auto reads /version at start and
+// every 10 minutes (a server is upgraded in place); after a failed read it
+// tries again with jittered backoff from 5 s up to that period, keeping what
+// it knew, and logs once per run of failures. Until the first answer it
+// does not know, and the webhook does not inject.
+class SidecarSupport {
+ public:
+  SidecarSupport(kube::Client& c, const std::string& mode, ReporterMetrics& m)
+      : c_(c), m_(m), by_version_(mode == "auto") {
+    if (!by_version_) Set(mode == "true" ? NativeSidecars::kYes : NativeSidecars::kNo, "--native-sidecars=" + mode);
+  }
+  NativeSidecars Get() const { return state_.load(); }
+
+  void Run(const std::atomic<bool>& stop) {
+    using std::chrono::milliseconds;
+    constexpr milliseconds kPeriod = std::chrono::minutes(10);
+    constexpr milliseconds kFirstBackoff = std::chrono::seconds(5);
+    if (!by_version_) return;
+    std::mt19937 rng(std::random_device{}());
+    milliseconds backoff = kFirstBackoff;
+    bool failing = false;
+    while (!stop) {
+      milliseconds wait = kPeriod;
+      try {
+        kube::RequestSpec spec;
+        spec.path = "/version";
+        spec.timeout = std::chrono::seconds(5);
+        spec.retry = false;
+        spec.stop = &stop;
+        const ServerVersion v = ParseServerVersion(json::parse(c_.Request(spec).body, nullptr, false));
+        if (failing) spdlog::info("the API server's /version answers again");
+        failing = false;
+        backoff = kFirstBackoff;
+        Set(NativeSidecarsByVersion(v), "the API server is " + Escaped(v.git_version));
+      } catch (const kube::Cancelled&) {
+        return;
+      } catch (const std::exception& e) {
+        if (!failing) {
+          spdlog::warn("cannot read the API server's /version, retrying with backoff (the webhook {}): {}",
+                       Get() == NativeSidecars::kYes ? "keeps injecting" : "injects nothing meanwhile",
+                       Escaped(e.what()));
+        }
+        failing = true;
+        wait = milliseconds(std::uniform_int_distribution<int64_t>(backoff.count() / 2, backoff.count())(rng));
+        backoff = std::min(backoff * 2, kPeriod);
+      }
+      for (const auto until = std::chrono::steady_clock::now() + wait; !stop && std::chrono::steady_clock::now() < until;) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(200));
+      }
+    }
+  }
+
+ private:
+  // Logged once per change, not per pod.
+  void Set(NativeSidecars now, const std::string& source) {
+    m_.native_sidecars.Set(now == NativeSidecars::kYes ? 1 : 0);
+    if (state_.exchange(now) == now) return;
+    if (now == NativeSidecars::kYes) {
+      spdlog::info("{}: it has native sidecars; the webhook injects guest-exporter", source);
+    } else {
+      spdlog::warn("{}: it has no native sidecars (SidecarContainers, on by default from Kubernetes 1.29); the "
+                   "webhook admits launcher pods unchanged (decision no_native_sidecars)",
+                   source);
+    }
+  }
+
+  kube::Client& c_;
+  ReporterMetrics& m_;
+  const bool by_version_;
+  std::atomic<NativeSidecars> state_{NativeSidecars::kUnknown};
+};
+
 template <typename T>
 std::function<T(const json&)> Safe(T (*parse)(const json&)) {
   // One malformed object must not stop the informer: keep an empty record.
@@ -180,6 +260,7 @@ struct Controller::Impl final : FactsSource {
   std::unique_ptr<KubeWriter> writer;
   std::unique_ptr<KubeReviewer> reviewer;
   std::unique_ptr<KubeLookup> lookup;
+  std::unique_ptr<SidecarSupport> sidecars;
   std::unique_ptr<Reconciler> reconciler;
   std::unique_ptr<Ingestion> ingestion;
   InjectionConfig injection;
@@ -249,6 +330,7 @@ struct Controller::Impl final : FactsSource {
     writer = std::make_unique<KubeWriter>(*client);
     reviewer = std::make_unique<KubeReviewer>(*client, o.audience);
     lookup = std::make_unique<KubeLookup>(*lookup_client);
+    sidecars = std::make_unique<SidecarSupport>(*lookup_client, o.native_sidecars, metrics);
     reconciler = std::make_unique<Reconciler>(store, *this, *writer, metrics);
     ingestion = std::make_unique<Ingestion>([this] { return Serving(); }, *reviewer, tokens, *this, store,
                                             [this](const std::string& key) { queue.Add(key); }, metrics);
@@ -284,7 +366,8 @@ struct Controller::Impl final : FactsSource {
     ep.ready = [this] { return Synced(); };
     ep.admit = [this](const std::string& body, Deadline deadline) {
       const json review = json::parse(body, nullptr, false);
-      AdmissionResult r = Admit(review, injection, *lookup, deadline);
+      AdmissionResult r = Admit(review, injection, *lookup, deadline, sidecars->Get());
+      metrics.CountAdmission(r.decision);
       if (r.detail.empty()) spdlog::debug("admission: {}", r.decision);
       else spdlog::warn("admission: {}: {}", r.decision, r.detail);
       return r;
@@ -348,6 +431,7 @@ struct Controller::Impl final : FactsSource {
     servers->Start();
     informer_threads.emplace_back([this] { pods->Run(stop); });
     informer_threads.emplace_back([this] { vmis->Run(stop); });
+    informer_threads.emplace_back([this] { sidecars->Run(stop); });
     informer_threads.emplace_back([this] {
       // Polls, so that a stop before the first sync (API unreachable) is not held up.
       while (!stop) {

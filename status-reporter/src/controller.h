@@ -35,6 +35,10 @@ struct ControllerOptions {
   std::string sidecar_memory = "24Mi";
   int sidecar_token_expiration_seconds = 3600;
   std::string sidecar_listen_address;  // empty: sidecars serve only their unix socket
+  // Whether the API server has native sidecars: "auto" (by its /version,
+  // read at start and every 10 min), "true" or "false" (a 1.29+ server with
+  // the SidecarContainers gate off cannot be told from its version).
+  std::string native_sidecars = "auto";
   // Leader election timing (tests shorten it).
   int lease_duration_seconds = 15;
   int renew_deadline_seconds = 10;

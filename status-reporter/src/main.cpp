@@ -72,6 +72,10 @@ int main(int argc, char** argv) {
   Flag(app, "sidecar-memory", o.sidecar_memory, "Memory request and limit of the sidecar");
   Flag(app, "sidecar-token-expiration", o.sidecar_token_expiration_seconds, "Lifetime of the sidecar's projected token, seconds")->check(CLI::Range(600, 86400));
   Flag(app, "sidecar-listen-address", o.sidecar_listen_address, "TCP address of injected sidecars' /metrics (empty: unix socket only)");
+  Flag(app, "native-sidecars", o.native_sidecars,
+       "Whether the API server runs native sidecars (SidecarContainers): auto (by its /version: 1.29+), true, or "
+       "false (1.29+ with the feature gate off); without them launcher pods are admitted unchanged")
+      ->check(CLI::IsMember({"auto", "true", "false"}));
   gm::AddLogFlags(app, "STATUS_REPORTER", log_format, log_level);
   CLI11_PARSE(app, argc, argv);
 

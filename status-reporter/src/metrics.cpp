@@ -4,6 +4,7 @@
 #include <prometheus/metric_family.h>
 #include <prometheus/text_serializer.h>
 
+#include "admission.h"
 #include "gm/build_info.h"
 
 namespace gm::reporter {
@@ -40,6 +41,12 @@ ReporterMetrics::ReporterMetrics()
                              .Register(*registry_)
                              .Add({}, prometheus::Histogram::BucketBoundaries{0.001, 0.005, 0.01, 0.05, 0.1,
                                                                               0.5, 1, 5, 10})),
+      native_sidecars(BuildGauge()
+                          .Name("status_reporter_native_sidecars")
+                          .Help("1 while the reporter believes the API server has native sidecars (from its "
+                                "/version, or --native-sidecars), so the webhook injects guest-exporter; else 0.")
+                          .Register(*registry_)
+                          .Add({})),
       reports_(BuildCounter()
                    .Name("status_reporter_reports_total")
                    .Help("Reports from guest-exporter sidecars, by result (accepted or why refused).")
@@ -48,6 +55,10 @@ ReporterMetrics::ReporterMetrics()
                         .Name("status_reporter_api_requests_total")
                         .Help("Requests to the Kubernetes API by verb and HTTP code (0: no answer).")
                         .Register(*registry_)),
+      admissions_(BuildCounter()
+                      .Name("status_reporter_admissions_total")
+                      .Help("Webhook answers by decision: injected, or why the pod was admitted unchanged.")
+                      .Register(*registry_)),
       mode_status_(BuildGauge()
                        .Name("status_reporter_vmi_ratio_mode")
                        .Help("Where VMI ratios are written: 1 on the mode in effect. 'status' when the VMI CRD keeps "
@@ -71,7 +82,15 @@ ReporterMetrics::ReporterMetrics()
                         "tokenreview_failed"}) {
     reports_by_result_[r] = &reports_.Add({{"result", r}});  // known results start at 0
   }
+  for (const char* d : kAdmissionDecisions) admissions_by_decision_[d] = &admissions_.Add({{"decision", d}});
   mode_status_.Set(1);
+}
+
+void ReporterMetrics::CountAdmission(const std::string& decision) {
+  std::lock_guard lock(mu_);
+  auto& c = admissions_by_decision_[decision];
+  if (c == nullptr) c = &admissions_.Add({{"decision", decision}});
+  c->Increment();
 }
 
 void ReporterMetrics::CountReport(const std::string& result) {

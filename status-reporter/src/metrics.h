@@ -29,23 +29,30 @@ class ReporterMetrics {
   prometheus::Gauge& queue_depth;
   prometheus::Gauge& caches_synced;
   prometheus::Histogram& reconcile_duration;
+  /// 1 while the reporter believes the API server has native sidecars (and
+  /// so the webhook injects), else 0.
+  prometheus::Gauge& native_sidecars;
 
   /// Counts a report by result: accepted, or the reason it was refused.
   void CountReport(const std::string& result);
   /// Counts one API request by verb and HTTP code (0: no answer).
   void CountApiRequest(const std::string& verb, int code);
   void SetVmiRatioMode(VmiRatioMode mode);
+  /// Counts one webhook answer by its decision (see AdmissionResult).
+  void CountAdmission(const std::string& decision);
 
   const prometheus::Registry& registry() const { return *registry_; }
 
  private:
   prometheus::Family<prometheus::Counter>& reports_;
   prometheus::Family<prometheus::Counter>& api_requests_;
+  prometheus::Family<prometheus::Counter>& admissions_;
   prometheus::Gauge& mode_status_;
   prometheus::Gauge& mode_annotations_;
   std::mutex mu_;  // guards the lookups below (Family::Add is thread-safe, the maps are not)
   std::map<std::string, prometheus::Counter*> reports_by_result_;
   std::map<std::pair<std::string, int>, prometheus::Counter*> api_by_verb_code_;
+  std::map<std::string, prometheus::Counter*> admissions_by_decision_;
 };
 
 /// The /metrics body. `export_guest_load` off drops the guest-load gauges

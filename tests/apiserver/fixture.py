@@ -13,7 +13,8 @@ import sys
 import threading
 
 from auth import Authenticator
-from http_api import ApiServer, Server
+from http_api import DEFAULT_VERSION, ApiServer, Server
+from pod_validation import ServerVersion
 from store import Store
 
 
@@ -91,8 +92,16 @@ def parse_args(argv):
     p.add_argument("--history-size", type=int, default=100000,
                    help="watch events kept per resource before old ones expire")
     p.add_argument("--seed", help="JSON file: a list of objects or {\"items\": [...]}")
+    p.add_argument("--server-version", default=DEFAULT_VERSION,
+                   help="Kubernetes version served on /version and modelled for pods: before "
+                        "1.29 an init container's restartPolicy is dropped, so a native "
+                        f"sidecar with probes is refused (default {DEFAULT_VERSION})")
     p.add_argument("--verbose", action="store_true", help="log every request to stderr")
     args = p.parse_args(argv)
+    try:
+        ServerVersion(args.server_version)
+    except ValueError as e:
+        p.error(f"--server-version: {e}")
     if bool(args.tls_cert) != bool(args.tls_key):
         p.error("--tls-cert and --tls-key go together")
     if args.bookmark_interval <= 0 or args.history_size <= 0:
@@ -114,7 +123,8 @@ def main(argv=None):
 
     store = Store(history_limit=args.history_size)
     auth = Authenticator(store, args.admin_token)
-    api = ApiServer(store, auth, args.prune_vmi_status, args.bookmark_interval, args.verbose)
+    api = ApiServer(store, auth, args.prune_vmi_status, args.bookmark_interval, args.verbose,
+                    args.server_version)
     if args.seed:
         with open(args.seed) as f:
             seed = json.load(f)

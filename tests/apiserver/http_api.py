@@ -4,6 +4,7 @@ fixture's admin endpoints."""
 
 import base64
 import bisect
+import contextlib
 import copy
 import json
 import queue
@@ -22,6 +23,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import apimachinery as am
 from apimachinery import BY_KIND, POD, RESOURCES, VMI, ApiError
+from pod_validation import ServerVersion, check_pod, drop_gated_fields
 from schema import prune, vmi_schema
 from store import CLOSE_GRACEFUL, CLOSE_RESET, Watcher, key_of
 
@@ -30,9 +32,10 @@ TOKENREVIEWS = "/apis/authentication.k8s.io/v1/tokenreviews"
 # Enough of a resource type for faults to match "resource": "tokenreviews".
 TOKENREVIEW_TYPE = SimpleNamespace(plural="tokenreviews", kind="TokenReview",
                                    group="authentication.k8s.io")
+# Likewise for /version (faults match it as resource "version", verb "get").
+VERSION_TYPE = SimpleNamespace(plural="version", kind="Info", group="")
 PUBLIC_PATHS = {"/version", "/healthz", "/readyz", "/livez"}
-VERSION_INFO = {"major": "1", "minor": "26", "gitVersion": "v1.26.0-fixture",
-                "platform": "linux/amd64"}
+DEFAULT_VERSION = "1.30.0"
 
 CONTINUE_EXPIRED = (
     "The provided continue parameter is too old to display a consistent list result. "
@@ -161,6 +164,17 @@ def _success(rt, obj):
             "details": details}
 
 
+@contextlib.contextmanager
+def _warning_on_error(warnings):
+    """The server's warnings go out with an error answer too (the warning
+    recorder writes them as headers whatever the status)."""
+    try:
+        yield
+    except ApiError as e:
+        e.warnings = list(warnings) + getattr(e, "warnings", [])
+        raise
+
+
 class Fault:
     """Answers the next COUNT matching requests with CODE and/or delays them.
 
@@ -214,7 +228,9 @@ class Fault:
 class ApiServer:
     """The fixture's state and the REST semantics, independent of HTTP."""
 
-    def __init__(self, store, auth, prune_vmi_status, bookmark_interval, verbose=False):
+    def __init__(self, store, auth, prune_vmi_status, bookmark_interval, verbose=False,
+                 version=DEFAULT_VERSION):
+        self.version = ServerVersion(version)
         self.store = store
         self.auth = auth
         self.prune_vmi_status = prune_vmi_status
@@ -319,6 +335,8 @@ class ApiServer:
                                      f"as a {rt.kind}: {msg}")
             if validation == "Warn":
                 warnings = [f'unknown field "{p}"' for p in unknown]
+        elif rt is POD:
+            warnings = drop_gated_fields(obj, self.version, validation)
         return obj, warnings
 
     @staticmethod
@@ -360,7 +378,7 @@ class ApiServer:
         meta = obj["metadata"]
         if meta.get("resourceVersion"):
             raise am.internal_error("resourceVersion should not be set on objects to be created")
-        with self.store.lock:
+        with self.store.lock, _warning_on_error(warnings):
             return 201, self._create_locked(rt, req.namespace, obj), warnings
 
     def _create_locked(self, rt, namespace, obj):
@@ -395,6 +413,7 @@ class ApiServer:
             # pod registry resets status to Pending with the computed QoS class.
             spec = obj.setdefault("spec", {})
             spec.setdefault("serviceAccountName", "default")
+            check_pod(obj, create=True)
             obj["status"] = {"phase": "Pending", "qosClass": am.pod_qos_class(obj)}
         elif rt.status_subresource:
             obj.pop("status", None)  # custom resources: create cannot set status
@@ -404,7 +423,7 @@ class ApiServer:
         rt = req.rt
         obj, warnings = self.decode(rt, body, self.field_validation(req.query))
         self._check_identity(req, obj)
-        with self.store.lock:
+        with self.store.lock, _warning_on_error(warnings):
             old = self.store.get(rt, req.namespace, req.name)
             if old is None:
                 if rt.create_on_update and not req.subresource and \
@@ -467,6 +486,8 @@ class ApiServer:
                 new["status"] = old["status"]
             else:
                 new.pop("status", None)
+        if rt is POD and subresource != "status":
+            check_pod(new, create=False)
         if rt.generation and not am.json_equal(_without(new, "metadata", "status"),
                                                _without(old, "metadata", "status")):
             new["metadata"]["generation"] = om.get("generation", 1) + 1
@@ -508,11 +529,12 @@ class ApiServer:
                     raise am.bad_request("a merge patch must be a JSON object")
                 patched = am.merge_patch(old, patch)
             obj, warnings = self.decode(rt, patched, validation, patched=True)
-            self._check_identity(req, obj)
-            rv = obj["metadata"].get("resourceVersion")
-            if rv and rv != old["metadata"]["resourceVersion"]:
-                raise am.conflict(rt, req.name)
-            return 200, self._update_locked(rt, old, obj, req.subresource), warnings
+            with _warning_on_error(warnings):
+                self._check_identity(req, obj)
+                rv = obj["metadata"].get("resourceVersion")
+                if rv and rv != old["metadata"]["resourceVersion"]:
+                    raise am.conflict(rt, req.name)
+                return 200, self._update_locked(rt, old, obj, req.subresource), warnings
 
     @staticmethod
     def _delete_options(req, body):
@@ -779,7 +801,9 @@ class Handler(BaseHTTPRequestHandler):
                 self.serve_admin(url.path, body)
                 return
             if url.path == "/version":
-                self.send_json(200, VERSION_INFO)
+                entry.update(verb="get", resource="version")
+                api.apply_fault(ApiRequest(self.command, url.path, query, VERSION_TYPE, "", "", "", "get"))
+                self.send_json(200, api.version.info())
                 return
             if url.path in PUBLIC_PATHS:
                 self._code = 200
@@ -818,7 +842,8 @@ class Handler(BaseHTTPRequestHandler):
                 time.sleep(answer_delay)
             self.send_json(code, obj, [("Warning", warning_header(w)) for w in warnings])
         except ApiError as e:
-            self.send_json(e.code, e.status, list(e.headers.items()))
+            self.send_json(e.code, e.status, list(e.headers.items()) +
+                           [("Warning", warning_header(w)) for w in getattr(e, "warnings", [])])
         except (ConnectionError, ssl.SSLError, socket.timeout):
             self.close_connection = True
         except Exception as e:  # a fixture bug: answer like the server would, keep serving
@@ -935,6 +960,14 @@ class Handler(BaseHTTPRequestHandler):
                 data.get("podUID"), data.get("audiences"), data.get("expirationSeconds", 3600))
             self.send_json(201, {"token": token, "expirationTimestamp":
                                  time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(exp))})
+        elif op == ("GET", "/fixture/version"):
+            self.send_json(200, api.version.info())
+        elif op == ("POST", "/fixture/version"):
+            try:
+                api.version = ServerVersion(data.get("version"))
+            except ValueError as e:
+                raise am.bad_request(str(e))
+            self.send_json(200, api.version.info())
         elif op == ("GET", "/fixture/pruning"):
             self.send_json(200, {"enabled": api.prune_vmi_status})
         elif op == ("POST", "/fixture/pruning"):

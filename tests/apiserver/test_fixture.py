@@ -123,6 +123,7 @@ class FixtureTest(unittest.TestCase):
         self.admin("POST", "/fixture/faults/reset")
         self.admin("POST", "/fixture/requests/reset")
         self.admin("POST", "/fixture/pruning", {"enabled": True})
+        self.admin("POST", "/fixture/version", {"version": "1.30.0"})
 
     # -- helpers ---------------------------------------------------------------
 
@@ -162,7 +163,8 @@ class FixtureTest(unittest.TestCase):
 
     def test_version_is_public(self):
         status, _, body = self.fx.call("GET", "/version", token=False)
-        self.assertEqual((status, body["major"]), (200, "1"))
+        self.assertEqual((status, body["major"], body["minor"], body["gitVersion"]),
+                         (200, "1", "30", "v1.30.0"))
 
     def test_kubeconfig_points_at_the_fixture(self):
         with open(self.fx.kubeconfig) as f:
@@ -609,6 +611,135 @@ class FixtureTest(unittest.TestCase):
         finally:
             other.stop()
             shutil.rmtree(os.path.dirname(seed))
+
+    # -- pod validation (pod_validation.py) ------------------------------------------
+
+    def assertInvalidPod(self, response, name, causes):
+        """422 Invalid for Pod NAME with exactly CAUSES [(field, reason, message)]."""
+        body = self.assertStatus(response, 422, "Invalid")
+        texts = [f"{f}: {m}" for f, _, m in causes]
+        joined = texts[0] if len(texts) == 1 else "[" + ", ".join(texts) + "]"
+        self.assertEqual(body["message"], f'Pod "{name}" is invalid: {joined}')
+        self.assertEqual(body["details"]["kind"], "Pod")
+        self.assertEqual(body["details"]["name"], name)
+        self.assertEqual([(c["field"], c["reason"], c["message"]) for c in body["details"]["causes"]],
+                         list(causes))
+        return body
+
+    def test_pod_with_duplicate_volume_names_is_invalid(self):
+        p = pod("p1", volumes=[{"name": "run", "emptyDir": {}}, {"name": "run", "emptyDir": {}}])
+        self.assertInvalidPod(self.fx.call("POST", PODS.format(ns=self.ns), p), "p1", [
+            ("spec.volumes[1].name", "FieldValueDuplicate", 'Duplicate value: "run"')])
+        self.assertEqual(self.fx.call("GET", PODS.format(ns=self.ns) + "/p1")[0], 404)
+        # generateName: the message names the generated pod, as the real server's.
+        p["metadata"] = {"generateName": "virt-launcher-"}
+        body = self.assertStatus(self.fx.call("POST", PODS.format(ns=self.ns), p), 422, "Invalid")
+        self.assertRegex(body["details"]["name"], r"^virt-launcher-[a-z0-9]{5}$")
+
+    def test_container_names_are_unique_across_containers_and_init_containers(self):
+        p = pod("p1", initContainers=[{"name": "setup"}, {"name": "compute"}, {"name": "setup"}])
+        p["spec"]["containers"].append({"name": "compute"})
+        self.assertInvalidPod(self.fx.call("POST", PODS.format(ns=self.ns), p), "p1", [
+            ("spec.containers[1].name", "FieldValueDuplicate", 'Duplicate value: "compute"'),
+            ("spec.initContainers[1].name", "FieldValueDuplicate", 'Duplicate value: "compute"'),
+            ("spec.initContainers[2].name", "FieldValueDuplicate", 'Duplicate value: "setup"')])
+        # Ephemeral containers cannot come with the pod, and share the names.
+        p = pod("p1", ephemeralContainers=[{"name": "compute"}])
+        self.assertInvalidPod(self.fx.call("POST", PODS.format(ns=self.ns), p), "p1", [
+            ("spec.ephemeralContainers[0].name", "FieldValueDuplicate", 'Duplicate value: "compute"'),
+            ("spec.ephemeralContainers", "FieldValueForbidden", "Forbidden: cannot be set on create")])
+
+    def test_a_mount_needs_its_volume(self):
+        p = pod("p1", initContainers=[{"name": "s", "volumeMounts": [{"name": "gone", "mountPath": "/x"}]}])
+        self.assertInvalidPod(self.fx.call("POST", PODS.format(ns=self.ns), p), "p1", [
+            ("spec.initContainers[0].volumeMounts[0].name", "FieldValueNotFound", 'Not found: "gone"')])
+
+    def test_probes_only_on_restartable_init_containers(self):
+        probe = {"exec": {"command": ["true"]}, "periodSeconds": 10}
+        plain = pod("p1", initContainers=[{"name": "s", "readinessProbe": probe, "livenessProbe": probe}])
+        self.assertInvalidPod(self.fx.call("POST", PODS.format(ns=self.ns), plain), "p1", [
+            ("spec.initContainers[0].livenessProbe", "FieldValueForbidden",
+             "Forbidden: may not be set for init containers without restartPolicy=Always"),
+            ("spec.initContainers[0].readinessProbe", "FieldValueForbidden",
+             "Forbidden: may not be set for init containers without restartPolicy=Always")])
+        never = pod("p1", initContainers=[{"name": "s", "restartPolicy": "Never"}])
+        self.assertInvalidPod(self.fx.call("POST", PODS.format(ns=self.ns), never), "p1", [
+            ("spec.initContainers[0].restartPolicy", "FieldValueNotSupported",
+             'Unsupported value: "Never": supported values: "Always"')])
+        regular = pod("p1")
+        regular["spec"]["containers"][0]["restartPolicy"] = "Always"
+        self.assertInvalidPod(self.fx.call("POST", PODS.format(ns=self.ns), regular), "p1", [
+            ("spec.containers[0].restartPolicy", "FieldValueForbidden",
+             "Forbidden: may not be set for non-init containers")])
+        # A native sidecar (1.29+) may have them, and keeps its restartPolicy.
+        sidecar = pod("p1", initContainers=[{"name": "s", "restartPolicy": "Always", "readinessProbe": probe}])
+        status, headers, body = self.fx.call("POST", PODS.format(ns=self.ns), sidecar)
+        self.assertEqual(status, 201, body)
+        self.assertEqual(body["spec"]["initContainers"][0]["restartPolicy"], "Always")
+        self.assertNotIn("Warning", dict(headers))
+
+    def test_updates_are_validated_too(self):
+        self.create_pod("p1", volumes=[{"name": "a", "emptyDir": {}}])
+        patch = [{"op": "add", "path": "/spec/volumes/-", "value": {"name": "a", "emptyDir": {}}}]
+        self.assertInvalidPod(self.fx.call("PATCH", PODS.format(ns=self.ns) + "/p1", patch, ctype=JSONPATCH),
+                              "p1", [("spec.volumes[1].name", "FieldValueDuplicate", 'Duplicate value: "a"')])
+        got = self.ok("GET", PODS.format(ns=self.ns) + "/p1")
+        got["spec"]["volumes"].append({"name": "a", "emptyDir": {}})
+        self.assertStatus(self.fx.call("PUT", PODS.format(ns=self.ns) + "/p1", got), 422, "Invalid")
+        self.assertEqual(len(self.ok("GET", PODS.format(ns=self.ns) + "/p1")["spec"]["volumes"]), 1)
+        # The status subresource keeps the stored spec: nothing to refuse there.
+        self.ok("PATCH", PODS.format(ns=self.ns) + "/p1/status", {"status": {"phase": "Running"}}, MERGE)
+
+    def test_before_1_29_a_native_sidecar_with_probes_is_refused(self):
+        probe = {"exec": {"command": ["true"]}}
+        sidecar = pod("p1", initContainers=[{"name": "x"}, {"name": "s", "restartPolicy": "Always",
+                                                            "readinessProbe": probe}])
+        # 1.26: the field does not exist yet, the decoder drops it with a warning.
+        self.assertEqual(self.admin("POST", "/fixture/version", {"version": "1.26"})["gitVersion"], "v1.26.0")
+        status, _, body = self.fx.call("GET", "/version", token=False)
+        self.assertEqual((status, body["major"], body["minor"]), (200, "1", "26"))
+        status, headers, body = self.fx.call("POST", PODS.format(ns=self.ns), sidecar)
+        self.assertInvalidPod((status, headers, body), "p1", [
+            ("spec.initContainers[1].readinessProbe", "FieldValueForbidden",
+             "Forbidden: may not be set for init containers without restartPolicy=Always")])
+        self.assertIn(("Warning", '299 - "unknown field \\"spec.initContainers[1].restartPolicy\\""'), headers)
+        status, _, body = self.fx.call("POST", PODS.format(ns=self.ns) + "?fieldValidation=Strict", sidecar)
+        self.assertEqual(status, 400, body)
+        self.assertIn('strict decoding error: unknown field "spec.initContainers[1].restartPolicy"', body["message"])
+        # Without probes it is created as a plain init container: it would block the pod's start.
+        del sidecar["spec"]["initContainers"][1]["readinessProbe"]
+        created = self.ok("POST", PODS.format(ns=self.ns), sidecar)
+        self.assertNotIn("restartPolicy", created["spec"]["initContainers"][1])
+        # 1.28: the field exists, the SidecarContainers gate is off by default: dropped silently.
+        self.admin("POST", "/fixture/version", {"version": "v1.28.3-gke.100"})
+        sidecar["spec"]["initContainers"][1]["livenessProbe"] = probe
+        status, headers, body = self.fx.call("POST", PODS.format(ns=self.ns), dict(sidecar, metadata={"name": "p2"}))
+        self.assertInvalidPod((status, headers, body), "p2", [
+            ("spec.initContainers[1].livenessProbe", "FieldValueForbidden",
+             "Forbidden: may not be set for init containers without restartPolicy=Always")])
+        self.assertNotIn("Warning", dict(headers))
+        self.assertEqual(self.fx.call("GET", "/version", token=False)[2]["gitVersion"], "v1.28.3-gke.100")
+        self.assertStatus(self.fx.call("POST", "/fixture/version", {"version": "1.x"}), 400, "BadRequest")
+
+    def test_fault_on_version(self):
+        self.admin("POST", "/fixture/faults", {"resource": "version", "code": 503, "count": 1})
+        self.assertStatus(self.fx.call("GET", "/version", token=False), 503, "ServiceUnavailable")
+        self.assertEqual(self.fx.call("GET", "/version", token=False)[0], 200)
+        log = [(r["verb"], r["resource"], r["path"], r["code"]) for r in self.admin("GET", "/fixture/requests")["requests"]]
+        self.assertEqual(log, [("get", "version", "/version", 503), ("get", "version", "/version", 200)])
+
+    def test_server_version_flag(self):
+        other = Fixture("--server-version", "1.26")
+        try:
+            status, _, body = other.call("GET", "/version", token=False)
+            self.assertEqual((status, body["major"], body["minor"], body["gitVersion"]), (200, "1", "26", "v1.26.0"))
+        finally:
+            other.stop()
+        bad = subprocess.run([sys.executable, os.path.join(HERE, "fixture.py"), "--state-dir",
+                              tempfile.mkdtemp(prefix="apiserver-fixture-"), "--server-version", "one"],
+                             capture_output=True, text=True, timeout=20)
+        self.assertEqual(bad.returncode, 2)
+        self.assertIn("--server-version: not a Kubernetes version", bad.stderr)
 
     # -- TokenReview ---------------------------------------------------------------
 

@@ -15,6 +15,7 @@ Usage: webhook_test.py --reporter PATH [--guest-exporter PATH] [unittest args]
 import argparse
 import base64
 import copy
+import datetime
 import http.client
 import json
 import os
@@ -299,14 +300,111 @@ def sidecar_of(pod):
 # -- the processes -------------------------------------------------------------------
 
 
+class Stack:
+    """One API-server fixture and one status-reporter binary against it."""
+
+    def __init__(self, name, fixture_args=(), reporter_args=(), faults=()):
+        self.name = name
+        self.reporter = None
+        self.fx = Fixture("--bookmark-interval", "0.5", *fixture_args)
+        unittest.addModuleCleanup(self.fx.stop)
+        # The reporter's own pod, whose token it uses (the request log then names
+        # it) and which it labels while it leads.
+        self.api("POST", PODS.format(ns=REPORTER_NS),
+                 {"apiVersion": "v1", "kind": "Pod",
+                  "metadata": {"name": REPORTER_POD, "labels": {"app.kubernetes.io/component": "status-reporter"}},
+                  "spec": {"serviceAccountName": REPORTER_SA, "nodeName": "node-0",
+                           "containers": [{"name": "status-reporter", "image": IMAGE}]}})
+        token = self.api("POST", "/fixture/tokens", {"namespace": REPORTER_NS, "serviceAccount": REPORTER_SA,
+                                                      "podName": REPORTER_POD})["token"]
+        with open(self.fx.kubeconfig) as f:
+            kubeconfig = re.sub(r"token: .*", f"token: {token}", f.read())
+        kubeconfig_path = os.path.join(Env.tmp, f"kubeconfig-{name}")
+        with open(kubeconfig_path, "w") as f:
+            f.write(kubeconfig)
+
+        if faults:  # in place before the reporter's first request
+            self.api("POST", "/fixture/faults", {"faults": list(faults)})
+        self.log_path = os.path.join(Env.tmp, f"status-reporter-{name}.log")
+        log = open(self.log_path, "w")
+        self.reporter = subprocess.Popen(
+            [REPORTER_BIN, "--kubeconfig", kubeconfig_path, "--namespace", REPORTER_NS, "--identity", REPORTER_POD,
+             "--audience", AUDIENCE, "--https-address", "127.0.0.1:0", "--metrics-address", "127.0.0.1:0",
+             "--tls-cert-file", Env.crt, "--tls-key-file", Env.key, "--sidecar-image", IMAGE,
+             "--sidecar-reporter-url", REPORTS_URL, "--sidecar-ca-file", Env.crt, "--sidecar-interval", "60",
+             "--sidecar-cpu", "15m", "--sidecar-memory", "30Mi", "--sidecar-token-expiration", "7200",
+             "--lease-name", "gm-webhook-test", "--log-level", "debug", *reporter_args],
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        log.close()
+        unittest.addModuleCleanup(self.stop_reporter)
+
+        deadline = time.monotonic() + 30
+        while True:
+            m = re.search(r"reports on https port (\d+), metrics on http port (\d+)", self.log())
+            if m:
+                self.port, self.http_port = int(m.group(1)), int(m.group(2))
+                break
+            if self.reporter.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"status-reporter did not start:\n{self.log()}")
+            time.sleep(0.05)
+
+    def stop_reporter(self):
+        p, self.reporter = self.reporter, None
+        if p is None:
+            return
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+            try:
+                p.wait(15)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait(5)
+
+    def log(self):
+        try:
+            with open(self.log_path, errors="replace") as f:
+                return f.read()
+        except (OSError, TypeError):
+            return ""
+
+    def wait_for_log(self, pattern, timeout=20):
+        deadline = time.monotonic() + timeout
+        while True:
+            m = re.search(pattern, self.log())
+            if m:
+                return m
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no log line matching {pattern!r}:\n{self.log()[-3000:]}")
+            time.sleep(0.05)
+
+    def api(self, method, path, body=None, ctype="application/json", expect=(200, 201)):
+        status, _, data = self.fx.call(method, path, body, ctype=ctype)
+        if status not in expect:
+            raise AssertionError(f"{method} {path}: {status} {data}")
+        return data
+
+    def metrics(self):
+        """The reporter's /metrics as {'name{labels}': value}."""
+        conn = http.client.HTTPConnection("127.0.0.1", self.http_port, timeout=10)
+        try:
+            conn.request("GET", "/metrics")
+            text = conn.getresponse().read().decode()
+        finally:
+            conn.close()
+        out = {}
+        for line in text.splitlines():
+            if line and not line.startswith("#"):
+                key, _, value = line.rpartition(" ")
+                out[key] = float(value)
+        return out
+
+
 class Env:
+    main = None  # the Stack of the fixture serving a server with native sidecars
     fx = None
-    reporter = None
-    port = None
-    http_port = None
     ssl = None
     ca_pem = None
-    log_path = None
+    crt = key = None
     tmp = None
 
 
@@ -314,26 +412,8 @@ def _openssl(*args):
     subprocess.run(["openssl", *args], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=30)
 
 
-def _stop_reporter():
-    p = Env.reporter
-    if p is None:
-        return
-    Env.reporter = None
-    if p.poll() is None:
-        p.send_signal(signal.SIGTERM)
-        try:
-            p.wait(15)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait(5)
-
-
 def _reporter_log():
-    try:
-        with open(Env.log_path, errors="replace") as f:
-            return f.read()
-    except (OSError, TypeError):
-        return ""
+    return Env.main.log() if Env.main else ""
 
 
 def setUpModule():
@@ -344,71 +424,32 @@ def setUpModule():
     Env.tmp = tempfile.mkdtemp(prefix="gm-webhook-test-")
     unittest.addModuleCleanup(shutil.rmtree, Env.tmp, ignore_errors=True)
 
-    Env.fx = Fixture("--bookmark-interval", "0.5")
-    unittest.addModuleCleanup(Env.fx.stop)
-
     # The serving certificate, as the chart's (EC P-256, SANs), for 127.0.0.1.
-    crt, key = os.path.join(Env.tmp, "tls.crt"), os.path.join(Env.tmp, "tls.key")
-    _openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", key,
-             "-out", crt, "-days", "1", "-subj", "/CN=status-reporter",
+    Env.crt, Env.key = os.path.join(Env.tmp, "tls.crt"), os.path.join(Env.tmp, "tls.key")
+    _openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", Env.key,
+             "-out", Env.crt, "-days", "1", "-subj", "/CN=status-reporter",
              "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost")
-    with open(crt) as f:
+    with open(Env.crt) as f:
         Env.ca_pem = f.read()
-    Env.ssl = ssl.create_default_context(cafile=crt)
+    Env.ssl = ssl.create_default_context(cafile=Env.crt)
 
-    # The reporter's own pod, whose token it uses (the request log then names
-    # it) and which it labels while it leads.
-    api("POST", PODS.format(ns=REPORTER_NS),
-        {"apiVersion": "v1", "kind": "Pod",
-         "metadata": {"name": REPORTER_POD, "labels": {"app.kubernetes.io/component": "status-reporter"}},
-         "spec": {"serviceAccountName": REPORTER_SA, "nodeName": "node-0",
-                  "containers": [{"name": "status-reporter", "image": IMAGE}]}})
-    token = admin("POST", "/fixture/tokens", {"namespace": REPORTER_NS, "serviceAccount": REPORTER_SA,
-                                               "podName": REPORTER_POD})["token"]
-    with open(Env.fx.kubeconfig) as f:
-        kubeconfig = re.sub(r"token: .*", f"token: {token}", f.read())
-    kubeconfig_path = os.path.join(Env.tmp, "kubeconfig")
-    with open(kubeconfig_path, "w") as f:
-        f.write(kubeconfig)
-
-    Env.log_path = os.path.join(Env.tmp, "status-reporter.log")
-    log = open(Env.log_path, "w")
-    Env.reporter = subprocess.Popen(
-        [REPORTER_BIN, "--kubeconfig", kubeconfig_path, "--namespace", REPORTER_NS, "--identity", REPORTER_POD,
-         "--audience", AUDIENCE, "--https-address", "127.0.0.1:0", "--metrics-address", "127.0.0.1:0",
-         "--tls-cert-file", crt, "--tls-key-file", key, "--sidecar-image", IMAGE,
-         "--sidecar-reporter-url", REPORTS_URL, "--sidecar-ca-file", crt, "--sidecar-interval", "60",
-         "--sidecar-cpu", "15m", "--sidecar-memory", "30Mi", "--sidecar-token-expiration", "7200",
-         "--lease-name", "gm-webhook-test", "--log-level", "debug"],
-        stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-    log.close()
-    unittest.addModuleCleanup(_stop_reporter)
-
-    deadline = time.monotonic() + 30
-    while True:
-        m = re.search(r"reports on https port (\d+), metrics on http port (\d+)", _reporter_log())
-        if m:
-            Env.port, Env.http_port = int(m.group(1)), int(m.group(2))
-            break
-        if Env.reporter.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError(f"status-reporter did not start:\n{_reporter_log()}")
-        time.sleep(0.05)
+    Env.main = Stack("main")  # the fixture's default version: native sidecars
+    Env.fx = Env.main.fx
+    # The webhook injects once it has read the server's /version.
+    Env.main.wait_for_log(r"the API server is v1\.30\.0: it has native sidecars")
 
 
 def api(method, path, body=None, ctype="application/json", expect=(200, 201)):
-    status, _, data = Env.fx.call(method, path, body, ctype=ctype)
-    if status not in expect:
-        raise AssertionError(f"{method} {path}: {status} {data}")
-    return data
+    return Env.main.api(method, path, body, ctype, expect)
 
 
 def admin(method, path, body=None):
     return api(method, path, body)
 
 
-def post(path, body, raw=None, timeout=20, headers=None):
+def post(path, body, raw=None, timeout=20, headers=None, stack=None):
     """(HTTP status, parsed body or raw text, seconds) of a POST to the reporter."""
-    conn = http.client.HTTPSConnection("127.0.0.1", Env.port, context=Env.ssl, timeout=timeout)
+    conn = http.client.HTTPSConnection("127.0.0.1", (stack or Env.main).port, context=Env.ssl, timeout=timeout)
     data = raw if raw is not None else json.dumps(body).encode()
     start = time.monotonic()
     try:
@@ -428,52 +469,60 @@ def post(path, body, raw=None, timeout=20, headers=None):
 # -- the tests -------------------------------------------------------------------------
 
 
-class WebhookTest(unittest.TestCase):
+class WebhookCalls:
+    """Sends reviews to a Stack's reporter and checks what comes back."""
+
     def setUp(self):
         self.ns = ("wh-" + self._testMethodName[5:].replace("_", "-"))[:60].strip("-")
-        admin("POST", "/fixture/faults/reset")
-        admin("POST", "/fixture/requests/reset")
+        self.on().api("POST", "/fixture/faults/reset")
+        self.on().api("POST", "/fixture/requests/reset")
         self.set_kubevirt_cr(present=True, overcommit=None)
 
     def tearDown(self):
-        admin("POST", "/fixture/faults/reset")
+        self.on().api("POST", "/fixture/faults/reset")
 
     def run(self, result=None):
         # A failing test shows what the status-reporter said meanwhile.
-        start = len(_reporter_log())
+        start = len(self.on().log())
         bad = (lambda r: len(r.failures) + len(r.errors)) if result is not None else (lambda r: 0)
         before = bad(result)
         out = super().run(result)
         if result is not None and bad(result) > before:
-            sys.stderr.write(f"--- status-reporter log during {self.id()} ---\n{_reporter_log()[start:][-6000:]}\n")
+            sys.stderr.write(f"--- status-reporter log during {self.id()} ---\n{self.on().log()[start:][-6000:]}\n")
         return out
 
     # -- helpers --------------------------------------------------------------------
 
+    stack = None  # Env.main unless a test class says otherwise
+
+    def on(self):
+        return self.stack or Env.main
+
     def set_kubevirt_cr(self, present, overcommit=None):
         """The cluster's one KubeVirt CR, with or without memoryOvercommit."""
-        api("DELETE", KUBEVIRTS + "/kubevirt", expect=(200, 404))
+        self.on().api("DELETE", KUBEVIRTS + "/kubevirt", expect=(200, 404))
         if present:
             dev = {"memoryOvercommit": overcommit} if overcommit is not None else {}
-            api("POST", KUBEVIRTS, {"apiVersion": "kubevirt.io/v1", "kind": "KubeVirt",
+            self.on().api("POST", KUBEVIRTS, {"apiVersion": "kubevirt.io/v1", "kind": "KubeVirt",
                                     "metadata": {"name": "kubevirt", "namespace": "kubevirt"},
                                     "spec": {"configuration": {"developerConfiguration": dev}}})
-        admin("POST", "/fixture/requests/reset")
+        self.on().api("POST", "/fixture/requests/reset")
 
     def create_vmi(self, name, memory_request=None):
-        api("POST", VMIS.format(ns=self.ns), vmi_object(name, memory_request))
-        admin("POST", "/fixture/requests/reset")
+        self.on().api("POST", VMIS.format(ns=self.ns), vmi_object(name, memory_request))
+        self.on().api("POST", "/fixture/requests/reset")
 
     def lookups(self):
         """The reporter's requests that are not its informers' list/watch."""
-        log = admin("GET", "/fixture/requests")["requests"]
+        log = self.on().api("GET", "/fixture/requests")["requests"]
         return [(r["verb"], r["resource"], r["namespace"], r["name"], r["code"]) for r in log
                 if r["user"] == REPORTER_USER and
                 ((r["resource"] == "virtualmachineinstances" and r["name"]) or r["resource"] == "kubevirts")]
 
+
     def admit(self, obj, uid="req-1", query="?timeout=10s", **kw):
         """The AdmissionReview response for `obj`; checks the envelope."""
-        status, body, elapsed = post("/mutate" + query, review(obj, uid=uid, **kw))
+        status, body, elapsed = post("/mutate" + query, review(obj, uid=uid, **kw), stack=self.on())
         self.assertEqual(status, 200, body)
         self.assertEqual((body["apiVersion"], body["kind"]), ("admission.k8s.io/v1", "AdmissionReview"))
         resp = body["response"]
@@ -483,11 +532,25 @@ class WebhookTest(unittest.TestCase):
         return resp
 
     def mutate(self, pod, **kw):
-        """(the pod after the webhook's patch, the patch, the response)."""
+        """(the pod after the webhook's patch, the patch, the response). The
+        API server then creates that pod: it must accept it."""
         resp = self.admit(pod, **kw)
         self.assertEqual(resp.get("patchType"), "JSONPatch", resp)
         patch = json.loads(base64.b64decode(resp["patch"], validate=True))
-        return apply_json_patch(pod, patch), patch, resp
+        out = apply_json_patch(pod, patch)
+        self.assert_creatable(out)
+        return out, patch, resp
+
+    def assert_creatable(self, pod):
+        """The API server accepts POD (under a generated name, in this test's namespace)."""
+        ns = self.ns
+        obj = copy.deepcopy(pod)
+        obj["metadata"] = dict(obj.get("metadata", {}), namespace=ns, generateName="created-")
+        obj["metadata"].pop("name", None)
+        status, headers, body = self.on().fx.call("POST", PODS.format(ns=ns), obj)
+        self.assertEqual(status, 201, f"the API server refused the pod: {body}")
+        self.assertNotIn("Warning", dict(headers))
+        return body
 
     def assert_unchanged(self, obj, **kw):
         resp = self.admit(obj, **kw)
@@ -495,11 +558,26 @@ class WebhookTest(unittest.TestCase):
         self.assertNotIn("patchType", resp)
         return resp
 
+    def decisions(self):
+        """status_reporter_admissions_total by decision."""
+        prefix = 'status_reporter_admissions_total{decision="'
+        return {k[len(prefix):-2]: v for k, v in self.on().metrics().items() if k.startswith(prefix)}
+
+    def assert_counted(self, before, decision, n=1):
+        after = self.decisions()
+        self.assertEqual(after.get(decision, 0) - before.get(decision, 0), n,
+                         f"{decision}: {before} -> {after}")
+
+
+class WebhookTest(WebhookCalls, unittest.TestCase):
     # -- injection ----------------------------------------------------------------
 
     def test_injects_a_native_sidecar_and_leaves_compute_alone(self):
         pod = launcher_pod("vm-a", self.ns, overhead="224395264")
+        before = self.decisions()
         out, patch, _ = self.mutate(pod)
+        self.assert_counted(before, "injected")
+        self.assertEqual(self.on().metrics()["status_reporter_native_sidecars"], 1)
 
         # Only appends: nothing of the pod is replaced, moved or removed.
         self.assertEqual({op["op"] for op in patch}, {"add"})
@@ -555,15 +633,13 @@ class WebhookTest(unittest.TestCase):
         self.assertEqual(env["GUEST_EXPORTER_LIBVIRT_URI"],
                          "qemu+unix:///session?socket=/var/run/libvirt/virtqemud-sock")
 
-        # Exec probes only (the pod IP leads to the guest), on the sidecar's socket.
+        # No probes: its readiness would gate the VMI's Ready condition, and an
+        # exec of the libvirt-linked binary costs ~50 ms CPU per run. The
+        # kubelet restarts it (restartPolicy Always) when its watchdog exits.
         socket_path = env["GUEST_EXPORTER_SOCKET"]
         self.assertIn(os.path.dirname(socket_path), mounts)
-        for probe in ("readinessProbe", "livenessProbe"):
-            self.assertEqual(set(c[probe]) & {"httpGet", "tcpSocket", "grpc"}, set(), probe)
-            cmd = c[probe]["exec"]["command"]
-            self.assertEqual(cmd[:2], ["/usr/local/bin/guest-exporter", "probe"])
-            self.assertEqual(cmd[cmd.index("--socket") + 1], socket_path)
-        self.assertNotIn("startupProbe", c)
+        for probe in ("readinessProbe", "livenessProbe", "startupProbe"):
+            self.assertNotIn(probe, c)
         self.assertNotIn("ports", c)
 
         # Locked down, as the launcher's own user (it owns the libvirt socket).
@@ -629,7 +705,9 @@ class WebhookTest(unittest.TestCase):
 
     def test_second_pass_changes_nothing(self):
         out, _, _ = self.mutate(launcher_pod("vm-e", self.ns, overhead="224395264"))
+        before = self.decisions()
         again = self.assert_unchanged(out, uid="req-2")
+        self.assert_counted(before, "already_injected")
         self.assertEqual(again["uid"], "req-2")
         # The API server's own view of the pod (defaults, status) as well.
         stored = api("POST", PODS.format(ns=self.ns), out)
@@ -691,6 +769,50 @@ class WebhookTest(unittest.TestCase):
         # Reports stay small: a declared oversized report is refused before it is read.
         status, body, _ = post("/v1/reports", None, raw=b" " * (64 * 1024))
         self.assertEqual(status, 413, body)
+
+    # -- names it must not take ----------------------------------------------------------
+
+    def test_volumes_named_like_ours_are_not_duplicated(self):
+        # A pod may already have volumes named as the webhook names its own
+        # (another injector, a user's template). A duplicate volume name makes
+        # the API server refuse the pod, and with it the VM.
+        pod = launcher_pod("vm-o", self.ns, overhead="1")
+        for name in ("guest-exporter-run", "guest-metrics-token", "guest-exporter-run-1"):
+            pod["spec"]["volumes"].append({"name": name, "emptyDir": {}})
+        self.assert_creatable(pod)  # valid as it comes
+        before = self.decisions()
+        out, patch, _ = self.mutate(pod)  # and the API server accepts what comes out
+        self.assert_counted(before, "injected")
+        self.assertEqual({op["op"] for op in patch}, {"add"})
+        n = len(pod["spec"]["volumes"])
+        self.assertEqual(out["spec"]["volumes"][:n], pod["spec"]["volumes"])
+        names = [v["name"] for v in out["spec"]["volumes"]]
+        self.assertEqual(len(names), len(set(names)), names)
+        # The sidecar mounts its own two volumes, never the pod's namesakes.
+        ours = {v["name"]: v for v in out["spec"]["volumes"][n:]}
+        self.assertEqual(len(ours), 2)
+        c = sidecar_of(out)
+        mounts = {m["mountPath"]: m["name"] for m in c["volumeMounts"]}
+        token_dir = os.path.dirname(env_of(c)["GUEST_EXPORTER_TOKEN_FILE"])
+        run_dir = os.path.dirname(env_of(c)["GUEST_EXPORTER_SOCKET"])
+        self.assertIn("projected", ours[mounts[token_dir]])
+        self.assertEqual(ours[mounts[run_dir]]["emptyDir"]["medium"], "Memory")
+        self.assertEqual(mounts["/var/run/libvirt"], "libvirt-runtime")
+
+    def test_a_container_named_like_ours_that_is_not_ours_is_left_alone(self):
+        # The sidecar keeps its name (the PodMonitor and the docs find it by
+        # it): a pod whose own container already has that name is admitted
+        # unchanged, with the reason counted and logged.
+        before = self.decisions()
+        for where in ("containers", "initContainers"):
+            with self.subTest(where):
+                pod = launcher_pod("vm-p", self.ns, overhead="1")
+                pod["spec"][where].append({"name": SIDECAR, "image": "example.org/someone-elses:1"})
+                self.assert_creatable(pod)
+                self.assert_unchanged(pod, uid=f"foreign-{where}")
+        self.assert_counted(before, "name_conflict", 2)
+        self.assert_counted(before, "already_injected", 0)
+        self.assertIn("admission: name_conflict", self.on().log())
 
     # -- what it lets through unchanged ------------------------------------------------
 
@@ -810,12 +932,94 @@ class WebhookTest(unittest.TestCase):
         known = set(re.findall(r"GUEST_EXPORTER_[A-Z0-9_]+", help_text))
         self.assertIn("GUEST_EXPORTER_REPORTER_URL", known, help_text)
         self.assertEqual(set(env_of(c)) - known, set(), "variables guest-exporter does not read")
-        probe_help = subprocess.run([EXPORTER_BIN, "probe", "--help"], stdout=subprocess.PIPE,
-                                    stderr=subprocess.STDOUT, text=True, timeout=10).stdout
-        for probe in ("readinessProbe", "livenessProbe"):
-            for arg in c[probe]["exec"]["command"][2:]:
-                if arg.startswith("--"):
-                    self.assertIn(arg, probe_help, f"{probe}: guest-exporter probe has no {arg}")
+
+
+class NoNativeSidecarsTest(WebhookCalls, unittest.TestCase):
+    """An API server before 1.29 (SidecarContainers) drops an init container's
+    restartPolicy: a sidecar with probes is refused (422), one without becomes
+    an init container that never ends and holds the VM back. There the webhook
+    admits launcher pods unchanged."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.stack = Stack("v1-26", fixture_args=("--server-version", "1.26.3"))
+        cls.stack.wait_for_log(r"the API server is v1\.26\.3")
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.stack.stop_reporter()
+
+    def test_launcher_pods_go_in_unchanged(self):
+        before = self.decisions()
+        pod = launcher_pod("vm-a", self.ns, overhead="224395264")
+        self.assert_unchanged(pod)
+        self.assert_creatable(pod)
+        self.assert_counted(before, "no_native_sidecars")
+        self.assertEqual(self.on().metrics()["status_reporter_native_sidecars"], 0)
+        pod = launcher_pod("vm-b", self.ns)  # would need a lookup: none is made
+        self.create_vmi("vm-b", memory_request="2Gi")
+        self.assert_unchanged(pod, uid="req-2")
+        self.assertEqual(self.lookups(), [])
+        # Said once, not once per pod.
+        self.assertEqual(len(re.findall(r"has no native sidecars", self.on().log())), 1, self.on().log())
+
+    def test_what_it_injects_elsewhere_would_not_work_here(self):
+        # The reason for the above: the pod the main fixture's webhook makes.
+        pod = launcher_pod("vm-c", self.ns, overhead="1")
+        status, body, _ = post("/mutate", review(pod), stack=Env.main)
+        self.assertEqual(status, 200, body)
+        out = apply_json_patch(pod, json.loads(base64.b64decode(body["response"]["patch"])))
+        self.assertEqual(sidecar_of(out)["restartPolicy"], "Always")
+        status, _, created = self.on().fx.call("POST", PODS.format(ns=self.ns), out)
+        if status == 201:  # no probes: accepted, as an init container that never exits
+            self.assertNotIn("restartPolicy", sidecar_of(created))
+        else:
+            self.assertEqual(status, 422, created)
+
+
+class ServerVersionTest(WebhookCalls, unittest.TestCase):
+    """How the reporter learns whether the server has native sidecars."""
+
+    def version_reads(self):
+        return [(r["code"], r["user"]) for r in self.on().api("GET", "/fixture/requests")["requests"]
+                if r["resource"] == "version"]
+
+    def test_an_unanswered_version_read_is_retried_with_backoff(self):
+        # The first read fails: nothing is injected until one succeeds, the
+        # failure is logged once, and the next read comes after a backoff of
+        # seconds, not at once and not after the 10-minute period.
+        self.stack = Stack("version-503", faults=[{"resource": "version", "code": 503, "count": 1}])
+        self.addCleanup(self.stack.stop_reporter)
+        failed = self.stack.wait_for_log(r"(\S+) warning cannot read the API server's /version")
+        pod = launcher_pod("vm-a", self.ns, overhead="1")
+        before = self.decisions()
+        self.assert_unchanged(pod)
+        self.assert_creatable(pod)
+        self.assert_counted(before, "native_sidecars_unknown")
+        self.assertEqual(self.on().metrics()["status_reporter_native_sidecars"], 0)
+        answered = self.stack.wait_for_log(r"(\S+) info the API server is v1\.30\.0: it has native sidecars",
+                                           timeout=30)
+        # By the log's own clock: the backoff starts at 5 s, jittered down to half.
+        waited = (datetime.datetime.fromisoformat(answered.group(1).rstrip("Z")) -
+                  datetime.datetime.fromisoformat(failed.group(1).rstrip("Z"))).total_seconds()
+        self.assertTrue(2.4 <= waited <= 10, f"retried after {waited} s")
+        self.assertIn("the API server's /version answers again", self.on().log())
+        self.assertEqual(len(re.findall(r"cannot read the API server's /version", self.on().log())), 1)
+        self.assertEqual([code for code, _ in self.version_reads()], [503, 200])
+        self.mutate(launcher_pod("vm-b", self.ns, overhead="1"), uid="req-2")
+        self.assertEqual(self.on().metrics()["status_reporter_native_sidecars"], 1)
+
+    def test_native_sidecars_flag_overrides_the_version(self):
+        # A 1.29+ server with SidecarContainers turned off looks like any other.
+        self.stack = Stack("sidecars-off", reporter_args=("--native-sidecars", "false"))
+        self.addCleanup(self.stack.stop_reporter)
+        self.stack.wait_for_log(r"--native-sidecars=false: it has no native sidecars")
+        self.set_kubevirt_cr(present=True)
+        before = self.decisions()
+        pod = launcher_pod("vm-c", self.ns, overhead="1")
+        self.assert_unchanged(pod)
+        self.assert_counted(before, "no_native_sidecars")
+        self.assertEqual(self.version_reads(), [])  # not asked
 
 
 class LeaderLabelTest(unittest.TestCase):
