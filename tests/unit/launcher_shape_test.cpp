@@ -13,6 +13,7 @@
 #include <functional>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <utility>
 #include <vector>
 
 using namespace gm;
@@ -272,6 +273,29 @@ TEST_CASE(
     CHECK(s.kubevirt.source == "unknown");
     CHECK_FALSE(s.expected_cpu_request);
     CHECK(*s.vcpu_cpu_request == doctest::Approx(2.0));
+  }
+}
+
+TEST_CASE(
+    "launcher shape: KubeVirt's own WithCPUPinning table, where no parity CPUs come from the "
+    "policy "
+    "(renderresources_test.go@v1.9.0 entries: 5 vCPUs + 2 IOThreads → 8, 6 + 2 → 10 with parity)") {
+  // Those entries call WithCPUPinning with additionalCPUs 0, which is what TPL
+  // passes when ioThreadsPolicy is not supplementalPool: the pool is still
+  // counted (getIOThreadsCount), and the parity test sees N + pool only.
+  const json ann = {{"alpha.kubevirt.io/EmulatorThreadCompleteToEvenParity", ""}};
+  for (const auto& [vcpus, expected] : {std::pair<unsigned, const char*>{5, "8"}, {6, "10"}}) {
+    CAPTURE(vcpus);
+    json cpu = Cpu(vcpus);
+    cpu["dedicatedCpuPlacement"] = true;
+    cpu["isolateEmulatorThread"] = true;
+    const json domain = {{"cpu", cpu},
+                         {"ioThreadsPolicy", "auto"},
+                         {"ioThreads", {{"supplementalPoolThreadCount", 2}}}};
+    const auto s = DeriveLauncherShape(Vmi(domain, ann), Pod("v1.9.0", {{"cpu", expected}}));
+    CHECK(*s.expected_cpu_request == doctest::Approx(std::stod(expected)));
+    CHECK(*s.vcpu_cpu_request == doctest::Approx(vcpus));
+    CHECK(s.notes.empty());
   }
 }
 
