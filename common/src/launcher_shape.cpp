@@ -330,9 +330,11 @@ void DeriveCpu(const json& vmi, const json* compute, const ShapeOptions& opt, La
   const json& resources = At(domain, "resources");
   Field vmi_cpu =
       QuantityField(At(At(resources, "requests"), "cpu"), "spec.domain.resources.requests.cpu");
-  if (!vmi_cpu.value && vmi_cpu.error.empty()) {
-    // DEF setDefaultResourceRequests: a CPU limit without a request becomes the request.
-    vmi_cpu = QuantityField(At(At(resources, "limits"), "cpu"), "spec.domain.resources.limits.cpu");
+  if ((!vmi_cpu.value || *vmi_cpu.value == 0) && vmi_cpu.error.empty()) {
+    // DEF setDefaultResourceRequests: a CPU limit without a (non-zero) request becomes the request.
+    Field limit =
+        QuantityField(At(At(resources, "limits"), "cpu"), "spec.domain.resources.limits.cpu");
+    if (!limit.error.empty() || (limit.value && *limit.value > 0)) vmi_cpu = limit;
   }
   if (!vmi_cpu.error.empty()) {
     s.cpu_why = vmi_cpu.error;

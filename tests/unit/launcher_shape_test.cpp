@@ -143,7 +143,10 @@ TEST_CASE(
   const json mutated = {{"cpu", Cpu(2)},
                         {"resources", {{"requests", {{"cpu", "2"}}}, {"limits", {{"cpu", "2"}}}}}};
   const json unmutated = {{"cpu", Cpu(2)}, {"resources", {{"limits", {{"cpu", "2"}}}}}};
-  for (const json& d : {mutated, unmutated}) {
+  // A zero request counts as none (DEF tests Requests.Cpu().IsZero()).
+  const json zero = {{"cpu", Cpu(2)},
+                     {"resources", {{"requests", {{"cpu", "0"}}}, {"limits", {{"cpu", "2"}}}}}};
+  for (const json& d : {mutated, unmutated, zero}) {
     const auto s = DeriveLauncherShape(Vmi(d), Pod("v1.3.0", {{"cpu", "2"}}, {{"cpu", "2"}}));
     CHECK(s.cpu_rule == CpuShareRule::kExplicitRequest);
     CHECK(*s.CpuAllocationRatio(2) == doctest::Approx(1.0));
