@@ -68,8 +68,8 @@ std::string Notes(const LauncherShape& s) {
 // ------------------------------------------------------------------ CPU
 
 TEST_CASE(
-    "launcher shape: default cpuAllocationRatio 10 gives 100m per vCPU, ratio 10.0 "
-    "(RR@v1.3.0, v1.5.2, v1.9.0 WithoutDedicatedCPU: request = vCPUs / ratio)") {
+    "launcher shape: default cpuAllocationRatio 10 gives 100m per vCPU - ratio 10.0 "
+    "(RR@v1.3.0 - v1.5.2 - v1.9.0 WithoutDedicatedCPU: request = vCPUs / ratio)") {
   // 2 vCPUs / 10 = "200m" in every version (no IOThread pool).
   for (const char* v : {"v1.3.0", "v1.5.0", "v1.5.2", "v1.7.0", "v1.9.0"}) {
     CAPTURE(v);
@@ -105,7 +105,8 @@ TEST_CASE(
   CHECK(s.notes.empty());
 }
 
-TEST_CASE("launcher shape: a request that is not vCPUs / cpuAllocationRatio is noted, still used") {
+TEST_CASE(
+    "launcher shape: a request that is not vCPUs / cpuAllocationRatio is noted - still used") {
   ShapeOptions o = Version("v1.9.0");
   o.cluster_cpu_allocation_ratio = 10;
   const auto s = DeriveLauncherShape(Vmi({{"cpu", Cpu(2)}}), Pod("v1.9.0", {{"cpu", "250m"}}), o);
@@ -114,7 +115,7 @@ TEST_CASE("launcher shape: a request that is not vCPUs / cpuAllocationRatio is n
 }
 
 TEST_CASE(
-    "launcher shape: explicit requests.cpu is the vCPUs' whole share, no pool added "
+    "launcher shape: explicit requests.cpu is the vCPUs' whole share - no pool added "
     "(RR@v1.9.0 Requests(): the VMI's requests override the calculated ones)") {
   // 4 vCPUs on 500m: 8.0. With a 2-thread pool on v1.9 the request stays 500m
   // (WithoutDedicatedCPU only writes calculatedRequests, which vmRequests override).
@@ -155,7 +156,8 @@ TEST_CASE(
 
 TEST_CASE(
     "launcher shape: auto CPU limits leave the request alone "
-    "(TPL@v1.9.0 doesVMIRequireAutoCPULimits; RR@v1.9.0 WithoutDedicatedCPU withCPULimits: limit = "
+    "(TPL@v1.9.0 doesVMIRequireAutoCPULimits / RR@v1.9.0 WithoutDedicatedCPU withCPULimits: limit "
+    "= "
     "vCPUs + pool)") {
   // Namespace matched by autoCPULimitNamespaceLabelSelector, or a ResourceQuota
   // with limits.cpu: 2 vCPUs get limit "2" and request "200m" — ratio 10.
@@ -172,8 +174,8 @@ TEST_CASE(
 }
 
 TEST_CASE(
-    "launcher shape: dedicatedCpuPlacement gives each vCPU a whole CPU, ratio 1.0 "
-    "(RR@v1.3.0 WithCPUPinning: limit = vCPUs, request defaulted from it; RR@v1.5.2: request = "
+    "launcher shape: dedicatedCpuPlacement gives each vCPU a whole CPU - ratio 1.0 "
+    "(RR@v1.3.0 WithCPUPinning: limit = vCPUs - request defaulted from it / RR@v1.5.2: request = "
     "limit = vCPUs)") {
   for (const char* v : {"v1.3.0", "v1.5.0", "v1.5.2", "v1.9.0"}) {
     CAPTURE(v);
@@ -230,8 +232,8 @@ TEST_CASE(
 }
 
 TEST_CASE(
-    "launcher shape: dedicated CPUs with an IOThread pool and the emulator thread, per version "
-    "(RR@v1.5.0 WithCPUPinning+WithIOThreads; RR@v1.5.2/v1.9.0 WithCPUPinning with "
+    "launcher shape: dedicated CPUs with an IOThread pool and the emulator thread - per version "
+    "(RR@v1.5.0 WithCPUPinning+WithIOThreads / RR@v1.5.2/v1.9.0 WithCPUPinning with "
     "getIOThreadsCount)") {
   const json ann = {{"alpha.kubevirt.io/EmulatorThreadCompleteToEvenParity", ""}};
   json cpu = Cpu(2);
@@ -280,9 +282,10 @@ TEST_CASE(
 }
 
 TEST_CASE(
-    "launcher shape: KubeVirt's own WithCPUPinning table, where no parity CPUs come from the "
+    "launcher shape: KubeVirt's own WithCPUPinning table - where no parity CPUs come from the "
     "policy "
-    "(renderresources_test.go@v1.9.0 entries: 5 vCPUs + 2 IOThreads → 8, 6 + 2 → 10 with parity)") {
+    "(renderresources_test.go@v1.9.0 entries: 5 vCPUs + 2 IOThreads → 8 - 6 + 2 → 10 with "
+    "parity)") {
   // Those entries call WithCPUPinning with additionalCPUs 0, which is what TPL
   // passes when ioThreadsPolicy is not supplementalPool: the pool is still
   // counted (getIOThreadsCount), and the parity test sees N + pool only.
@@ -303,7 +306,8 @@ TEST_CASE(
 }
 
 TEST_CASE(
-    "launcher shape: the issue's example, 2 vCPUs and a 1-thread IOThread pool give 10.0, not 6.67 "
+    "launcher shape: the issue's example - 2 vCPUs and a 1-thread IOThread pool give 10.0 - not "
+    "6.67 "
     "(RR@v1.5.2 and @v1.9.0 WithoutDedicatedCPU: request = (2 + 1) / 10 = 300m)") {
   const json domain = {{"cpu", Cpu(2)},
                        {"ioThreadsPolicy", "supplementalPool"},
@@ -322,7 +326,7 @@ TEST_CASE(
 
 TEST_CASE(
     "launcher shape: on v1.5.0–v1.5.1 the IOThread pool is in the CPU limit only "
-    "(RR@v1.5.0 WithIOThreads adds it to vmLimits; WithoutDedicatedCPU counts vCPUs only)") {
+    "(RR@v1.5.0 WithIOThreads adds it to vmLimits / WithoutDedicatedCPU counts vCPUs only)") {
   const json domain = {{"cpu", Cpu(2)},
                        {"ioThreadsPolicy", "supplementalPool"},
                        {"ioThreads", {{"supplementalPoolThreadCount", 1}}}};
@@ -395,7 +399,7 @@ TEST_CASE("launcher shape: live vCPUs over the render-time share show CPU hotplu
 
 TEST_CASE(
     "launcher shape: compute memory request minus the overhead annotation "
-    "(TPL@v1.8.0 kubevirt.io/memory-overhead-bytes; RR@v1.9.0 WithMemoryOverhead)") {
+    "(TPL@v1.8.0 kubevirt.io/memory-overhead-bytes / RR@v1.9.0 WithMemoryOverhead)") {
   // 4Gi + 300Mi in the pod, 300Mi of it overhead: 4Gi; guest 6Gi gives 1.5.
   const json pod = Pod("v1.9.0", {{"cpu", "200m"}, {"memory", "4396Mi"}}, json::object(),
                        {{"kubevirt.io/memory-overhead-bytes", "314572800"}});
@@ -428,8 +432,8 @@ TEST_CASE(
 }
 
 TEST_CASE(
-    "launcher shape: hugepages from v1.8 on, the compute memory request is the overhead alone "
-    "(RR@v1.9.0 WithHugePages: hugepages-<size> = request, memory = overhead)") {
+    "launcher shape: hugepages from v1.8 on - the compute memory request is the overhead alone "
+    "(RR@v1.9.0 WithHugePages: hugepages-<size> = request - memory = overhead)") {
   // guest 4Gi on 1Gi pages, no VMI request (DEF@v1.9.0 sets none; RR WithMemoryRequests
   // uses guest): hugepages-1Gi 4Gi, memory 300Mi = overhead. 4Gi + 0 → ratio 1.0.
   const json domain = {{"memory", {{"guest", "4Gi"}, {"hugepages", {{"pageSize", "1Gi"}}}}}};
@@ -446,7 +450,7 @@ TEST_CASE(
 
 TEST_CASE(
     "launcher shape: hugepages with a request above guest memory "
-    "(RR@v1.9.0 WithHugePages: hugepages = guest, memory = request − guest + overhead)") {
+    "(RR@v1.9.0 WithHugePages: hugepages = guest - memory = request − guest + overhead)") {
   // request 6Gi, guest 4Gi on 2Mi pages: hugepages-2Mi 4Gi, memory 2Gi + 300Mi.
   // The guest's request is 6Gi: 4Gi of guest on it gives 0.667.
   const json domain = {{"memory", {{"guest", "4Gi"}, {"hugepages", {{"pageSize", "2Mi"}}}}},
@@ -462,7 +466,7 @@ TEST_CASE(
 
 TEST_CASE(
     "launcher shape: hugepages before v1.8 use the VMI's request "
-    "(DEF@v1.5.0 sets it; RR@v1.5.0 WithHugePages: hugepages-<size> = min(request, guest))") {
+    "(DEF@v1.5.0 sets it / RR@v1.5.0 WithHugePages: hugepages-<size> = min(request - guest))") {
   const json domain = {{"memory", {{"guest", "4Gi"}, {"hugepages", {{"pageSize", "1Gi"}}}}},
                        {"resources", {{"requests", {{"memory", "4Gi"}}}}}};
   const json pod =
@@ -486,7 +490,7 @@ TEST_CASE(
 }
 
 TEST_CASE(
-    "launcher shape: a memory limit without request (DEF@v1.5.0 copies it; RR@v1.7.0 "
+    "launcher shape: a memory limit without request (DEF@v1.5.0 copies it / RR@v1.7.0 "
     "WithMemoryRequests uses it)") {
   // v1.5: the mutated VMI carries request = limit = 2Gi.
   const json mutated = {
@@ -507,7 +511,7 @@ TEST_CASE(
 }
 
 TEST_CASE(
-    "launcher shape: no request, no limit, no annotation: guest × 100 / memoryOvercommit "
+    "launcher shape: no request - no limit - no annotation: guest × 100 / memoryOvercommit "
     "(RR@v1.7.0 WithMemoryRequests)") {
   const json domain = {{"memory", {{"guest", "6Gi"}}}};
   auto s = DeriveLauncherShape(Vmi(domain), Pod("v1.7.0", {{"memory", "4396Mi"}}));
@@ -523,7 +527,7 @@ TEST_CASE(
 
 TEST_CASE(
     "launcher shape: v1.6.2 alone scaled the VMI's request at rendering "
-    "(RR@v1.6.2 WithMemoryOvercommit, reverted in v1.6.3)") {
+    "(RR@v1.6.2 WithMemoryOvercommit - reverted in v1.6.3)") {
   // DEF@v1.6.2 set request = guest = 6Gi; the pod got 6Gi × 100 / 150 = 4Gi + overhead.
   const json domain = {{"memory", {{"guest", "6Gi"}}},
                        {"resources", {{"requests", {{"memory", "6Gi"}}}}}};
@@ -544,7 +548,7 @@ TEST_CASE(
 // ------------------------------------------------------------------ versions
 
 TEST_CASE(
-    "launcher shape: the version range from the image tag, an explicit version and the overhead "
+    "launcher shape: the version range from the image tag - an explicit version and the overhead "
     "annotation") {
   CHECK(ParseKubeVirtVersion("v1.6.0-rc.1")->ToString() == "v1.6.0");
   CHECK_FALSE(ParseKubeVirtVersion("latest"));
@@ -575,7 +579,7 @@ TEST_CASE(
 
 // ------------------------------------------------------------------ bad input
 
-TEST_CASE("launcher shape: malformed input gives reasons, never a throw") {
+TEST_CASE("launcher shape: malformed input gives reasons - never a throw") {
   auto s = DeriveLauncherShapeFromText("{not json", "{}");
   CHECK(s.cpu_why == "the VMI is not JSON");
   s = DeriveLauncherShapeFromText("{\"spec\":{}}", "[1");
