@@ -290,7 +290,9 @@ TEST_CASE(
   // passes when ioThreadsPolicy is not supplementalPool: the pool is still
   // counted (getIOThreadsCount), and the parity test sees N + pool only.
   const json ann = {{"alpha.kubevirt.io/EmulatorThreadCompleteToEvenParity", ""}};
-  for (const auto& [vcpus, expected] : {std::pair<unsigned, const char*>{5, "8"}, {6, "10"}}) {
+  for (const auto& entry : {std::pair<unsigned, const char*>{5, "8"}, {6, "10"}}) {
+    const unsigned vcpus = entry.first;
+    const char* expected = entry.second;
     CAPTURE(vcpus);
     json cpu = Cpu(vcpus);
     cpu["dedicatedCpuPlacement"] = true;
