@@ -444,8 +444,11 @@ void DeriveCpu(const json& vmi, const json* compute, const ShapeOptions& opt, La
   if (pool_matters && eras.size() > 1 && with_pool) {
     // The range spans v1.5.2: the cluster's cpuAllocationRatio tells which rule rendered r.
     if (!opt.cluster_cpu_allocation_ratio || *opt.cluster_cpu_allocation_ratio <= 0) {
-      s.cpu_why = "KubeVirt " + s.kubevirt.ToString() + " (" + s.kubevirt.source +
-                  "): from v1.5.2 on the request also holds " + Cores(f.pool_any) +
+      const std::string version =
+          s.kubevirt.source == "unknown"
+              ? "the KubeVirt version is unknown"
+              : "KubeVirt " + s.kubevirt.ToString() + " (" + s.kubevirt.source + ") spans v1.5.2";
+      s.cpu_why = version + ": from v1.5.2 on the request also holds " + Cores(f.pool_any) +
                   " IOThread pool CPU(s), before it does not; give the version or the cluster's "
                   "cpuAllocationRatio";
       return;
