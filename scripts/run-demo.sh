@@ -59,23 +59,25 @@ REPORTER_BIN=$REPO/build/status-reporter/status-reporter
 
 # ------------------------------------------- fallback: the test-driver demo
 test_driver_demo() {
-  local run_dir pid
+  local run_dir pid port
   title "guest-exporter on libvirt's test driver (three KubeVirt-shaped domains, exporter/testdata/node.xml)"
   run_dir=$(mktemp -d)
   ./build/exporter/guest-exporter \
     --libvirt-uri "test://$PWD/exporter/testdata/node.xml" \
     --guest-info-interval 5 --node-name demo-node \
-    --socket "$run_dir/metrics.sock" --listen-address 127.0.0.1:9477 &
+    --socket "$run_dir/metrics.sock" --listen-address 127.0.0.1:0 >"$run_dir/exporter.log" 2>&1 &
   pid=$!
   for _ in $(seq 50); do
     curl -sf --max-time 2 --unix-socket "$run_dir/metrics.sock" http://localhost/readyz >/dev/null 2>&1 && break
     sleep 0.1
   done
   sleep 1 # let the first poll finish
+  cat "$run_dir/exporter.log"
+  port=$(sed -n 's/.*listen=127\.0\.0\.1:0 (port \([0-9]*\)).*/\1/p' "$run_dir/exporter.log" | head -n1)
   echo "--- /metrics over the unix socket $run_dir/metrics.sock"
   curl -s --max-time 5 --unix-socket "$run_dir/metrics.sock" http://localhost/metrics || true
-  echo "--- the same on TCP, guest load series only"
-  curl -s --max-time 5 http://127.0.0.1:9477/metrics | grep -E '^(kubevirt_vmi_guest_load|guest_exporter_guest_load_status)' || true
+  echo "--- the same on TCP (127.0.0.1:${port:-?}), guest load series only"
+  curl -s --max-time 5 "http://127.0.0.1:${port:-0}/metrics" | grep -E '^(kubevirt_vmi_guest_load|guest_exporter_guest_load_status)' || true
   kill "$pid" 2>/dev/null || true
   wait "$pid" 2>/dev/null || true
   rm -rf "$run_dir"
