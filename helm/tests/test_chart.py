@@ -1161,6 +1161,15 @@ class Upgrade(unittest.TestCase):
             cls.previous_version = yaml.safe_load(t.extractfile("kubevirt-guest-metrics/Chart.yaml"))["version"]
             cls.previous_values = yaml.safe_load(t.extractfile("kubevirt-guest-metrics/values.yaml"))
 
+    def test_helm_install_dry_run(self):
+        # `helm install --dry-run=client` works offline (`helm upgrade` needs
+        # the cluster's release history): the previous and this version.
+        for chart in (self.previous, CHART):
+            with self.subTest(chart=os.path.basename(chart)):
+                p = helm("install", RELEASE, chart, "--namespace", NAMESPACE, "--dry-run=client")
+                self.assertIn("STATUS: pending-install", p.stdout)
+                self.assertIn("How to check", p.stdout)
+
     def test_version_moved_on(self):
         current = load_yaml(os.path.join(CHART, "Chart.yaml"))["version"]
         key = lambda v: tuple(int(x) for x in v.split("-")[0].split("."))
