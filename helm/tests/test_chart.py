@@ -168,6 +168,11 @@ def runbooks_configmap():
     return f"{FULLNAME}-runbooks"
 
 
+def source_runbook(name):
+    """The runbook_url of the rule file (promrules/tests/check_runbooks.py)."""
+    return SOURCE_RUNBOOK_BASE + name if name in KUBEVIRT_RUNBOOKS else f"runbooks/{name}.md"
+
+
 def default_runbook(name, values=None):
     """The runbook_url the chart gives an alert (templates/_rules.tpl)."""
     alerts = (values or values_of(None))["alerts"]
@@ -184,7 +189,7 @@ def source_groups(values=None):
     for g in groups:
         for r in g["rules"]:
             if "alert" in r:
-                assert r["annotations"]["runbook_url"] == SOURCE_RUNBOOK_BASE + r["alert"]
+                assert r["annotations"]["runbook_url"] == source_runbook(r["alert"]), r["annotations"]["runbook_url"]
                 r["annotations"]["runbook_url"] = default_runbook(r["alert"], values)
     return groups
 
@@ -1268,7 +1273,8 @@ class PromtoolTests(unittest.TestCase):
                 # runbook URLs are the chart's.
                 text = re.sub(r"(?m)^rule_files:\n(\s+- .*\n)+", "rule_files:\n  - rendered.rules.yaml\n", text)
                 self.assertIn("rendered.rules.yaml", text, f"{test}: no rule_files to replace")
-                text = re.sub(re.escape(SOURCE_RUNBOOK_BASE) + r"([A-Za-z]+)", lambda m: default_runbook(m.group(1)), text)
+                text = re.sub(r"(?m)(runbook_url: )(" + re.escape(SOURCE_RUNBOOK_BASE) + r"([A-Za-z]+)|runbooks/([A-Za-z]+)\.md)$",
+                              lambda m: m.group(1) + default_runbook(m.group(3) or m.group(4)), text)
                 copy_path = os.path.join(tmp, os.path.basename(test))
                 with open(copy_path, "w") as f:
                     f.write(text)
