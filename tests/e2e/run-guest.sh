@@ -48,6 +48,9 @@
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# The guest, its libvirtd, V/agent/alive/stop_pid: shared with scripts/run-demo.sh.
+# shellcheck source=tests/e2e/lib/guest.sh
+source "$HERE/lib/guest.sh"
 EXPORTER="$HERE/../../build/exporter/guest-exporter"
 RULES_DIR="$HERE/../../promrules"
 PREPARE_ONLY=0
@@ -75,8 +78,6 @@ SEL='{namespace="e2e",name="guest-load"}'
 CPU_REQUEST=100m CPU_REQUEST_CORES=0.1
 MEMORY_REQUEST=228Mi MEMORY_REQUEST_BYTES=$((228 * 1048576))
 MEMORY_OVERHEAD=100Mi MEMORY_OVERHEAD_BYTES=$((100 * 1048576))
-CACHE="${XDG_CACHE_HOME:-$HOME/.cache}/kubevirt-guest-metrics/e2e"
-MODULES=(virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci virtio_console)
 
 START=$SECONDS
 RUN=""
@@ -101,29 +102,10 @@ fail() {
 # ------------------------------------------- processes, cleanup, deadline
 # Every exit path (pass, fail, skip, signal, deadline) ends every process the
 # test started, by pid, and removes its temp files.
-LIBVIRTD_PID="" EXPORTER_PID="" VCPU_PID="" PROM_PID="" URI="" CACHE_TMP=""
-V() { timeout 30 virsh -q -c "$URI" "$@"; }
-agent() { V qemu-agent-command "$DOMAIN" --timeout 10 "$1"; }
-
-alive() { # a process that exists and is not a zombie
-  local s
-  s=$(sed 's/^.*) //' "/proc/$1/stat" 2>/dev/null) || return 1
-  [ "${s%% *}" != Z ]
-}
-stop_pid() { # TERM, up to 10 s, then KILL; always reaped
-  local pid=$1
-  [ -n "$pid" ] || return 0
-  kill -TERM "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null; return 0; }
-  for _ in $(seq 100); do
-    alive "$pid" || break
-    sleep 0.1
-  done
-  kill -KILL "$pid" 2>/dev/null
-  wait "$pid" 2>/dev/null
-}
+EXPORTER_PID="" VCPU_PID="" PROM_PID=""
 
 cleanup() {
-  local rc=$? pidfile qpid
+  local rc=$?
   trap - EXIT INT TERM
   set +e
   if [ -n "${WATCHDOG_PID:-}" ]; then
@@ -133,20 +115,8 @@ cleanup() {
   stop_pid "$PROM_PID"
   stop_pid "$VCPU_PID"
   stop_pid "$EXPORTER_PID"
-  if [ -n "$LIBVIRTD_PID" ]; then
-    timeout 20 virsh -q -c "$URI" destroy "$DOMAIN" >/dev/null 2>&1 || true
-    stop_pid "$LIBVIRTD_PID"
-  fi
-  # QEMU outlives its daemon: make sure ours is gone.
-  pidfile="$RUN/d/sock/libvirt/qemu/run/$DOMAIN.pid"
-  if [ -n "$RUN" ] && [ -f "$pidfile" ]; then
-    qpid=$(cat "$pidfile" 2>/dev/null)
-    if [ -n "$qpid" ] && grep -q "guest=$DOMAIN" "/proc/$qpid/cmdline" 2>/dev/null; then
-      kill -9 "$qpid" 2>/dev/null
-    fi
-  fi
+  guest_stop
   [ -n "$RUN" ] && rm -rf "$RUN"
-  [ -n "$CACHE_TMP" ] && rm -rf "$CACHE_TMP" # an interrupted guest build
   log "cleaned up (exit $rc)"
   exit $rc
 }
@@ -168,171 +138,25 @@ coproc WATCHDOG {
 }
 
 # ---------------------------------------------------------------- preflight
-need() { command -v "$1" >/dev/null 2>&1 || skip "$1 not found ($2)"; }
-need qemu-system-x86_64 "install Debian's qemu-system-x86"
-need libvirtd "install Debian's libvirt-daemon"
-need virsh "install Debian's libvirt-clients"
-need gcc "install build-essential"
-need curl "install curl"
-need dpkg-deb "a Debian system is needed for the kernel package"
-need xz "install xz-utils"
-need gzip "install gzip"
-need setpriv "install util-linux"
-need flock "install util-linux"
+guest_preflight
 need prometheus "install Debian's prometheus"
 need promtool "install Debian's prometheus"
 need python3 "install python3"
 need jq "install jq"
-QEMU_DRIVER=$(ls /usr/lib/*/libvirt/connection-driver/libvirt_driver_qemu.so \
-  /usr/lib64/libvirt/connection-driver/libvirt_driver_qemu.so 2>/dev/null | head -n1 || true)
-[ -n "$QEMU_DRIVER" ] || skip "libvirt's QEMU driver is missing (install libvirt-daemon-driver-qemu)"
-BUSYBOX=$(command -v busybox || true)
-[ -n "$BUSYBOX" ] || skip "busybox not found (install busybox-static)"
-if LC_ALL=C ldd "$BUSYBOX" >/dev/null 2>&1; then
-  skip "$BUSYBOX is dynamically linked (install busybox-static, not busybox)"
-fi
-LIBC_A=$(gcc -print-file-name=libc.a)
-[ -f "$LIBC_A" ] || skip "no static libc for the agent (install libc6-dev)"
 [ -x "$EXPORTER" ] || { [ $PREPARE_ONLY -eq 1 ] || fail "guest-exporter not built at $EXPORTER"; }
 RULE_FILES=("$RULES_DIR"/*.yaml)
 [ -f "${RULE_FILES[0]}" ] || fail "no rule files in $RULES_DIR"
-# Can QEMU run at all (TCG, no KVM)? Start a paused machine and quit it.
-if ! printf '{"execute":"qmp_capabilities"}\n{"execute":"quit"}\n' |
-  timeout 30 qemu-system-x86_64 -machine pc,accel=tcg -display none -nodefaults \
-    -no-user-config -S -qmp stdio >/dev/null 2>&1; then
-  skip "qemu-system-x86_64 cannot start a TCG machine here"
-fi
-
-# Every process the test starts dies with it (--pdeathsig), even if the test
-# itself is killed; as root, they run as an unprivileged user (session mode).
-if [ "$(id -u)" -eq 0 ]; then
-  RUN_UID=$(id -u nobody 2>/dev/null) || skip "user nobody is missing"
-  RUN_GID=$(id -g nobody)
-  AS_USER=(setpriv --pdeathsig KILL --reuid="$RUN_UID" --regid="$RUN_GID" --clear-groups)
-else
-  RUN_UID=$(id -u)
-  RUN_GID=$(id -g)
-  AS_USER=(setpriv --pdeathsig KILL)
-fi
 
 # --------------------------------------------------- the guest, cached build
-mkdir -p "$CACHE"
-exec 9>"$CACHE/.lock"
-flock -w 300 9 || fail "another run holds $CACHE/.lock"
-
-kernel_dir() { # the newest cached, complete kernel extraction
-  local d
-  for d in $(ls -d "$CACHE"/kernel/*/ 2>/dev/null | sort -rV); do
-    [ -f "$d/complete" ] && { echo "${d%/}"; return 0; }
-  done
-  return 1
-}
-
-extract_kernel() { # $1: a linux-image-*.deb
-  local deb=$1 tmp kver m f
-  tmp=$(mktemp -d "$CACHE/extract.XXXXXX")
-  CACHE_TMP=$tmp
-  log "extracting vmlinuz and virtio modules from $(basename "$deb")"
-  dpkg-deb --fsys-tarfile "$deb" | tar -x -C "$tmp" --wildcards \
-    './boot/vmlinuz-*' './lib/modules/*/kernel/drivers/virtio/*' \
-    './lib/modules/*/kernel/drivers/char/virtio_console.ko*' ||
-    { rm -rf "$tmp"; fail "cannot extract $deb"; }
-  kver=$(ls "$tmp/lib/modules" | head -n1)
-  [ -n "$kver" ] && [ -f "$tmp/boot/vmlinuz-$kver" ] ||
-    { rm -rf "$tmp"; fail "$deb holds no vmlinuz matching its modules"; }
-  rm -rf "$CACHE/kernel/$kver"
-  mkdir -p "$CACHE/kernel/$kver/modules"
-  cp "$tmp/boot/vmlinuz-$kver" "$CACHE/kernel/$kver/vmlinuz"
-  for m in "${MODULES[@]}"; do
-    f=$(find "$tmp/lib/modules/$kver" -name "$m.ko" -o -name "$m.ko.xz" | head -n1)
-    if [ -z "$f" ]; then
-      log "module $m not in the package (built into the kernel?)"
-    elif [ "${f%.xz}" != "$f" ]; then
-      xz -dc "$f" >"$CACHE/kernel/$kver/modules/$m.ko"
-    else
-      cp "$f" "$CACHE/kernel/$kver/modules/$m.ko"
-    fi
-  done
-  [ -f "$CACHE/kernel/$kver/modules/virtio_console.ko" ] ||
-    log "warning: no virtio_console.ko; assuming it is built in"
-  touch "$CACHE/kernel/$kver/complete"
-  rm -rf "$tmp"
-  CACHE_TMP=""
-}
-
 t=$SECONDS
-if [ -n "${GM_E2E_KERNEL_DEB:-}" ]; then
-  extract_kernel "$GM_E2E_KERNEL_DEB"
-elif ! kernel_dir >/dev/null; then
-  need apt-get "the kernel comes from Debian's linux-image-amd64"
-  pkg=$(apt-cache depends linux-image-amd64 2>/dev/null |
-    awk '/Depends: linux-image-[0-9]/ {print $2; exit}')
-  [ -n "$pkg" ] || skip "apt does not know linux-image-amd64 (run apt-get update)"
-  mkdir -p "$CACHE/debs"
-  log "downloading $pkg (apt-get download)"
-  (cd "$CACHE/debs" && timeout 300 apt-get download -q "$pkg" >/dev/null 2>&1) ||
-    skip "cannot download $pkg from Debian's registry"
-  extract_kernel "$(ls "$CACHE"/debs/"$pkg"_*.deb | head -n1)"
-  rm -f "$CACHE"/debs/*.deb # 70 MB; the extraction (~10 MB) is what is kept
-fi
-KDIR=$(kernel_dir) || fail "no kernel in $CACHE/kernel"
-KVER=$(basename "$KDIR")
-
-# Agent + initramfs, rebuilt when an input changes.
-key=$( (cat "$HERE/agent/gm-agent.c" "$HERE/guest/init"; sha256sum "$BUSYBOX" "$KDIR"/modules/* 2>/dev/null || true; gcc --version) |
-  sha256sum | cut -c1-16)
-GUEST="$CACHE/guest/$key"
-if [ ! -f "$GUEST/initrd.img" ]; then
-  log "building gm-agent (gcc -static -Os) and the initramfs for $KVER"
-  rm -rf "$CACHE/guest"
-  mkdir -p "$GUEST"
-  gcc -static -Os -Wall -Wextra -o "$GUEST/gm-agent" "$HERE/agent/gm-agent.c" ||
-    fail "cannot build the agent"
-  strip "$GUEST/gm-agent" 2>/dev/null || true
-  root=$(mktemp -d "$CACHE/root.XXXXXX")
-  CACHE_TMP=$root
-  mkdir -p "$root"/{bin,dev,proc,sys,tmp,lib/modules}
-  cp "$BUSYBOX" "$root/bin/busybox"
-  cp "$GUEST/gm-agent" "$root/bin/gm-agent"
-  cp "$HERE/guest/init" "$root/init"
-  chmod 755 "$root/init" "$root/bin/busybox" "$root/bin/gm-agent"
-  cp "$KDIR"/modules/*.ko "$root/lib/modules/" 2>/dev/null || true
-  (cd "$root" && find . | "$BUSYBOX" cpio -o -H newc 2>/dev/null | gzip -9) >"$GUEST/initrd.tmp" ||
-    { rm -rf "$root"; fail "cannot pack the initramfs"; }
-  mv "$GUEST/initrd.tmp" "$GUEST/initrd.img"
-  rm -rf "$root"
-  CACHE_TMP=""
-fi
+guest_prepare
 log "guest ready: kernel $KVER, initramfs $(du -k "$GUEST/initrd.img" | cut -f1) KiB ($((SECONDS - t)) s)"
 [ $PREPARE_ONLY -eq 1 ] && exit 0
 
 # ------------------------------------------------------------- the run dir
-# Short path on purpose: the agent socket libvirt makes lives at
-# CONFIG/libvirt/qemu/channel/target/domain-1-NAME/org.qemu.guest_agent.0
-# and unix socket paths end at 107 bytes.
-RUN=$(mktemp -d /tmp/gme2e.XXXXXX)
-chmod 755 "$RUN"
-URI="qemu+unix:///session?socket=$RUN/d/sock/libvirt-sock"
-
-# Everything the unprivileged daemon and QEMU touch lives in $RUN/d.
-mkdir -p "$RUN/d"/{config/libvirt,cache,sock,home,drivers} "$RUN/exporter" "$RUN/prom"/{rules,data}
-cp "$KDIR/vmlinuz" "$RUN/d/vmlinuz"
-cp "$GUEST/initrd.img" "$RUN/d/initrd.img"
+guest_rundir
+mkdir -p "$RUN/exporter" "$RUN/prom"/{rules,data}
 cp "$EXPORTER" "$RUN/guest-exporter"
-flock -u 9 # the cached guest is copied: another run may rebuild it now
-exec 9>&-
-ln -s "$QEMU_DRIVER" "$RUN/d/drivers/"
-cat >"$RUN/d/config/libvirt/libvirtd.conf" <<EOF
-unix_sock_dir = "$RUN/d/sock"
-EOF
-# qemu.conf of a session daemon: no security driver, QEMU's stdio to a plain
-# file (no virtlogd). No user/group/cgroup settings: session mode has none.
-cat >"$RUN/d/config/libvirt/qemu.conf" <<'EOF'
-security_driver = "none"
-stdio_handler = "file"
-EOF
-sed -e "s#@KERNEL@#$RUN/d/vmlinuz#" -e "s#@INITRD@#$RUN/d/initrd.img#" \
-  -e "s#@CONSOLE@#$RUN/d/console.log#" "$HERE/guest/domain.xml.in" >"$RUN/domain.xml"
 
 # The shipped rules, in a temporary copy in which ONLY the `for:` durations
 # are rewritten (to $RULE_FOR) so that pending -> firing takes seconds, not
@@ -355,35 +179,10 @@ chown -R "$RUN_UID:$RUN_GID" "$RUN/d" "$RUN/exporter" "$RUN/prom"
 chmod 644 "$RUN/d/vmlinuz" "$RUN/d/initrd.img"
 
 # --------------------------------------------------------------- libvirtd
-log "starting libvirtd (session mode, uid $RUN_UID, QEMU driver only)"
-t=$SECONDS
-env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME="$RUN/d/home" \
-  XDG_CONFIG_HOME="$RUN/d/config" XDG_CACHE_HOME="$RUN/d/cache" XDG_RUNTIME_DIR="$RUN/d/sock" \
-  LIBVIRT_DRIVER_DIR="$RUN/d/drivers" \
-  "${AS_USER[@]}" libvirtd --config "$RUN/d/config/libvirt/libvirtd.conf" \
-  >"$RUN/d/libvirtd.log" 2>&1 </dev/null &
-LIBVIRTD_PID=$!
-for _ in $(seq 100); do
-  [ -S "$RUN/d/sock/libvirt-sock" ] && V uri >/dev/null 2>&1 && break
-  alive "$LIBVIRTD_PID" || fail "libvirtd exited"
-  sleep 0.1
-done
-V uri >/dev/null || fail "libvirtd does not answer on $RUN/d/sock/libvirt-sock"
-# The daemon's libvirt decides which load path the exporter can take.
-LIBVIRT_VERSION=$(libvirtd --version 2>/dev/null | awk '{print $NF; exit}' || true)
-log "libvirtd answers after $((SECONDS - t)) s (libvirt ${LIBVIRT_VERSION:-?})"
+guest_start_libvirtd
 
 # ------------------------------------------------------------------ guest
-t_create=$SECONDS
-if ! out=$(V create "$RUN/domain.xml" 2>&1); then
-  # The QEMU preflight passed, so a failure here is ours, unless libvirt's
-  # driver says it finds no usable emulator for a TCG domain.
-  if grep -qi "no guest options available\|does not support virt type\|cannot find suitable emulator" <<<"$out"; then
-    skip "libvirt's QEMU driver cannot run a TCG domain here: $out"
-  fi
-  fail "virsh create failed: $out"
-fi
-log "domain $DOMAIN started in $((SECONDS - t_create)) s (TCG, 1 vCPU, 256 MiB)"
+guest_create
 
 # ---------------------------------- guest-exporter, vCPU stand-in, Prometheus
 # Started while the guest boots, so Prometheus' first scrapes (5-9 s after
@@ -481,16 +280,7 @@ eq() { awk -v a="$1" -v b="$2" 'BEGIN { d = a - b; if (d < 0) d = -d; exit !(a !
 
 # ------------------------------------------------------------ agent comes up
 log "waiting for the guest agent"
-agent_s=""
-while [ $((SECONDS - t_create)) -lt 120 ]; do
-  if agent '{"execute":"guest-ping"}' >/dev/null 2>&1; then
-    agent_s=$((SECONDS - t_create))
-    break
-  fi
-  sleep 0.5
-done
-[ -n "$agent_s" ] || fail "the guest agent did not answer guest-ping within 120 s of create"
-log "agent answers guest-ping ${agent_s} s after create; $(grep -m1 'modules loaded' "$RUN/d/console.log" | tr -d '\r' || true)"
+guest_wait_agent 120
 V dumpxml "$DOMAIN" | grep -q "name='org.qemu.guest_agent.0' state='connected'" ||
   fail "libvirt does not show the agent channel connected"
 

@@ -161,3 +161,14 @@ generates a fresh pair each time.
 {{- . }}
 {{- end }}
 {{- end }}
+
+{{/*
+"true" when the cluster serves prometheus-operator's monitoring.coreos.com/v1
+API for the kind, else "". Call with (list . "Kind"). A cluster lists each
+served kind ("monitoring.coreos.com/v1/ServiceMonitor"); `helm template` knows
+only what --api-versions gives, so the group-version alone counts too.
+*/}}
+{{- define "kubevirt-guest-metrics.hasMonitoringAPI" -}}
+{{- $caps := (index . 0).Capabilities.APIVersions }}
+{{- if or ($caps.Has (printf "monitoring.coreos.com/v1/%s" (index . 1))) ($caps.Has "monitoring.coreos.com/v1") }}true{{ end }}
+{{- end }}
