@@ -452,7 +452,10 @@ class StatusReporter(unittest.TestCase):
         spec = dep["spec"]["template"]["spec"]
         self.assertEqual(dep["spec"]["replicas"], 2)
         self.assertEqual(c["command"], ["/usr/local/bin/status-reporter"])
-        self.assertEqual(c["image"], "ghcr.io/kubevirt-guest-metrics/kubevirt-guest-metrics:0.1.0")
+        # The tag defaults to the chart's appVersion, which is VERSION (lint.version).
+        with open(os.path.join(REPO, "VERSION")) as f:
+            version = f.read().strip()
+        self.assertEqual(c["image"], "ghcr.io/kubevirt-guest-metrics/kubevirt-guest-metrics:" + version)
         ports = {p["name"]: p["containerPort"] for p in c["ports"]}
         self.assertEqual(ports, {"https": 8443, "http-metrics": 8080})
         self.assertEqual(c["readinessProbe"]["httpGet"], {"path": "/readyz", "port": "http-metrics"})
