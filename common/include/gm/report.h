@@ -13,6 +13,22 @@ inline constexpr const char* kReportKind = "GuestReport";
 /// Reports are a few hundred bytes; anything far larger is refused unread.
 inline constexpr size_t kMaxReportBytes = 16 * 1024;
 
+// What a report may say (DecodeReport refuses anything else, naming the field;
+// non-finite and subnormal numbers are refused everywhere). docs/metrics.md
+// lists the same ranges.
+/// Ratios: a ratio below 0.001 would be written as "0.0" (three decimals); above
+/// 10000 no cluster runs.
+inline constexpr double kMinRatio = 0.001;
+inline constexpr double kMaxRatio = 10000;
+/// Guest load: PID_MAX_LIMIT runnable threads, the exporter's own bound.
+inline constexpr double kMaxLoad = 4194304;
+/// A load sample older than a day is no current load.
+inline constexpr double kMaxLoadAgeSeconds = 86400;
+/// libvirt's largest vCPU count.
+inline constexpr double kMaxVcpus = 16384;
+/// 1 PiB of guest memory, a whole number of bytes.
+inline constexpr double kMaxMemoryBytes = 1125899906842624.0;
+
 struct ReportLoad {
   double load1m = 0, load5m = 0, load15m = 0;
   double age_seconds = 0;  // age of the sample when sent: no clock agreement needed
