@@ -49,6 +49,10 @@ std::string EncodeReport(const Report& r) {
   }
   if (r.cpu_allocation_ratio) j["cpuAllocationRatio"] = *r.cpu_allocation_ratio;
   if (r.memory_overcommit_ratio) j["memoryOvercommitRatio"] = *r.memory_overcommit_ratio;
+  if (r.order) {
+    j["sidecarStartMs"] = r.order->sidecar_start_ms;
+    j["sequence"] = r.order->sequence;
+  }
   return j.dump();
 }
 
@@ -71,6 +75,9 @@ std::string String(const json& obj, const char* key, size_t max_len) {
   if (s.size() > max_len) throw Invalid{std::string(key) + " is longer than " + std::to_string(max_len)};
   return s;
 }
+
+// Bounds a whole number before its own range check, so that Show prints it whole.
+constexpr double kMaxReportNumber = 1e300;
 
 // The shortest text that reads back as `d` ("1e-320", "0.001", "16385"), so a
 // refusal shows the number as the peer sent it.
@@ -110,7 +117,15 @@ double WholeNumber(const json& obj, const char* key, double min, double max, boo
   const auto it = obj.find(key);
   if (it != obj.end() && it->is_number_float()) {
     const double d = it->get<double>();
-    if (integer_token || (std::isfinite(d) && std::trunc(d) != d)) throw Invalid{std::string(key) + " must be a whole number"};
+    if (integer_token || (std::isfinite(d) && std::trunc(d) != d)) {
+      throw Invalid{std::string(key) + " must be a whole number"};
+    }
+  }
+  // Above 2^53 a double rounds: compare the integer itself.
+  if (it != obj.end() && it->is_number_unsigned() && max < 1.8e19 &&
+      it->get<uint64_t>() > static_cast<uint64_t>(max)) {
+    throw Invalid{std::string(key) + " is " + std::to_string(it->get<uint64_t>()) +
+                  ", out of range [" + Show(min) + ", " + Show(max) + "]"};
   }
   return Number(obj, key, key, min, max);
 }
@@ -168,6 +183,21 @@ std::optional<Report> DecodeReport(std::string_view body, std::string& error) {
     }
     r.cpu_allocation_ratio = OptionalRatio(j, "cpuAllocationRatio");
     r.memory_overcommit_ratio = OptionalRatio(j, "memoryOvercommitRatio");
+    const bool has_start = j.contains("sidecarStartMs");
+    if (has_start != j.contains("sequence"))
+      throw Invalid{"sidecarStartMs and sequence come together"};
+    if (has_start) {
+      const double start =
+          WholeNumber(j, "sidecarStartMs", -kMaxReportNumber, kMaxReportNumber, true);
+      if (start < static_cast<double>(kMinSidecarStartMs) ||
+          start >= static_cast<double>(kMaxSidecarStartMs)) {
+        throw Invalid{"sidecarStartMs is " + Show(start) + ", out of range [" +
+                      std::to_string(kMinSidecarStartMs) + ", " +
+                      std::to_string(kMaxSidecarStartMs) + ")"};
+      }
+      const double seq = WholeNumber(j, "sequence", 1, static_cast<double>(kMaxSequence), true);
+      r.order = ReportOrder{static_cast<uint64_t>(start), static_cast<uint64_t>(seq)};
+    }
     return r;
   } catch (const Invalid& e) {
     error = e.what;

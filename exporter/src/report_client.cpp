@@ -5,6 +5,8 @@
 #include <fstream>
 #include <sstream>
 
+#include "gm/logging.h"
+
 namespace gm::exporter {
 
 using std::chrono::steady_clock;
@@ -72,15 +74,24 @@ SendResult HttpsReportSender::Send(const std::string& body) {
   const HttpExchange ex = transport_->Post(target_.url, headers, body, target_.timeout);
   if (ex.status == 0) return {false, "POST " + target_.url + ": " + ex.error};
   if (ex.status / 100 != 2) {
-    return {false, "POST " + target_.url + ": HTTP " + std::to_string(ex.status) + ": " + ex.body};
+    // The reply is the peer's text: escaped, so it cannot forge log lines.
+    return {false, "POST " + target_.url + ": HTTP " + std::to_string(ex.status) + ": " +
+                       EscapeForLog(ex.body)};
   }
   return {true, {}};
 }
 
 // --- loop -------------------------------------------------------------------
 
-ReportLoop::ReportLoop(ReportLoopConfig config, ReportSender& sender, const LoadCache& cache, SelfMetrics& metrics)
-    : config_(std::move(config)), sender_(sender), cache_(cache), metrics_(metrics) {}
+ReportLoop::ReportLoop(ReportLoopConfig config, ReportSender& sender, const LoadCache& cache,
+                       SelfMetrics& metrics)
+    : config_(std::move(config)),
+      start_ms_(static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                          std::chrono::system_clock::now().time_since_epoch())
+                                          .count())),
+      sender_(sender),
+      cache_(cache),
+      metrics_(metrics) {}
 
 ReportLoop::~ReportLoop() { Stop(); }
 
@@ -122,7 +133,11 @@ steady_clock::time_point ReportLoop::RunOnce(steady_clock::time_point now) {
       next = std::min(next, st.last_sent_at + config_.interval);
       continue;
     }
-    const SendResult res = sender_.Send(EncodeReport(report));
+    // Every attempt gets the next number, so a retry is newer than anything
+    // the reporter may have taken from an attempt whose answer was lost.
+    Report numbered = report;
+    numbered.order = ReportOrder{start_ms_, ++sequence_};
+    const SendResult res = sender_.Send(EncodeReport(numbered));
     if (res.ok) {
       metrics_.reports_ok.Increment();
       st.last_sent = report;

@@ -99,6 +99,10 @@ class ReportLoop {
   void Loop();
 
   const ReportLoopConfig config_;
+  // The report order (gm::ReportOrder): this process's start on the wall
+  // clock, and the number of the last report it tried to send.
+  const uint64_t start_ms_;
+  uint64_t sequence_ = 0;
   ReportSender& sender_;
   const LoadCache& cache_;
   SelfMetrics& metrics_;

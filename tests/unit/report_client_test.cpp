@@ -122,6 +122,33 @@ TEST_CASE("a failing reporter gets capped exponential backoff, not a retry storm
   CHECK(f.sender.sent.size() == 1);
 }
 
+TEST_CASE(
+    "reports carry order: the sidecar's start time and a sequence that grows with every send") {
+  const auto before = std::chrono::system_clock::now();
+  Fixture f;
+  f.loop->RunOnce(t0);
+  f.sender.fail = true;
+  f.loop->RunOnce(t0 + 120s);  // a failed send also uses up its number
+  f.sender.fail = false;
+  f.loop->RunOnce(t0 + 122s);
+  REQUIRE(f.sender.sent.size() == 2);
+  REQUIRE(f.sender.sent[0].order);
+  REQUIRE(f.sender.sent[1].order);
+  const auto start_ms = f.sender.sent[0].order->sidecar_start_ms;
+  CHECK(start_ms >= static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                              before.time_since_epoch())
+                                              .count()));
+  CHECK(f.sender.sent[1].order->sidecar_start_ms == start_ms);
+  CHECK(f.sender.sent[0].order->sequence == 1);
+  CHECK(f.sender.sent[1].order->sequence == 3);
+  // A restarted sidecar numbers from 1 again, from a start that is not earlier.
+  Fixture restarted;
+  restarted.loop->RunOnce(t0);
+  REQUIRE(restarted.sender.sent.size() == 1);
+  CHECK(restarted.sender.sent[0].order->sequence == 1);
+  CHECK(restarted.sender.sent[0].order->sidecar_start_ms >= start_ms);
+}
+
 namespace {
 
 // Records each POST and answers with a canned exchange.
@@ -181,7 +208,19 @@ TEST_CASE("the HTTPS sender turns refusals, transport errors and bad tokens into
                             &calls, HttpExchange{403, "pod is not the VMI's active pod\n", ""}));
     const auto r = s.Send("{}");
     CHECK_FALSE(r.ok);
-    CHECK(r.error == std::string("POST ") + kUrl + ": HTTP 403: pod is not the VMI's active pod\n");
+    CHECK(r.error ==
+          std::string("POST ") + kUrl + ": HTTP 403: pod is not the VMI's active pod\\n");
+  }
+  {
+    // The reporter's (or a proxy's) text cannot forge a log line or drive the terminal.
+    HttpsReportSender s(
+        HttpsTarget{kUrl, "", "", token.path},
+        std::make_unique<FakeTransport>(
+            &calls,
+            HttpExchange{502, "bad\n2026-12-02T03:00:00Z info report delivered\x1b[2J", ""}));
+    const auto r = s.Send("{}");
+    CHECK(r.error == std::string("POST ") + kUrl +
+                         ": HTTP 502: bad\\n2026-12-02T03:00:00Z info report delivered\\x1b[2J");
   }
   {
     HttpsReportSender s(HttpsTarget{kUrl, "", "", token.path},

@@ -159,3 +159,52 @@ TEST_CASE("numbers: non-finite, subnormal, fractional counts and out-of-range va
     CHECK_MESSAGE(DecodeReport(Literal(c.field, c.value), err), err);
   }
 }
+
+TEST_CASE("a report's order (sidecar start, sequence) survives the round trip and is validated") {
+  Report r = Sample();
+  r.order = ReportOrder{1764644400123, 42};
+  std::string err;
+  const std::string body = EncodeReport(r);
+  CHECK(body.find(R"("sidecarStartMs":1764644400123)") != std::string::npos);
+  CHECK(body.find(R"("sequence":42)") != std::string::npos);
+  auto back = DecodeReport(body, err);
+  REQUIRE_MESSAGE(back, err);
+  REQUIRE(back->order);
+  CHECK(back->order->sidecar_start_ms == 1764644400123);
+  CHECK(back->order->sequence == 42);
+  // Sidecars older than the field send none: still accepted, without order.
+  back = DecodeReport(EncodeReport(Sample()), err);
+  REQUIRE_MESSAGE(back, err);
+  CHECK_FALSE(back->order);
+
+  struct Case {
+    const char* start;
+    const char* sequence;
+    const char* error;
+  };
+  for (const Case& c : {
+           Case{"1764644400123", nullptr, "sidecarStartMs and sequence come together"},
+           Case{nullptr, "1", "sidecarStartMs and sequence come together"},
+           Case{"1764644400123", "0", "sequence is 0, out of range [1, 9007199254740992]"},
+           Case{"1764644400123", "9007199254740993", "sequence is 9007199254740993, out of range"},
+           Case{"1764644400123", "1.5", "sequence must be a whole number"},
+           Case{"1764644400123", "\"7\"", "sequence must be a number"},
+           Case{"1764644400", "1",
+                "sidecarStartMs is 1764644400, out of range [946684800000, 4102444800000)"},
+           Case{"-1764644400123", "1", "sidecarStartMs is -1764644400123, out of range"},
+       }) {
+    CAPTURE(c.start);
+    CAPTURE(c.sequence);
+    std::string bad = EncodeReport(Sample());
+    bad.pop_back();  // the closing brace
+    if (c.start) bad += std::string(",\"sidecarStartMs\":") + c.start;
+    if (c.sequence) bad += std::string(",\"sequence\":") + c.sequence;
+    bad += "}";
+    err.clear();
+    CHECK_FALSE(DecodeReport(bad, err));
+    CHECK_MESSAGE(err.find(c.error) == 0, err);
+  }
+  CHECK(ReportOrder{1, 9} < ReportOrder{2, 1});  // a restarted sidecar is newer
+  CHECK(ReportOrder{2, 1} < ReportOrder{2, 2});
+  CHECK_FALSE(ReportOrder{2, 2} < ReportOrder{2, 2});
+}

@@ -2,6 +2,8 @@
 // The report a guest-exporter sidecar sends to the status-reporter, and its
 // JSON form. Both sides use these functions, so the wire format has one home.
 
+#include <cstddef>
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -34,6 +36,26 @@ struct ReportLoad {
   double age_seconds = 0;  // age of the sample when sent: no clock agreement needed
 };
 
+/// Where a report stands among the reports about its pod. A sidecar numbers its
+/// reports 1, 2, ... from its start; a restarted sidecar (same pod) numbers
+/// from 1 again but has a later start, so (start, sequence) orders every report
+/// of one pod. Reports of different pods are not compared: which pod may
+/// report at all is the VMI's active-pod check (a migration target is another
+/// pod with its own sidecar).
+struct ReportOrder {
+  uint64_t sidecar_start_ms = 0;  // wall clock when the sidecar process started, Unix ms
+  uint64_t sequence = 0;          // 1 for the process's first report, then +1 per report
+};
+inline bool operator<(const ReportOrder& a, const ReportOrder& b) {
+  return a.sidecar_start_ms != b.sidecar_start_ms ? a.sidecar_start_ms < b.sidecar_start_ms
+                                                  : a.sequence < b.sequence;
+}
+/// sidecarStartMs within [2000-01-01, 2100-01-01); sequence within [1, 2^53]
+/// (integers a JSON double holds exactly).
+inline constexpr uint64_t kMinSidecarStartMs = 946684800000;
+inline constexpr uint64_t kMaxSidecarStartMs = 4102444800000;
+inline constexpr uint64_t kMaxSequence = uint64_t{1} << 53;
+
 struct Report {
   std::string namespace_;  // VMI namespace
   std::string vmi_name;
@@ -47,6 +69,9 @@ struct Report {
   std::optional<double> cpu_allocation_ratio;
   std::optional<double> memory_overcommit_ratio;
   std::string memory_request_source;
+  /// Absent only in reports of sidecars older than the field (they stay in
+  /// running VMs until the next migration or restart).
+  std::optional<ReportOrder> order;
 };
 
 std::string EncodeReport(const Report& r);
