@@ -47,8 +47,8 @@ bool ReportChanged(const Report& a, const Report& b) {
 // --- HTTPS sender -----------------------------------------------------------
 
 HttpsReportSender::HttpsReportSender(HttpsTarget target)
-    : HttpsReportSender(
-          target, std::make_unique<GnuTlsTransport>(TlsTrust{target.ca_pem, target.ca_file})) {}
+    : HttpsReportSender(target,
+                        std::make_unique<CurlTransport>(TlsTrust{target.ca_pem, target.ca_file})) {}
 
 HttpsReportSender::HttpsReportSender(HttpsTarget target, std::unique_ptr<HttpTransport> transport)
     : target_(std::move(target)), transport_(std::move(transport)) {}

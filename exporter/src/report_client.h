@@ -58,7 +58,7 @@ struct HttpsTarget {
 /// from its file at every send: projected tokens are rotated by the kubelet.
 class HttpsReportSender final : public ReportSender {
  public:
-  /// The real sender: GnuTLS, trusting target.ca_pem / ca_file / the system.
+  /// The real sender: libcurl (GnuTLS build), trusting target.ca_pem / ca_file / the system.
   explicit HttpsReportSender(HttpsTarget target);
   /// With another transport (unit tests).
   HttpsReportSender(HttpsTarget target, std::unique_ptr<HttpTransport> transport);
