@@ -27,8 +27,14 @@ Report BuildReport(const DomainView& d, const std::string& node, const PodRef& p
     r.load = ReportLoad{d.load->load1m, d.load->load5m, d.load->load15m, age};
   }
   const Ratios ratios = ComputeRatios(InputsFor(d, requests));
-  r.cpu_allocation_ratio = ratios.cpu_allocation;
-  r.memory_overcommit_ratio = ratios.memory_overcommit;
+  // A ratio the reporter would refuse (gm::kMinRatio..kMaxRatio) would get the
+  // whole report refused at every send; it is left out instead, like a ratio
+  // whose inputs are missing.
+  const auto sane = [](std::optional<double> v) {
+    return v && *v >= kMinRatio && *v <= kMaxRatio ? v : std::nullopt;
+  };
+  r.cpu_allocation_ratio = sane(ratios.cpu_allocation);
+  r.memory_overcommit_ratio = sane(ratios.memory_overcommit);
   r.memory_request_source = MemoryRequestSourceName(ratios.memory_source);
   return r;
 }

@@ -78,6 +78,22 @@ TEST_CASE("the report carries identity, live allocation, load with its age, and 
   CHECK(ReportChanged(r, later));
 }
 
+TEST_CASE("a ratio outside what the reporter accepts is left out, not sent to be refused forever") {
+  DomainView d;
+  d.domain = "team-a_vm-1";
+  d.identity = {"team-a", "vm-1"};
+  d.info = {"team-a_vm-1", "u", 2, 6 * 1024 * 1024};
+  d.reason = Reason::kOk;
+  gm::RatioInputs req;
+  req.compute_cpu_request = 4000;  // 2 vCPUs / 4000 cores = 0.0005
+  req.vmi_memory_request = 4.0 * 1073741824.0;
+  const auto r = BuildReport(d, "node-1", {"pod", "uid"}, req, std::chrono::system_clock::now());
+  CHECK_FALSE(r.cpu_allocation_ratio);
+  CHECK(*r.memory_overcommit_ratio == doctest::Approx(1.5));
+  std::string err;
+  CHECK_MESSAGE(gm::DecodeReport(gm::EncodeReport(r), err), err);
+}
+
 TEST_CASE("first report at once, then one per interval, and at once on change") {
   Fixture f;
   f.loop->RunOnce(t0);
