@@ -1,8 +1,12 @@
+#include "ingestion.h"
+
 #include <doctest/doctest.h>
+#include <spdlog/sinks/ostream_sink.h>
+#include <spdlog/spdlog.h>
 
 #include <nlohmann/json.hpp>
+#include <sstream>
 
-#include "ingestion.h"
 #include "fake_facts.h"
 
 using namespace gm::reporter;
@@ -155,4 +159,29 @@ TEST_CASE(
         "cpuAllocationRatio is 1e-320, out of range [0.001, 10000]");
   CHECK(s.store.size() == 0);
   CHECK(s.queued.empty());
+}
+
+TEST_CASE("a refusal quoting the peer's text is logged on one line, escaped") {
+  Setup s;
+  // The API server's TokenReview names the pod; a crafted name must not forge log lines.
+  s.reviewer.answers["crafted"] = {
+      false,
+      true,
+      {"team-a", "default", "launcher-1\n2026-12-02 info report accepted\x1b[2K", "pod-uid-1"},
+      ""};
+  std::ostringstream out;
+  const auto previous = spdlog::default_logger();
+  auto logger = std::make_shared<spdlog::logger>(
+      "capture", std::make_shared<spdlog::sinks::ostream_sink_mt>(out));
+  logger->set_level(spdlog::level::debug);
+  logger->set_pattern("%v");
+  spdlog::set_default_logger(logger);
+  const auto reply = s.ingestion.Handle("Bearer crafted", Setup::Body());
+  spdlog::set_default_logger(previous);
+  CHECK(reply.status == 403);
+  const std::string logged = out.str();
+  CHECK(logged.find("report refused (token_mismatch)") == 0);
+  CHECK(logged.find('\n') == logged.size() - 1);  // one line
+  CHECK(logged.find('\x1b') == std::string::npos);
+  CHECK(logged.find("launcher-1\\n2026-12-02 info report accepted\\x1b[2K") != std::string::npos);
 }
