@@ -2,7 +2,9 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <fstream>
+#include <random>
 #include <sstream>
 
 #include "gm/logging.h"
@@ -146,6 +148,11 @@ steady_clock::time_point ReportLoop::RunOnce(steady_clock::time_point now) {
     const SendResult res = sender_.Send(EncodeReport(numbered));
     if (res.ok) {
       metrics_.reports_ok.Increment();
+      if (st.failures > 0) {
+        spdlog::info("report for {} delivered again after {} failed attempts", d.domain,
+                     st.failures);
+      }
+      st.failures = 0;
       st.last_sent = report;
       st.last_sent_at = now;
       st.backoff = std::chrono::milliseconds(0);
@@ -153,15 +160,32 @@ steady_clock::time_point ReportLoop::RunOnce(steady_clock::time_point now) {
     } else {
       metrics_.reports_failed.Increment();
       st.backoff = st.backoff.count() == 0 ? config_.initial_backoff : std::min(st.backoff * 2, config_.max_backoff);
-      st.retry_at = now + st.backoff;
+      const auto wait =
+          std::chrono::duration_cast<std::chrono::milliseconds>(st.backoff * Jitter());
+      st.retry_at = now + wait;
       next = std::min(next, st.retry_at);
-      spdlog::warn("report for {} not delivered (retry in {} ms): {}", d.domain, st.backoff.count(), res.error);
+      // Once per burst: a reporter outage must not fill the log of every sidecar.
+      if (st.failures++ == 0) {
+        spdlog::warn(
+            "report for {} not delivered (retrying with backoff up to {} ms; logged again when it "
+            "gets through): {}",
+            d.domain, config_.max_backoff.count(), res.error);
+      } else {
+        spdlog::debug("report for {} not delivered (attempt {}, retry in {} ms): {}", d.domain,
+                      st.failures, wait.count(), res.error);
+      }
     }
   }
   for (auto it = domains_.begin(); it != domains_.end();) {
     it = seen.count(it->first) ? std::next(it) : domains_.erase(it);
   }
   return next;
+}
+
+double ReportLoop::Jitter() {
+  if (config_.jitter) return std::clamp(config_.jitter(), 0.5, 1.0);
+  static thread_local std::mt19937 rng{std::random_device{}()};
+  return std::uniform_real_distribution<double>(0.5, 1.0)(rng);
 }
 
 void ReportLoop::Loop() {

@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <condition_variable>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -76,6 +77,9 @@ struct ReportLoopConfig {
   std::chrono::seconds interval{120};
   std::chrono::milliseconds initial_backoff{1000};
   std::chrono::milliseconds max_backoff{60000};
+  /// The factor a retry's backoff is multiplied by, in [0.5, 1], so that the
+  /// sidecars of a node retry apart after a reporter outage; empty = random.
+  std::function<double()> jitter{};
 };
 
 class ReportLoop {
@@ -95,8 +99,10 @@ class ReportLoop {
     std::chrono::steady_clock::time_point last_sent_at{};
     std::chrono::steady_clock::time_point retry_at{};
     std::chrono::milliseconds backoff{0};
+    int failures = 0;  // in the current burst: only the first is logged as a warning
   };
   void Loop();
+  double Jitter();
 
   const ReportLoopConfig config_;
   // The report order (gm::ReportOrder): this process's start on the wall

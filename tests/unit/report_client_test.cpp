@@ -1,10 +1,14 @@
 #include "report_client.h"
 
 #include <doctest/doctest.h>
+#include <spdlog/sinks/ostream_sink.h>
+#include <spdlog/spdlog.h>
 #include <unistd.h>
 
 #include <cstdio>
 #include <fstream>
+#include <functional>
+#include <sstream>
 
 using namespace gm::exporter;
 using namespace std::chrono_literals;
@@ -34,12 +38,15 @@ struct Fixture {
   FakeSender sender;
   gm::RatioInputs requests;
   std::unique_ptr<ReportLoop> loop;
+  double jitter_factor = 1.0;  // no jitter: exact times below
+  std::function<double()> jitter = [this] { return jitter_factor; };
   Fixture() {
     requests.compute_cpu_request = 0.2;
     requests.vmi_memory_request = 4.0 * 1073741824.0;
     loop = std::make_unique<ReportLoop>(
-        ReportLoopConfig{"node-1", {"virt-launcher-vm-1-x", "uid-1"}, requests, 120s, 1000ms, 8000ms}, sender, cache,
-        metrics);
+        ReportLoopConfig{
+            "node-1", {"virt-launcher-vm-1-x", "uid-1"}, requests, 120s, 1000ms, 8000ms, jitter},
+        sender, cache, metrics);
     cache.Observe({"team-a_vm-1", "u", 2, 6 * 1024 * 1024}, {"team-a", "vm-1"}, t0);
   }
   void Seen(Clock::time_point t) { cache.Observe({"team-a_vm-1", "u", 2, 6 * 1024 * 1024}, {"team-a", "vm-1"}, t); }
@@ -163,6 +170,34 @@ TEST_CASE(
   REQUIRE(restarted.sender.sent.size() == 1);
   CHECK(restarted.sender.sent[0].order->sequence == 1);
   CHECK(restarted.sender.sent[0].order->sidecar_start_ms >= start_ms);
+}
+
+TEST_CASE("retries are jittered, and a burst of failures is logged once, then its end") {
+  Fixture f;
+  f.jitter_factor = 0.5;  // the shortest wait jitter may choose: half the backoff
+  std::ostringstream out;
+  const auto previous = spdlog::default_logger();
+  auto logger = std::make_shared<spdlog::logger>(
+      "capture", std::make_shared<spdlog::sinks::ostream_sink_mt>(out));
+  logger->set_level(spdlog::level::info);
+  logger->set_pattern("%l %v");
+  spdlog::set_default_logger(logger);
+  f.sender.fail = true;
+  auto next = f.loop->RunOnce(t0);
+  CHECK(next == t0 + 500ms);  // 1 s backoff, half of it
+  next = f.loop->RunOnce(next);
+  CHECK(next == t0 + 1500ms);  // 2 s backoff, half of it
+  next = f.loop->RunOnce(next);
+  f.sender.fail = false;
+  f.loop->RunOnce(next);
+  spdlog::set_default_logger(previous);
+  CHECK(f.sender.sent.size() == 1);
+  const std::string logged = out.str();
+  CHECK(logged.rfind("warning report for team-a_vm-1 not delivered", 0) == 0);
+  CHECK(logged.find("not delivered", logged.find("not delivered") + 1) ==
+        std::string::npos);  // once per burst
+  CHECK(logged.find("info report for team-a_vm-1 delivered again after 3 failed attempts") !=
+        std::string::npos);
 }
 
 namespace {
