@@ -3,6 +3,8 @@
 #include <nlohmann/json.hpp>
 
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
 
 namespace gm {
 
@@ -47,6 +49,10 @@ std::string EncodeReport(const Report& r) {
   }
   if (r.cpu_allocation_ratio) j["cpuAllocationRatio"] = *r.cpu_allocation_ratio;
   if (r.memory_overcommit_ratio) j["memoryOvercommitRatio"] = *r.memory_overcommit_ratio;
+  if (r.order) {
+    j["sidecarStartMs"] = r.order->sidecar_start_ms;
+    j["sequence"] = r.order->sequence;
+  }
   return j.dump();
 }
 
@@ -70,21 +76,63 @@ std::string String(const json& obj, const char* key, size_t max_len) {
   return s;
 }
 
-double Number(const json& obj, const char* key, double min, double max) {
-  const json& v = Field(obj, key);
-  if (!v.is_number()) throw Invalid{std::string(key) + " must be a number"};
-  const double d = v.get<double>();
-  if (!std::isfinite(d) || d < min || d > max) {
-    throw Invalid{std::string(key) + " is out of range [" + std::to_string(min) + ", " + std::to_string(max) + "]"};
+// Bounds a whole number before its own range check, so that Show prints it whole.
+constexpr double kMaxReportNumber = 1e300;
+
+// The shortest text that reads back as `d` ("1e-320", "0.001", "16385"), so a
+// refusal shows the number as the peer sent it.
+std::string Show(double d) {
+  char buf[32];
+  if (std::trunc(d) == d && std::fabs(d) < 1e16) {
+    std::snprintf(buf, sizeof buf, "%.0f", d);
+    return buf;
   }
+  for (int precision = 1; precision <= 17; ++precision) {
+    std::snprintf(buf, sizeof buf, "%.*g", precision, d);
+    if (std::strtod(buf, nullptr) == d) break;
+  }
+  return buf;
+}
+
+// A JSON number within [min, max], finite and not subnormal: a subnormal is
+// no real measurement (and a ratio of 1e-320 would be written as "0.0").
+// `name` is the field's path in the report, for the refusal.
+double Number(const json& obj, const char* key, const std::string& name, double min, double max) {
+  const auto it = obj.find(key);
+  if (it == obj.end()) throw Invalid{name + " is missing"};
+  if (!it->is_number()) throw Invalid{name + " must be a number"};
+  const double d = it->get<double>();
+  if (!std::isfinite(d)) throw Invalid{name + " is not a finite number"};
+  if (d < min || d > max) {
+    throw Invalid{name + " is " + Show(d) + ", out of range [" + Show(min) + ", " + Show(max) + "]"};
+  }
+  if (std::fpclassify(d) == FP_SUBNORMAL) throw Invalid{name + " is subnormal (" + Show(d) + "); send 0 or a normal number"};
   return d;
+}
+
+// A count or a size in whole units. `integer_token`: only a JSON integer will
+// do (2.5 vCPUs, or 1e300, is no vCPU count); else an integral value is enough
+// (the encoder writes memory as a double, "2147483648.0").
+double WholeNumber(const json& obj, const char* key, double min, double max, bool integer_token) {
+  const auto it = obj.find(key);
+  if (it != obj.end() && it->is_number_float()) {
+    const double d = it->get<double>();
+    if (integer_token || (std::isfinite(d) && std::trunc(d) != d)) {
+      throw Invalid{std::string(key) + " must be a whole number"};
+    }
+  }
+  // Above 2^53 a double rounds: compare the integer itself.
+  if (it != obj.end() && it->is_number_unsigned() && max < 1.8e19 &&
+      it->get<uint64_t>() > static_cast<uint64_t>(max)) {
+    throw Invalid{std::string(key) + " is " + std::to_string(it->get<uint64_t>()) +
+                  ", out of range [" + Show(min) + ", " + Show(max) + "]"};
+  }
+  return Number(obj, key, key, min, max);
 }
 
 std::optional<double> OptionalRatio(const json& obj, const char* key) {
   if (!obj.contains(key) || obj[key].is_null()) return std::nullopt;
-  const double d = Number(obj, key, 0, 1e4);
-  if (d <= 0) throw Invalid{std::string(key) + " must be positive"};
-  return d;
+  return Number(obj, key, key, kMinRatio, kMaxRatio);
 }
 
 }  // namespace
@@ -94,8 +142,16 @@ std::optional<Report> DecodeReport(std::string_view body, std::string& error) {
     error = "report is larger than " + std::to_string(kMaxReportBytes) + " bytes";
     return std::nullopt;
   }
-  const json j = json::parse(body, nullptr, false);
-  if (j.is_discarded() || !j.is_object()) {
+  json j;
+  try {
+    j = json::parse(body);
+  } catch (const json::exception& e) {
+    // The parser's own words say where and why (a number too large for a
+    // double, "number overflow parsing '1e400'", is refused here).
+    error = std::string("report is not a JSON object: ") + e.what();
+    return std::nullopt;
+  }
+  if (!j.is_object()) {
     error = "report is not a JSON object";
     return std::nullopt;
   }
@@ -113,19 +169,35 @@ std::optional<Report> DecodeReport(std::string_view body, std::string& error) {
     r.pod_uid = String(j, "podUID", 64);
     if (r.pod_uid.empty()) throw Invalid{"podUID is empty"};
     r.node = String(j, "node", 253);
-    r.vcpus = static_cast<unsigned>(Number(j, "vcpus", 0, 16384));
-    r.memory_bytes = Number(j, "memoryBytes", 0, 1e15);
+    r.vcpus = static_cast<unsigned>(WholeNumber(j, "vcpus", 0, kMaxVcpus, true));
+    r.memory_bytes = WholeNumber(j, "memoryBytes", 0, kMaxMemoryBytes, false);
     r.load_reason = String(j, "loadReason", 64);
     r.memory_request_source = j.contains("memoryRequestSource") ? String(j, "memoryRequestSource", 64) : "";
     if (j.contains("load") && !j["load"].is_null()) {
       const json& l = j["load"];
       if (!l.is_object()) throw Invalid{"load must be an object"};
-      // Same plausibility bound as the exporter's parser: PID_MAX_LIMIT.
-      r.load = ReportLoad{Number(l, "load1m", 0, 4194304), Number(l, "load5m", 0, 4194304),
-                          Number(l, "load15m", 0, 4194304), Number(l, "ageSeconds", 0, 86400)};
+      r.load = ReportLoad{Number(l, "load1m", "load.load1m", 0, kMaxLoad),
+                          Number(l, "load5m", "load.load5m", 0, kMaxLoad),
+                          Number(l, "load15m", "load.load15m", 0, kMaxLoad),
+                          Number(l, "ageSeconds", "load.ageSeconds", 0, kMaxLoadAgeSeconds)};
     }
     r.cpu_allocation_ratio = OptionalRatio(j, "cpuAllocationRatio");
     r.memory_overcommit_ratio = OptionalRatio(j, "memoryOvercommitRatio");
+    const bool has_start = j.contains("sidecarStartMs");
+    if (has_start != j.contains("sequence"))
+      throw Invalid{"sidecarStartMs and sequence come together"};
+    if (has_start) {
+      const double start =
+          WholeNumber(j, "sidecarStartMs", -kMaxReportNumber, kMaxReportNumber, true);
+      if (start < static_cast<double>(kMinSidecarStartMs) ||
+          start >= static_cast<double>(kMaxSidecarStartMs)) {
+        throw Invalid{"sidecarStartMs is " + Show(start) + ", out of range [" +
+                      std::to_string(kMinSidecarStartMs) + ", " +
+                      std::to_string(kMaxSidecarStartMs) + ")"};
+      }
+      const double seq = WholeNumber(j, "sequence", 1, static_cast<double>(kMaxSequence), true);
+      r.order = ReportOrder{static_cast<uint64_t>(start), static_cast<uint64_t>(seq)};
+    }
     return r;
   } catch (const Invalid& e) {
     error = e.what;

@@ -1,21 +1,17 @@
 #include "https_client.h"
 
-#include <arpa/inet.h>
+#include <curl/curl.h>
 #include <gnutls/gnutls.h>
 #include <gnutls/x509.h>
-#include <netdb.h>
-#include <poll.h>
-#include <sys/socket.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
-#include <algorithm>
 #include <cerrno>
-#include <condition_variable>
 #include <cstring>
+#include <fstream>
 #include <memory>
 #include <mutex>
-#include <system_error>
-#include <thread>
+#include <sstream>
 
 #include "gm/build_info.h"
 #include "https_wire.h"
@@ -23,132 +19,22 @@
 namespace gm::exporter {
 
 using std::chrono::milliseconds;
-using std::chrono::steady_clock;
 
 namespace {
 
-// Several addresses may answer for one name (IPv6 and IPv4 for "localhost"):
-// a black-holed first one must leave time for the next.
-constexpr milliseconds kMaxConnectPerAddress{3000};
-constexpr size_t kMaxResponseBytes = 1 << 20;  // a reporter's answer is tiny; stop reading a flood
-
-struct Address {
-  sockaddr_storage addr{};
-  socklen_t len = 0;
+struct EasyDeleter {
+  void operator()(CURL* c) const { curl_easy_cleanup(c); }
 };
-
-std::string AddressText(const Address& a) {
-  char buf[INET6_ADDRSTRLEN] = "?";
-  int port = 0;
-  if (a.addr.ss_family == AF_INET6) {
-    const auto* s6 = reinterpret_cast<const sockaddr_in6*>(&a.addr);
-    inet_ntop(AF_INET6, &s6->sin6_addr, buf, sizeof buf);
-    port = ntohs(s6->sin6_port);
-    return "[" + std::string(buf) + "]:" + std::to_string(port);
-  }
-  const auto* s4 = reinterpret_cast<const sockaddr_in*>(&a.addr);
-  inet_ntop(AF_INET, &s4->sin_addr, buf, sizeof buf);
-  port = ntohs(s4->sin_port);
-  return std::string(buf) + ":" + std::to_string(port);
-}
-
-int MillisLeft(steady_clock::time_point deadline) {
-  const auto left =
-      std::chrono::duration_cast<milliseconds>(deadline - steady_clock::now()).count();
-  return static_cast<int>(std::clamp<int64_t>(left, 0, 1 << 30));
-}
-
-// Waits until `fd` is ready for `events` or `deadline` passes (false).
-bool WaitFd(int fd, short events, steady_clock::time_point deadline) {
-  for (;;) {
-    const int ms = MillisLeft(deadline);
-    if (ms <= 0) return false;
-    pollfd p{fd, events, 0};
-    const int rc = poll(&p, 1, ms);
-    if (rc > 0) return true;  // ready, or an error the next call reports
-    if (rc < 0 && errno != EINTR) return true;
-  }
-}
-
-struct Lookup {
-  std::mutex mu;
-  std::condition_variable cv;
-  bool done = false;
-  int rc = 0;
-  std::vector<Address> addresses;
+struct ListDeleter {
+  void operator()(curl_slist* l) const { curl_slist_free_all(l); }
 };
-
-std::vector<Address> ToAddresses(const addrinfo* res) {
-  std::vector<Address> out;
-  for (const addrinfo* ai = res; ai != nullptr; ai = ai->ai_next) {
-    if (ai->ai_addrlen > sizeof(sockaddr_storage)) continue;
-    Address a;
-    std::memcpy(&a.addr, ai->ai_addr, ai->ai_addrlen);
-    a.len = ai->ai_addrlen;
-    out.push_back(a);
-  }
-  return out;
-}
-
-// getaddrinfo() has no deadline of its own (it follows resolv.conf's timeouts
-// and search list), so a name is resolved on a short-lived thread and waited
-// for with the POST's deadline. A lookup that outlives it finishes and frees
-// itself. IP literals never start a thread.
-std::vector<Address> Resolve(const HttpsUrl& url, steady_clock::time_point deadline,
-                             std::string& error) {
-  const std::string service = std::to_string(url.port);
-  addrinfo hints{};
-  hints.ai_family = AF_UNSPEC;
-  hints.ai_socktype = SOCK_STREAM;
-  hints.ai_flags = AI_NUMERICSERV;
-  if (IsIpLiteral(url.host)) {
-    hints.ai_flags |= AI_NUMERICHOST;
-    addrinfo* res = nullptr;
-    if (const int rc = getaddrinfo(url.host.c_str(), service.c_str(), &hints, &res); rc != 0) {
-      error = "cannot use address " + url.host + ": " + gai_strerror(rc);
-      return {};
-    }
-    auto out = ToAddresses(res);
-    freeaddrinfo(res);
-    return out;
-  }
-  hints.ai_flags |= AI_ADDRCONFIG;
-  auto lookup = std::make_shared<Lookup>();
-  try {
-    std::thread([lookup, host = url.host, service, hints] {
-      addrinfo* res = nullptr;
-      const int rc = getaddrinfo(host.c_str(), service.c_str(), &hints, &res);
-      std::vector<Address> out = rc == 0 ? ToAddresses(res) : std::vector<Address>{};
-      if (res != nullptr) freeaddrinfo(res);
-      {
-        std::lock_guard lock(lookup->mu);
-        lookup->rc = rc;
-        lookup->addresses = std::move(out);
-        lookup->done = true;
-      }
-      lookup->cv.notify_all();
-    }).detach();
-  } catch (const std::system_error& e) {
-    error = "cannot resolve " + url.host + ": " + e.what();
-    return {};
-  }
-  std::unique_lock lock(lookup->mu);
-  if (!lookup->cv.wait_until(lock, deadline, [&] { return lookup->done; })) {
-    error = "cannot resolve " + url.host + ": no answer before the deadline";
-    return {};
-  }
-  if (lookup->rc != 0) {
-    error = "cannot resolve " + url.host + ": " + gai_strerror(lookup->rc);
-    return {};
-  }
-  if (lookup->addresses.empty()) error = "cannot resolve " + url.host + ": no address";
-  return std::move(lookup->addresses);
-}
 
 class Fd {
  public:
   Fd() = default;
-  ~Fd() { Reset(-1); }
+  ~Fd() {
+    if (fd_ >= 0) ::close(fd_);
+  }
   Fd(const Fd&) = delete;
   Fd& operator=(const Fd&) = delete;
   int get() const { return fd_; }
@@ -161,96 +47,72 @@ class Fd {
   int fd_ = -1;
 };
 
-// Tries each address in turn; leaves a connected non-blocking socket in `fd`.
-bool Connect(const std::vector<Address>& addresses, steady_clock::time_point deadline, Fd& fd,
-             std::string& error) {
-  for (const auto& a : addresses) {
-    const std::string where = AddressText(a);
-    const int s = socket(a.addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (s < 0) {
-      error = "socket for " + where + ": " + std::strerror(errno);
-      continue;
-    }
-    fd.Reset(s);
-    if (connect(s, reinterpret_cast<const sockaddr*>(&a.addr), a.len) == 0) return true;
-    if (errno != EINPROGRESS) {
-      error = "connect to " + where + ": " + std::strerror(errno);
-      continue;
-    }
-    const auto until = std::min(deadline, steady_clock::now() + kMaxConnectPerAddress);
-    if (!WaitFd(s, POLLOUT, until)) {
-      error =
-          "connect to " + where + ": no answer within " +
-          std::to_string(std::chrono::duration_cast<milliseconds>(kMaxConnectPerAddress).count()) +
-          " ms or before the deadline";
-      if (steady_clock::now() >= deadline) break;
-      continue;
-    }
-    int so_error = 0;
-    socklen_t len = sizeof so_error;
-    getsockopt(s, SOL_SOCKET, SO_ERROR, &so_error, &len);
-    if (so_error == 0) return true;
-    error = "connect to " + where + ": " + std::strerror(so_error);
-  }
-  fd.Reset(-1);
-  return false;
-}
-
-struct CredentialsDeleter {
-  void operator()(gnutls_certificate_credentials_st* c) const {
-    gnutls_certificate_free_credentials(c);
-  }
-};
-using Credentials = std::unique_ptr<gnutls_certificate_credentials_st, CredentialsDeleter>;
-struct SessionDeleter {
-  void operator()(gnutls_session_int* s) const { gnutls_deinit(s); }
-};
-using Session = std::unique_ptr<gnutls_session_int, SessionDeleter>;
-
-// Built per POST: trust is re-read (a rotated CA file takes effect without a
-// restart) and nothing stays in memory between reports.
-Credentials LoadTrust(const TlsTrust& trust, std::string& error) {
-  gnutls_certificate_credentials_t raw = nullptr;
-  if (const int rc = gnutls_certificate_allocate_credentials(&raw); rc < 0) {
-    error = std::string("TLS credentials: ") + gnutls_strerror(rc);
-    return nullptr;
-  }
-  Credentials cred(raw);
-  int n = 0;
-  std::string source;
-  if (!trust.ca_pem.empty()) {
-    source = "the inline CA PEM";
-    gnutls_datum_t d{reinterpret_cast<unsigned char*>(const_cast<char*>(trust.ca_pem.data())),
-                     static_cast<unsigned>(trust.ca_pem.size())};
-    n = gnutls_certificate_set_x509_trust_mem(raw, &d, GNUTLS_X509_FMT_PEM);
-  } else if (!trust.ca_file.empty()) {
+// The CA bundle for this POST, read now and checked (a clear error instead of
+// a handshake failure), then put in a memfd that libcurl opens by path.
+// Returns the path ("" = libcurl's default bundle) or "" with `error` set.
+std::string PrepareTrust(const TlsTrust& trust, Fd& memfd, std::string& error) {
+  if (trust.ca_pem.empty() && trust.ca_file.empty()) return "";
+  std::string pem = trust.ca_pem;
+  std::string source = "the inline CA PEM";
+  if (pem.empty()) {
     source = "CA file " + trust.ca_file;
-    n = gnutls_certificate_set_x509_trust_file(raw, trust.ca_file.c_str(), GNUTLS_X509_FMT_PEM);
-  } else {
-    source = "the system trust store";
-    n = gnutls_certificate_set_x509_system_trust(raw);
+    std::ifstream f(trust.ca_file, std::ios::binary);
+    if (!f) {
+      error = "cannot load " + source + ": " + std::strerror(errno);
+      return "";
+    }
+    std::stringstream ss;
+    ss << f.rdbuf();
+    pem = ss.str();
   }
-  if (n < 0) {
-    error = "cannot load " + source + ": " + gnutls_strerror(n);
-    return nullptr;
+  std::string why;
+  if (CountPemCertificates(pem, why) < 0) {
+    error = "no CA certificate in " + source + " (" + why + ")";
+    if (!trust.ca_pem.empty()) error = "no CA certificate in " + source;
+    return "";
   }
-  if (n == 0) {
-    error = "no CA certificate in " + source;
-    return nullptr;
+  memfd.Reset(memfd_create("gm-reporter-ca", MFD_CLOEXEC));
+  if (memfd.get() < 0) {
+    error = std::string("cannot hold the CA for libcurl: memfd_create: ") + std::strerror(errno);
+    return "";
   }
-  return cred;
+  for (size_t off = 0; off < pem.size();) {
+    const ssize_t n = ::write(memfd.get(), pem.data() + off, pem.size() - off);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      error = std::string("cannot hold the CA for libcurl: write: ") + std::strerror(errno);
+      return "";
+    }
+    off += static_cast<size_t>(n);
+  }
+  return "/proc/self/fd/" + std::to_string(memfd.get());
 }
 
-std::string VerifyError(gnutls_session_t s) {
-  const unsigned status = gnutls_session_get_verify_cert_status(s);
-  gnutls_datum_t out{};
-  if (status == 0 ||
-      gnutls_certificate_verification_status_print(status, GNUTLS_CRT_X509, &out, 0) < 0) {
-    return "server certificate rejected";
+size_t OnBody(char* data, size_t size, size_t n, void* user) {
+  auto* body = static_cast<BoundedBody*>(user);
+  return body->Append(data, size * n) ? size * n : 0;  // 0 ends the transfer
+}
+
+Failure::Kind KindOf(CURLcode rc) {
+  switch (rc) {
+    case CURLE_OPERATION_TIMEDOUT:
+      return Failure::Kind::kTimeout;
+    case CURLE_COULDNT_RESOLVE_HOST:
+      return Failure::Kind::kResolve;
+    case CURLE_COULDNT_CONNECT:
+      return Failure::Kind::kConnect;
+    case CURLE_PEER_FAILED_VERIFICATION:
+    case CURLE_SSL_CACERT_BADFILE:
+      return Failure::Kind::kCertificate;
+    case CURLE_SSL_CONNECT_ERROR:
+    case CURLE_SSL_CERTPROBLEM:
+    case CURLE_SSL_CIPHER:
+    case CURLE_SSL_ENGINE_INITFAILED:
+    case CURLE_SSL_ISSUER_ERROR:
+      return Failure::Kind::kTls;
+    default:
+      return Failure::Kind::kOther;
   }
-  std::string text(reinterpret_cast<const char*>(out.data), out.size);
-  gnutls_free(out.data);
-  return "server certificate rejected: " + text;
 }
 
 }  // namespace
@@ -274,10 +136,15 @@ int CountPemCertificates(const std::string& pem, std::string& error) {
   return static_cast<int>(count);
 }
 
-HttpExchange GnuTlsTransport::Post(const std::string& url_text,
-                                   const std::vector<std::string>& headers, const std::string& body,
-                                   milliseconds timeout) {
-  const auto deadline = steady_clock::now() + timeout;
+CurlTransport::CurlTransport(TlsTrust trust) : trust_(std::move(trust)) {
+  // Once per process, before the first handle (libcurl's rule).
+  static std::once_flag once;
+  std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
+}
+
+HttpExchange CurlTransport::Post(const std::string& url_text,
+                                 const std::vector<std::string>& headers, const std::string& body,
+                                 milliseconds timeout) {
   HttpExchange ex;
   const auto fail = [&](std::string error) {
     ex.status = 0;
@@ -285,91 +152,88 @@ HttpExchange GnuTlsTransport::Post(const std::string& url_text,
     return ex;
   };
   std::string error;
-  const auto url = ParseHttpsUrl(url_text, error);
+  const auto url = ParseHttpsUrl(url_text, error);  // the same check as --reporter-url's
   if (!url) return fail(error);
-  const Credentials cred = LoadTrust(trust_, error);
-  if (!cred) return fail(error);
-  const auto addresses = Resolve(*url, deadline, error);
-  if (addresses.empty()) return fail(error);
-  Fd fd;
-  if (!Connect(addresses, deadline, fd, error)) return fail(error);
-  const std::string peer = url->HostHeader();
-  const std::string budget = " within " + std::to_string(timeout.count()) + " ms";
+  Failure facts;
+  facts.host = url->host;
+  facts.peer = url->HostHeader();
+  facts.timeout = timeout;
+  facts.limit = kMaxResponseBytes;
 
-  gnutls_session_t raw = nullptr;
-  if (const int rc = gnutls_init(&raw, GNUTLS_CLIENT | GNUTLS_NONBLOCK | GNUTLS_NO_SIGNAL);
-      rc < 0) {
-    return fail(std::string("TLS session: ") + gnutls_strerror(rc));
+  Fd ca_fd;
+  const std::string ca_path = PrepareTrust(trust_, ca_fd, error);
+  if (!error.empty()) return fail(error);
+
+  const std::unique_ptr<CURL, EasyDeleter> easy(curl_easy_init());
+  if (!easy) return fail("cannot start a libcurl handle");
+  curl_slist* raw_list = nullptr;
+  for (const auto& h : headers) raw_list = curl_slist_append(raw_list, h.c_str());
+  raw_list = curl_slist_append(raw_list, "Connection: close");
+  raw_list = curl_slist_append(raw_list, "Expect:");  // no 100-continue round trip
+  const std::unique_ptr<curl_slist, ListDeleter> list(raw_list);
+  const std::string user_agent = std::string("guest-exporter/") + gm::kVersion;
+  BoundedBody reply(kKeptBodyBytes, kMaxResponseBytes);
+  char errbuf[CURL_ERROR_SIZE] = "";
+
+  CURL* c = easy.get();
+  curl_easy_setopt(c, CURLOPT_URL, url_text.c_str());
+  curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "https");
+  curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);  // threads; the deadline never relies on SIGALRM
+  curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, static_cast<long>(timeout.count()));
+  curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(timeout.count()));
+  // The reporter is in-cluster: no proxy from the environment.
+  curl_easy_setopt(c, CURLOPT_PROXY, "");
+  curl_easy_setopt(c, CURLOPT_HTTP_VERSION, static_cast<long>(CURL_HTTP_VERSION_1_1));
+  curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 1L);
+  curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 2L);
+  if (!ca_path.empty()) {
+    curl_easy_setopt(c, CURLOPT_CAINFO, ca_path.c_str());
+    // Only that CA: Debian's libcurl also has a default CA directory
+    // (/etc/ssl/certs), which would add every system CA to the trust (and
+    // parse ~140 certificates, megabytes of heap, at every POST).
+    curl_easy_setopt(c, CURLOPT_CAPATH, nullptr);
   }
-  const Session session(raw);
-  gnutls_set_default_priority(raw);
-  gnutls_credentials_set(raw, GNUTLS_CRD_CERTIFICATE, cred.get());
-  // SNI carries DNS names only (RFC 6066); the verification below matches IP
-  // literals against the certificate's IP addresses instead.
-  if (!IsIpLiteral(url->host))
-    gnutls_server_name_set(raw, GNUTLS_NAME_DNS, url->host.data(), url->host.size());
-  gnutls_session_set_verify_cert(raw, url->host.c_str(), 0);
-  gnutls_transport_set_int(raw, fd.get());
+  curl_easy_setopt(c, CURLOPT_USERAGENT, user_agent.c_str());
+  curl_easy_setopt(c, CURLOPT_HTTPHEADER, list.get());
+  curl_easy_setopt(c, CURLOPT_POSTFIELDS, body.data());
+  curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(body.size()));
+  curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, OnBody);
+  curl_easy_setopt(c, CURLOPT_WRITEDATA, &reply);
+  curl_easy_setopt(c, CURLOPT_ERRORBUFFER, errbuf);
 
-  for (;;) {
-    const int rc = gnutls_handshake(raw);
-    if (rc == GNUTLS_E_SUCCESS) break;
-    if (rc == GNUTLS_E_AGAIN || rc == GNUTLS_E_INTERRUPTED) {
-      if (!WaitFd(fd.get(), gnutls_record_get_direction(raw) ? POLLOUT : POLLIN, deadline)) {
-        return fail("TLS handshake with " + peer + ": no answer" + budget);
-      }
-      continue;
+  const CURLcode rc = curl_easy_perform(c);
+  if (rc != CURLE_OK) {
+    facts.kind = rc == CURLE_WRITE_ERROR && reply.total() > reply.limit() ? Failure::Kind::kTooLarge
+                                                                          : KindOf(rc);
+    facts.detail = errbuf[0] != '\0' ? errbuf : curl_easy_strerror(rc);
+    curl_off_t resolved = 0, handshaken = 0;
+    long local_port = 0, os_errno = 0;  // NOLINT(runtime/int): libcurl's types
+    curl_easy_getinfo(c, CURLINFO_NAMELOOKUP_TIME_T, &resolved);
+    curl_easy_getinfo(c, CURLINFO_APPCONNECT_TIME_T, &handshaken);
+    // curl 7.88 sets its connect time only once TLS is up too; a local port
+    // says the TCP connection itself was made.
+    curl_easy_getinfo(c, CURLINFO_LOCAL_PORT, &local_port);
+    curl_easy_getinfo(c, CURLINFO_OS_ERRNO, &os_errno);
+    if (facts.kind == Failure::Kind::kConnect && os_errno != 0) {
+      facts.detail = std::strerror(static_cast<int>(os_errno));  // "Connection refused"
     }
-    if (rc == GNUTLS_E_CERTIFICATE_VERIFICATION_ERROR)
-      return fail("TLS handshake with " + peer + ": " + VerifyError(raw));
-    if (gnutls_error_is_fatal(rc) || steady_clock::now() >= deadline)
-      return fail("TLS handshake with " + peer + ": " + gnutls_strerror(rc));
-  }
-
-  std::string request = "POST " + url->target + " HTTP/1.1\r\nHost: " + peer +
-                        "\r\nUser-Agent: guest-exporter/" + gm::kVersion +
-                        "\r\nContent-Length: " + std::to_string(body.size()) +
-                        "\r\nConnection: close\r\n";
-  for (const auto& h : headers) request += h + "\r\n";
-  request += "\r\n";
-  request += body;
-  for (size_t sent = 0; sent < request.size();) {
-    const ssize_t n = gnutls_record_send(raw, request.data() + sent, request.size() - sent);
-    if (n > 0) {
-      sent += static_cast<size_t>(n);
-    } else if (n == GNUTLS_E_AGAIN || n == GNUTLS_E_INTERRUPTED) {
-      if (!WaitFd(fd.get(), POLLOUT, deadline))
-        return fail("sending to " + peer + ": blocked" + budget);
-    } else {
-      return fail("sending to " + peer + ": " + gnutls_strerror(static_cast<int>(n)));
+    if (facts.kind == Failure::Kind::kCertificate && !ca_path.empty()) {
+      // Name the CA the user gave, not the memfd that carried it.
+      const auto at = facts.detail.find(ca_path);
+      if (at != std::string::npos)
+        facts.detail.replace(at, ca_path.size(),
+                             trust_.ca_pem.empty() ? trust_.ca_file : "inline PEM");
     }
+    facts.stage = handshaken > 0                           ? Stage::kExchange
+                  : local_port > 0                         ? Stage::kTlsHandshake
+                  : resolved > 0 || IsIpLiteral(url->host) ? Stage::kConnect
+                                                           : Stage::kResolve;
+    return fail(Describe(facts));
   }
-
-  HttpResponseParser parser;
-  size_t received = 0;
-  char buf[4096];
-  while (parser.state() == HttpResponseParser::State::kIncomplete) {
-    const ssize_t n = gnutls_record_recv(raw, buf, sizeof buf);
-    if (n > 0) {
-      parser.Feed(buf, static_cast<size_t>(n));
-      received += static_cast<size_t>(n);
-      if (received > kMaxResponseBytes) return fail("response from " + peer + " larger than 1 MiB");
-    } else if (n == 0 || n == GNUTLS_E_PREMATURE_TERMINATION) {
-      // A close without close_notify only matters for a close-delimited body,
-      // and that body is at most an error message to log.
-      parser.Finish();
-    } else if (n == GNUTLS_E_AGAIN || n == GNUTLS_E_INTERRUPTED) {
-      if (!WaitFd(fd.get(), POLLIN, deadline)) return fail("no response from " + peer + budget);
-    } else if (gnutls_error_is_fatal(static_cast<int>(n)) || steady_clock::now() >= deadline) {
-      return fail("receiving from " + peer + ": " + gnutls_strerror(static_cast<int>(n)));
-    }
-  }
-  if (parser.state() == HttpResponseParser::State::kError)
-    return fail("response from " + peer + ": " + parser.error());
-  // One polite close_notify; the socket closes right after, whatever the answer.
-  gnutls_bye(raw, GNUTLS_SHUT_WR);
-  ex.status = parser.status();
-  ex.body = parser.body();
+  long status = 0;  // NOLINT(runtime/int): libcurl's type
+  curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+  ex.status = static_cast<int>(status);
+  ex.body = reply.kept();
   return ex;
 }
 

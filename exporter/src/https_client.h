@@ -1,8 +1,8 @@
 #pragma once
-// The report client's transport: one HTTPS/1.1 POST per call over GnuTLS,
-// which libvirt already loads into the process. It replaces libcurl, whose
-// OpenSSL build and protocol zoo cost every sidecar megabytes of RSS for a
-// single POST every two minutes.
+// The report client's transport: one HTTPS/1.1 POST per call over libcurl's
+// GnuTLS build (libcurl-gnutls.so.4), the very library Debian's libvirt
+// already maps into every sidecar, so it costs no extra library
+// (docs/benchmarks.md, "guest-exporter: report client on libcurl").
 
 #include <chrono>
 #include <string>
@@ -18,7 +18,7 @@ struct HttpExchange {
   std::string error;
 };
 
-/// Sends one POST. The real one is HTTPS over GnuTLS; unit tests use a
+/// Sends one POST. The real one is HTTPS over libcurl; unit tests use a
 /// recording fake.
 class HttpTransport {
  public:
@@ -33,21 +33,30 @@ class HttpTransport {
 struct TlsTrust {
   std::string ca_pem;   // inline PEM; wins over ca_file
   std::string ca_file;  // PEM file, re-read at each POST so a rotated CA is picked up
-  // both empty: the system's trust store
+  // both empty: the system's trust store (libcurl's default CA bundle)
 };
 
 /// Counts the certificates in `pem`; -1 with `error` set when it holds none or
 /// does not parse. Lets main() refuse a bad --reporter-ca-pem at start-up.
 int CountPemCertificates(const std::string& pem, std::string& error);
 
-/// HTTPS POST over GnuTLS: certificate chain and server name checked against
-/// the URL's host (DNS name or IP address), SNI for DNS names, one deadline
-/// over name resolution, connect, handshake, send and receive, and
-/// "Connection: close" (one report every interval does not pay for keeping a
-/// TLS session open). Nothing is kept between calls.
-class GnuTlsTransport final : public HttpTransport {
+/// HTTPS POST over libcurl (GnuTLS build): certificate chain and server name
+/// checked against the URL's host (DNS name or IP address), SNI for DNS names,
+/// one deadline over name resolution, connect, handshake, send and receive
+/// (CURLOPT_TIMEOUT_MS and CURLOPT_CONNECTTIMEOUT_MS, the threaded resolver,
+/// no signals), no proxy, no redirects, HTTP/1.1 and "Connection: close" (one
+/// report every interval does not pay for keeping a TLS session open). The CA
+/// is read again at every POST and handed to libcurl through a memfd
+/// (CURLOPT_CAINFO=/proc/self/fd/N): curl 7.88's GnuTLS backend has no
+/// CURLOPT_CAINFO_BLOB, and what libcurl reads is exactly what was checked.
+/// Nothing is kept between calls. At most kKeptBodyBytes of the reply are kept;
+/// a reply larger than kMaxResponseBytes is cut off as an error.
+class CurlTransport final : public HttpTransport {
  public:
-  explicit GnuTlsTransport(TlsTrust trust) : trust_(std::move(trust)) {}
+  static constexpr size_t kKeptBodyBytes = 512;
+  static constexpr size_t kMaxResponseBytes = 64 * 1024;
+
+  explicit CurlTransport(TlsTrust trust);
   HttpExchange Post(const std::string& url, const std::vector<std::string>& headers,
                     const std::string& body, std::chrono::milliseconds timeout) override;
 

@@ -1,8 +1,11 @@
 #pragma once
-// The pure halves of the report client's HTTPS/1.1 POST: the URL it is given
-// and the response it reads back. No sockets here, so both are tested on
-// literal input (tests/unit/https_wire_test.cpp).
+// The pure halves of the report client's HTTPS POST (the transport itself is
+// libcurl, https_client.cpp): the URL it is given (checked at start-up and
+// before each POST, so both agree on what is accepted), how much of the reply
+// is kept, and how a failed exchange is described. No I/O here, so all are
+// tested on literal input (tests/unit/https_wire_test.cpp).
 
+#include <chrono>
 #include <cstddef>
 #include <optional>
 #include <string>
@@ -26,52 +29,45 @@ bool IsIpLiteral(const std::string& host);
 /// other scheme, user info, an empty host or a bad port is an error.
 std::optional<HttpsUrl> ParseHttpsUrl(const std::string& url, std::string& error);
 
-/// Reads one HTTP/1.x response fed in pieces as they arrive. Handles
-/// Content-Length, chunked bodies, bodies that end at connection close, and
-/// skips 1xx interim responses. Keeps at most `max_body_kept` bytes of the
-/// body (the report client needs the status, and the body only for an error
-/// message), but reads to the body's real end.
-class HttpResponseParser {
+/// The reply body as it arrives: the first `keep` bytes are kept (the report
+/// client needs the status, and the body only for an error message), the rest
+/// counted; past `limit` bytes the transfer is refused (a reporter's answer is
+/// tiny; a flood is not read to its end).
+class BoundedBody {
  public:
-  enum class State { kIncomplete, kComplete, kError };
-
-  explicit HttpResponseParser(size_t max_body_kept = 4096) : max_body_kept_(max_body_kept) {}
-
-  /// Consumes `n` bytes; returns the state after them. Bytes after the end of
-  /// the response are ignored.
-  State Feed(const char* data, size_t n);
-  /// The peer closed the connection: completes a close-delimited body, and is
-  /// an error anywhere else.
-  State Finish();
-
-  State state() const { return state_; }
-  int status() const { return status_; }
-  const std::string& body() const { return body_; }
-  const std::string& error() const { return error_; }
+  BoundedBody(size_t keep, size_t limit) : keep_(keep), limit_(limit) {}
+  /// Takes `n` more bytes; false once the total passes the limit.
+  bool Append(const char* data, size_t n);
+  const std::string& kept() const { return kept_; }
+  size_t total() const { return total_; }
+  size_t limit() const { return limit_; }
 
  private:
-  enum class Phase {
-    kHead,
-    kFixedBody,
-    kChunkSize,
-    kChunkData,
-    kChunkDataEnd,
-    kTrailers,
-    kUntilClose,
-    kDone
-  };
-  State Fail(std::string error);
-  void ParseHead();  // head_ holds the whole header block
-  void Keep(const char* data, size_t n);
-
-  const size_t max_body_kept_;
-  State state_ = State::kIncomplete;
-  Phase phase_ = Phase::kHead;
-  std::string head_;  // header block, or the current chunk-size / trailer line
-  int status_ = 0;
-  size_t remaining_ = 0;  // bytes left in the fixed body or the current chunk
-  std::string body_;
-  std::string error_;
+  const size_t keep_;
+  const size_t limit_;
+  std::string kept_;
+  size_t total_ = 0;
 };
+
+/// How far an exchange got before it failed.
+enum class Stage { kResolve, kConnect, kTlsHandshake, kExchange };
+
+/// What is known about a failed exchange, from libcurl.
+struct Failure {
+  enum class Kind { kTimeout, kResolve, kConnect, kCertificate, kTls, kTooLarge, kOther };
+  Kind kind = Kind::kOther;
+  Stage stage = Stage::kResolve;
+  std::string host;    // the URL's host name or address
+  std::string peer;    // host and port as in the Host header (HttpsUrl::HostHeader)
+  std::string detail;  // libcurl's error text; may quote the peer (a certificate's name)
+  std::chrono::milliseconds timeout{0};
+  size_t limit = 0;  // kTooLarge: the body limit
+};
+
+/// One line saying which step failed and why, e.g. "TLS handshake with
+/// localhost:8443: server certificate rejected: ...", "no response from
+/// localhost:8443 within 5000 ms". libcurl's text is escaped (it can quote
+/// the peer's certificate).
+std::string Describe(const Failure& f);
 
 }  // namespace gm::exporter

@@ -2,8 +2,12 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <fstream>
+#include <random>
 #include <sstream>
+
+#include "gm/logging.h"
 
 namespace gm::exporter {
 
@@ -25,8 +29,14 @@ Report BuildReport(const DomainView& d, const std::string& node, const PodRef& p
     r.load = ReportLoad{d.load->load1m, d.load->load5m, d.load->load15m, age};
   }
   const Ratios ratios = ComputeRatios(InputsFor(d, requests));
-  r.cpu_allocation_ratio = ratios.cpu_allocation;
-  r.memory_overcommit_ratio = ratios.memory_overcommit;
+  // A ratio the reporter would refuse (gm::kMinRatio..kMaxRatio) would get the
+  // whole report refused at every send; it is left out instead, like a ratio
+  // whose inputs are missing.
+  const auto sane = [](std::optional<double> v) {
+    return v && *v >= kMinRatio && *v <= kMaxRatio ? v : std::nullopt;
+  };
+  r.cpu_allocation_ratio = sane(ratios.cpu_allocation);
+  r.memory_overcommit_ratio = sane(ratios.memory_overcommit);
   r.memory_request_source = MemoryRequestSourceName(ratios.memory_source);
   return r;
 }
@@ -45,8 +55,8 @@ bool ReportChanged(const Report& a, const Report& b) {
 // --- HTTPS sender -----------------------------------------------------------
 
 HttpsReportSender::HttpsReportSender(HttpsTarget target)
-    : HttpsReportSender(
-          target, std::make_unique<GnuTlsTransport>(TlsTrust{target.ca_pem, target.ca_file})) {}
+    : HttpsReportSender(target,
+                        std::make_unique<CurlTransport>(TlsTrust{target.ca_pem, target.ca_file})) {}
 
 HttpsReportSender::HttpsReportSender(HttpsTarget target, std::unique_ptr<HttpTransport> transport)
     : target_(std::move(target)), transport_(std::move(transport)) {}
@@ -72,15 +82,24 @@ SendResult HttpsReportSender::Send(const std::string& body) {
   const HttpExchange ex = transport_->Post(target_.url, headers, body, target_.timeout);
   if (ex.status == 0) return {false, "POST " + target_.url + ": " + ex.error};
   if (ex.status / 100 != 2) {
-    return {false, "POST " + target_.url + ": HTTP " + std::to_string(ex.status) + ": " + ex.body};
+    // The reply is the peer's text: escaped, so it cannot forge log lines.
+    return {false, "POST " + target_.url + ": HTTP " + std::to_string(ex.status) + ": " +
+                       EscapeForLog(ex.body)};
   }
   return {true, {}};
 }
 
 // --- loop -------------------------------------------------------------------
 
-ReportLoop::ReportLoop(ReportLoopConfig config, ReportSender& sender, const LoadCache& cache, SelfMetrics& metrics)
-    : config_(std::move(config)), sender_(sender), cache_(cache), metrics_(metrics) {}
+ReportLoop::ReportLoop(ReportLoopConfig config, ReportSender& sender, const LoadCache& cache,
+                       SelfMetrics& metrics)
+    : config_(std::move(config)),
+      start_ms_(static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                          std::chrono::system_clock::now().time_since_epoch())
+                                          .count())),
+      sender_(sender),
+      cache_(cache),
+      metrics_(metrics) {}
 
 ReportLoop::~ReportLoop() { Stop(); }
 
@@ -122,9 +141,18 @@ steady_clock::time_point ReportLoop::RunOnce(steady_clock::time_point now) {
       next = std::min(next, st.last_sent_at + config_.interval);
       continue;
     }
-    const SendResult res = sender_.Send(EncodeReport(report));
+    // Every attempt gets the next number, so a retry is newer than anything
+    // the reporter may have taken from an attempt whose answer was lost.
+    Report numbered = report;
+    numbered.order = ReportOrder{start_ms_, ++sequence_};
+    const SendResult res = sender_.Send(EncodeReport(numbered));
     if (res.ok) {
       metrics_.reports_ok.Increment();
+      if (st.failures > 0) {
+        spdlog::info("report for {} delivered again after {} failed attempts", d.domain,
+                     st.failures);
+      }
+      st.failures = 0;
       st.last_sent = report;
       st.last_sent_at = now;
       st.backoff = std::chrono::milliseconds(0);
@@ -132,15 +160,32 @@ steady_clock::time_point ReportLoop::RunOnce(steady_clock::time_point now) {
     } else {
       metrics_.reports_failed.Increment();
       st.backoff = st.backoff.count() == 0 ? config_.initial_backoff : std::min(st.backoff * 2, config_.max_backoff);
-      st.retry_at = now + st.backoff;
+      const auto wait =
+          std::chrono::duration_cast<std::chrono::milliseconds>(st.backoff * Jitter());
+      st.retry_at = now + wait;
       next = std::min(next, st.retry_at);
-      spdlog::warn("report for {} not delivered (retry in {} ms): {}", d.domain, st.backoff.count(), res.error);
+      // Once per burst: a reporter outage must not fill the log of every sidecar.
+      if (st.failures++ == 0) {
+        spdlog::warn(
+            "report for {} not delivered (retrying with backoff up to {} ms; logged again when it "
+            "gets through): {}",
+            d.domain, config_.max_backoff.count(), res.error);
+      } else {
+        spdlog::debug("report for {} not delivered (attempt {}, retry in {} ms): {}", d.domain,
+                      st.failures, wait.count(), res.error);
+      }
     }
   }
   for (auto it = domains_.begin(); it != domains_.end();) {
     it = seen.count(it->first) ? std::next(it) : domains_.erase(it);
   }
   return next;
+}
+
+double ReportLoop::Jitter() {
+  if (config_.jitter) return std::clamp(config_.jitter(), 0.5, 1.0);
+  static thread_local std::mt19937 rng{std::random_device{}()};
+  return std::uniform_real_distribution<double>(0.5, 1.0)(rng);
 }
 
 void ReportLoop::Loop() {

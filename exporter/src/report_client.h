@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <condition_variable>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -58,7 +59,7 @@ struct HttpsTarget {
 /// from its file at every send: projected tokens are rotated by the kubelet.
 class HttpsReportSender final : public ReportSender {
  public:
-  /// The real sender: GnuTLS, trusting target.ca_pem / ca_file / the system.
+  /// The real sender: libcurl (GnuTLS build), trusting target.ca_pem / ca_file / the system.
   explicit HttpsReportSender(HttpsTarget target);
   /// With another transport (unit tests).
   HttpsReportSender(HttpsTarget target, std::unique_ptr<HttpTransport> transport);
@@ -76,6 +77,9 @@ struct ReportLoopConfig {
   std::chrono::seconds interval{120};
   std::chrono::milliseconds initial_backoff{1000};
   std::chrono::milliseconds max_backoff{60000};
+  /// The factor a retry's backoff is multiplied by, in [0.5, 1], so that the
+  /// sidecars of a node retry apart after a reporter outage; empty = random.
+  std::function<double()> jitter{};
 };
 
 class ReportLoop {
@@ -95,10 +99,16 @@ class ReportLoop {
     std::chrono::steady_clock::time_point last_sent_at{};
     std::chrono::steady_clock::time_point retry_at{};
     std::chrono::milliseconds backoff{0};
+    int failures = 0;  // in the current burst: only the first is logged as a warning
   };
   void Loop();
+  double Jitter();
 
   const ReportLoopConfig config_;
+  // The report order (gm::ReportOrder): this process's start on the wall
+  // clock, and the number of the last report it tried to send.
+  const uint64_t start_ms_;
+  uint64_t sequence_ = 0;
   ReportSender& sender_;
   const LoadCache& cache_;
   SelfMetrics& metrics_;

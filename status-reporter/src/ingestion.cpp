@@ -1,7 +1,10 @@
 #include "ingestion.h"
 
-#include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
+
+#include <nlohmann/json.hpp>
+
+#include "gm/logging.h"
 
 namespace gm::reporter {
 
@@ -56,7 +59,8 @@ ReviewResult ParseTokenReview(const json& response) {
 
 Reply Ingestion::Refuse(int status, const std::string& result, const std::string& message) {
   metrics_.CountReport(result);
-  spdlog::debug("report refused ({}): {}", result, message);
+  // The message quotes what the peer sent (names, uids, the API's error text).
+  spdlog::debug("report refused ({}): {}", result, EscapeForLog(message));
   return {status, json{{"result", result}, {"message", message}}.dump()};
 }
 
@@ -88,7 +92,23 @@ Reply Ingestion::Handle(const std::string& authorization, const std::string& bod
   if (!v.accepted()) return Refuse(v.http_status, v.reason, v.message);
 
   const std::string key = Key(report->namespace_, report->vmi_name);
-  store_.Put(key, {*report, pod->node, Clock::now()});
+  std::optional<ReportOrder> kept;
+  if (store_.Put(key, {*report, pod->node, Clock::now()}, &kept) == PutResult::kStale) {
+    // 409, not 200-ignored: a live sidecar numbers its reports upwards, so a
+    // stale one is a replay or a delayed duplicate, or a restarted sidecar on
+    // a node whose clock stepped back; the sender then sees it (log, retry
+    // with a new number, guest_exporter_reports_total{result="error"})
+    // instead of believing a report was taken that was not.
+    const auto describe = [](const std::optional<ReportOrder>& o) {
+      return o ? "report " + std::to_string(o->sequence) + " of the sidecar started at " +
+                     std::to_string(o->sidecar_start_ms) + " ms"
+               : std::string("a report without order");
+    };
+    return Refuse(409, "stale_report",
+                  describe(report->order) + " is not newer than " + describe(kept) +
+                      ", already accepted for pod " + Key(report->namespace_, report->pod_name) +
+                      "; ignored");
+  }
   enqueue_(key);
   metrics_.CountReport("accepted");
   return {202, json{{"result", "accepted"}}.dump()};

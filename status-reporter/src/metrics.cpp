@@ -77,9 +77,9 @@ ReporterMetrics::ReporterMetrics()
       .Register(*registry_)
       .Add({{"version", kVersion}, {"revision", kRevision}})
       .Set(1);
-  for (const char* r : {"accepted", "unauthenticated", "token_not_pod_bound", "token_mismatch", "bad_report",
-                        "unknown_pod", "not_launcher", "wrong_vmi", "unknown_vmi", "not_active_pod", "not_leader",
-                        "tokenreview_failed"}) {
+  for (const char* r : {"accepted", "unauthenticated", "token_not_pod_bound", "token_mismatch",
+                        "bad_report", "unknown_pod", "not_launcher", "wrong_vmi", "unknown_vmi",
+                        "not_active_pod", "stale_report", "not_leader", "tokenreview_failed"}) {
     reports_by_result_[r] = &reports_.Add({{"result", r}});  // known results start at 0
   }
   for (const char* d : kAdmissionDecisions) admissions_by_decision_[d] = &admissions_.Add({{"decision", d}});

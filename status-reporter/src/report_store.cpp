@@ -2,19 +2,28 @@
 
 namespace gm::reporter {
 
-bool ReportStore::Put(const std::string& key, StoredReport r) {
+PutResult ReportStore::Put(const std::string& key, StoredReport r,
+                           std::optional<ReportOrder>* kept) {
   std::lock_guard lock(mu_);
   auto it = reports_.find(key);
   if (it == reports_.end()) {
     reports_.emplace(key, std::move(r));
-    return true;
+    return PutResult::kChanged;
   }
   const Report& old = it->second.report;
+  // Only one pod's reports are compared: another pod reaches here only as the
+  // VMI's active pod (ingest.cpp), and its sidecar's clock and numbers are its own.
+  const bool same_pod = old.pod_uid == r.report.pod_uid;
+  const bool expired = r.received - it->second.received > max_age_;
+  if (same_pod && !expired && old.order && (!r.report.order || !(*old.order < *r.report.order))) {
+    if (kept != nullptr) *kept = old.order;
+    return PutResult::kStale;
+  }
   const bool changed = old.pod_uid != r.report.pod_uid ||
                        old.cpu_allocation_ratio != r.report.cpu_allocation_ratio ||
                        old.memory_overcommit_ratio != r.report.memory_overcommit_ratio;
   it->second = std::move(r);
-  return changed;
+  return changed ? PutResult::kChanged : PutResult::kUnchanged;
 }
 
 std::optional<StoredReport> ReportStore::Get(const std::string& key) const {

@@ -21,14 +21,27 @@ struct StoredReport {
   Clock::time_point received;
 };
 
+/// What Put did.
+enum class PutResult {
+  kChanged,    // stored; it says something new (first report, other pod, other ratios): a write may
+               // be needed
+  kUnchanged,  // stored (fresher load, later heartbeat); nothing to write
+  kStale,      // not stored: a newer report of the same pod is already here
+};
+
 class ReportStore {
  public:
   /// `max_age` bounds how long a report's load and ratios are shown.
   explicit ReportStore(Clock::duration max_age) : max_age_(max_age) {}
 
-  /// Stores the report; returns true when it says something new for the VMI
-  /// (first report, other pod, other ratios), i.e. a write may be needed.
-  bool Put(const std::string& vmi_key, StoredReport r);
+  /// Stores the report unless it is stale: a report of the same pod whose
+  /// order is not after the stored one's, or that has no order while the
+  /// stored one has. `kept`, when given, receives the stored report's order on
+  /// kStale. A stored report older than the freshness bound never blocks (it is
+  /// gone for every reader, and a node clock stepped back must not lock a
+  /// restarted sidecar out for longer than that).
+  PutResult Put(const std::string& vmi_key, StoredReport r,
+                std::optional<ReportOrder>* kept = nullptr);
   std::optional<StoredReport> Get(const std::string& vmi_key) const;
   void Erase(const std::string& vmi_key);
 

@@ -10,6 +10,8 @@ MODE says how a POST is answered:
   chunked  200 with a chunked body "accepted"
   refuse   403 with a one-line reason
   hang     reads the request and never answers (the client's deadline must end it)
+  big      403 with a 20 KiB body of "x"
+  flood    200 with a 1 MiB body
 """
 import http.server
 import json
@@ -46,6 +48,15 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.send_header("Content-Length", str(len(out)))
             self.end_headers()
             self.wfile.write(out)
+        elif mode in ("big", "flood"):
+            out = b"x" * (20 * 1024 if mode == "big" else 1024 * 1024)
+            self.send_response(403 if mode == "big" else 200)
+            self.send_header("Content-Length", str(len(out)))
+            self.end_headers()
+            try:
+                self.wfile.write(out)
+            except OSError:
+                pass  # the client stops reading a flood
         elif mode == "chunked":
             self.send_response(200)
             self.send_header("Transfer-Encoding", "chunked")

@@ -1,8 +1,12 @@
+#include "ingestion.h"
+
 #include <doctest/doctest.h>
+#include <spdlog/sinks/ostream_sink.h>
+#include <spdlog/spdlog.h>
 
 #include <nlohmann/json.hpp>
+#include <sstream>
 
-#include "ingestion.h"
 #include "fake_facts.h"
 
 using namespace gm::reporter;
@@ -48,7 +52,8 @@ struct Setup {
     facts.vmis["team-a/vm-1"] = vmi;
     reviewer.answers["good"] = {false, true, {"team-a", "default", "launcher-1", "pod-uid-1"}, ""};
   }
-  static std::string Body() {
+  static std::string Body(std::optional<gm::ReportOrder> order = std::nullopt,
+                          double cpu_ratio = 10.0) {
     gm::Report r;
     r.namespace_ = "team-a";
     r.vmi_name = "vm-1";
@@ -58,7 +63,8 @@ struct Setup {
     r.vcpus = 2;
     r.load_reason = "ok";
     r.load = gm::ReportLoad{1, 1, 1, 0};
-    r.cpu_allocation_ratio = 10.0;
+    r.cpu_allocation_ratio = cpu_ratio;
+    r.order = order;
     return gm::EncodeReport(r);
   }
 };
@@ -116,4 +122,66 @@ TEST_CASE("refusals change nothing") {
   CHECK(s.ingestion.Handle("Bearer good", Setup::Body()).status == 503);
   CHECK(s.queued.empty());
   CHECK(s.store.size() == 0);
+}
+
+TEST_CASE("an older report after a newer one is answered 409 stale_report and changes nothing") {
+  Setup s;
+  CHECK(s.ingestion.Handle("Bearer good", Setup::Body(gm::ReportOrder{1764644400000, 7}, 8.0))
+            .status == 202);
+  REQUIRE(s.queued.size() == 1);
+  const auto reply =
+      s.ingestion.Handle("Bearer good", Setup::Body(gm::ReportOrder{1764644400000, 6}, 10.0));
+  CHECK(reply.status == 409);
+  CHECK(Result(reply) == "stale_report");
+  CHECK(json::parse(reply.body)["message"] ==
+        "report 6 of the sidecar started at 1764644400000 ms is not newer than report 7 of the "
+        "sidecar "
+        "started at 1764644400000 ms, already accepted for pod team-a/launcher-1; ignored");
+  CHECK(s.store.Get("team-a/vm-1")->report.cpu_allocation_ratio == 8.0);
+  CHECK(s.queued.size() == 1);
+  CHECK(s.ingestion.Handle("Bearer good", Setup::Body(gm::ReportOrder{1764644400000, 8}, 10.0))
+            .status == 202);
+  CHECK(s.store.Get("team-a/vm-1")->report.cpu_allocation_ratio == 10.0);
+  CHECK(s.queued.size() == 2);
+}
+
+TEST_CASE(
+    "a non-finite or subnormal number is answered 400 naming the field, and changes nothing") {
+  Setup s;
+  std::string body = Setup::Body();
+  const auto at = body.find("\"cpuAllocationRatio\":10.0");
+  REQUIRE(at != std::string::npos);
+  body.replace(at, 25, "\"cpuAllocationRatio\":1e-320");
+  const auto reply = s.ingestion.Handle("Bearer good", body);
+  CHECK(reply.status == 400);
+  CHECK(Result(reply) == "bad_report");
+  CHECK(json::parse(reply.body)["message"] ==
+        "cpuAllocationRatio is 1e-320, out of range [0.001, 10000]");
+  CHECK(s.store.size() == 0);
+  CHECK(s.queued.empty());
+}
+
+TEST_CASE("a refusal quoting the peer's text is logged on one line, escaped") {
+  Setup s;
+  // The API server's TokenReview names the pod; a crafted name must not forge log lines.
+  s.reviewer.answers["crafted"] = {
+      false,
+      true,
+      {"team-a", "default", "launcher-1\n2026-12-02 info report accepted\x1b[2K", "pod-uid-1"},
+      ""};
+  std::ostringstream out;
+  const auto previous = spdlog::default_logger();
+  auto logger = std::make_shared<spdlog::logger>(
+      "capture", std::make_shared<spdlog::sinks::ostream_sink_mt>(out));
+  logger->set_level(spdlog::level::debug);
+  logger->set_pattern("%v");
+  spdlog::set_default_logger(logger);
+  const auto reply = s.ingestion.Handle("Bearer crafted", Setup::Body());
+  spdlog::set_default_logger(previous);
+  CHECK(reply.status == 403);
+  const std::string logged = out.str();
+  CHECK(logged.find("report refused (token_mismatch)") == 0);
+  CHECK(logged.find('\n') == logged.size() - 1);  // one line
+  CHECK(logged.find('\x1b') == std::string::npos);
+  CHECK(logged.find("launcher-1\\n2026-12-02 info report accepted\\x1b[2K") != std::string::npos);
 }

@@ -1,10 +1,14 @@
 #include "report_client.h"
 
 #include <doctest/doctest.h>
+#include <spdlog/sinks/ostream_sink.h>
+#include <spdlog/spdlog.h>
 #include <unistd.h>
 
 #include <cstdio>
 #include <fstream>
+#include <functional>
+#include <sstream>
 
 using namespace gm::exporter;
 using namespace std::chrono_literals;
@@ -34,12 +38,15 @@ struct Fixture {
   FakeSender sender;
   gm::RatioInputs requests;
   std::unique_ptr<ReportLoop> loop;
+  double jitter_factor = 1.0;  // no jitter: exact times below
+  std::function<double()> jitter = [this] { return jitter_factor; };
   Fixture() {
     requests.compute_cpu_request = 0.2;
     requests.vmi_memory_request = 4.0 * 1073741824.0;
     loop = std::make_unique<ReportLoop>(
-        ReportLoopConfig{"node-1", {"virt-launcher-vm-1-x", "uid-1"}, requests, 120s, 1000ms, 8000ms}, sender, cache,
-        metrics);
+        ReportLoopConfig{
+            "node-1", {"virt-launcher-vm-1-x", "uid-1"}, requests, 120s, 1000ms, 8000ms, jitter},
+        sender, cache, metrics);
     cache.Observe({"team-a_vm-1", "u", 2, 6 * 1024 * 1024}, {"team-a", "vm-1"}, t0);
   }
   void Seen(Clock::time_point t) { cache.Observe({"team-a_vm-1", "u", 2, 6 * 1024 * 1024}, {"team-a", "vm-1"}, t); }
@@ -76,6 +83,22 @@ TEST_CASE("the report carries identity, live allocation, load with its age, and 
   CHECK_FALSE(ReportChanged(r, later));  // only older
   later.vcpus = 4;                       // CPU hotplug
   CHECK(ReportChanged(r, later));
+}
+
+TEST_CASE("a ratio outside what the reporter accepts is left out, not sent to be refused forever") {
+  DomainView d;
+  d.domain = "team-a_vm-1";
+  d.identity = {"team-a", "vm-1"};
+  d.info = {"team-a_vm-1", "u", 2, 6 * 1024 * 1024};
+  d.reason = Reason::kOk;
+  gm::RatioInputs req;
+  req.compute_cpu_request = 4000;  // 2 vCPUs / 4000 cores = 0.0005
+  req.vmi_memory_request = 4.0 * 1073741824.0;
+  const auto r = BuildReport(d, "node-1", {"pod", "uid"}, req, std::chrono::system_clock::now());
+  CHECK_FALSE(r.cpu_allocation_ratio);
+  CHECK(*r.memory_overcommit_ratio == doctest::Approx(1.5));
+  std::string err;
+  CHECK_MESSAGE(gm::DecodeReport(gm::EncodeReport(r), err), err);
 }
 
 TEST_CASE("first report at once, then one per interval, and at once on change") {
@@ -120,6 +143,61 @@ TEST_CASE("a failing reporter gets capped exponential backoff, not a retry storm
   f.sender.fail = false;
   f.loop->RunOnce(next);
   CHECK(f.sender.sent.size() == 1);
+}
+
+TEST_CASE(
+    "reports carry order: the sidecar's start time and a sequence that grows with every send") {
+  const auto before = std::chrono::system_clock::now();
+  Fixture f;
+  f.loop->RunOnce(t0);
+  f.sender.fail = true;
+  f.loop->RunOnce(t0 + 120s);  // a failed send also uses up its number
+  f.sender.fail = false;
+  f.loop->RunOnce(t0 + 122s);
+  REQUIRE(f.sender.sent.size() == 2);
+  REQUIRE(f.sender.sent[0].order);
+  REQUIRE(f.sender.sent[1].order);
+  const auto start_ms = f.sender.sent[0].order->sidecar_start_ms;
+  CHECK(start_ms >= static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                              before.time_since_epoch())
+                                              .count()));
+  CHECK(f.sender.sent[1].order->sidecar_start_ms == start_ms);
+  CHECK(f.sender.sent[0].order->sequence == 1);
+  CHECK(f.sender.sent[1].order->sequence == 3);
+  // A restarted sidecar numbers from 1 again, from a start that is not earlier.
+  Fixture restarted;
+  restarted.loop->RunOnce(t0);
+  REQUIRE(restarted.sender.sent.size() == 1);
+  CHECK(restarted.sender.sent[0].order->sequence == 1);
+  CHECK(restarted.sender.sent[0].order->sidecar_start_ms >= start_ms);
+}
+
+TEST_CASE("retries are jittered, and a burst of failures is logged once, then its end") {
+  Fixture f;
+  f.jitter_factor = 0.5;  // the shortest wait jitter may choose: half the backoff
+  std::ostringstream out;
+  const auto previous = spdlog::default_logger();
+  auto logger = std::make_shared<spdlog::logger>(
+      "capture", std::make_shared<spdlog::sinks::ostream_sink_mt>(out));
+  logger->set_level(spdlog::level::info);
+  logger->set_pattern("%l %v");
+  spdlog::set_default_logger(logger);
+  f.sender.fail = true;
+  auto next = f.loop->RunOnce(t0);
+  CHECK(next == t0 + 500ms);  // 1 s backoff, half of it
+  next = f.loop->RunOnce(next);
+  CHECK(next == t0 + 1500ms);  // 2 s backoff, half of it
+  next = f.loop->RunOnce(next);
+  f.sender.fail = false;
+  f.loop->RunOnce(next);
+  spdlog::set_default_logger(previous);
+  CHECK(f.sender.sent.size() == 1);
+  const std::string logged = out.str();
+  CHECK(logged.rfind("warning report for team-a_vm-1 not delivered", 0) == 0);
+  CHECK(logged.find("not delivered", logged.find("not delivered") + 1) ==
+        std::string::npos);  // once per burst
+  CHECK(logged.find("info report for team-a_vm-1 delivered again after 3 failed attempts") !=
+        std::string::npos);
 }
 
 namespace {
@@ -181,7 +259,19 @@ TEST_CASE("the HTTPS sender turns refusals, transport errors and bad tokens into
                             &calls, HttpExchange{403, "pod is not the VMI's active pod\n", ""}));
     const auto r = s.Send("{}");
     CHECK_FALSE(r.ok);
-    CHECK(r.error == std::string("POST ") + kUrl + ": HTTP 403: pod is not the VMI's active pod\n");
+    CHECK(r.error ==
+          std::string("POST ") + kUrl + ": HTTP 403: pod is not the VMI's active pod\\n");
+  }
+  {
+    // The reporter's (or a proxy's) text cannot forge a log line or drive the terminal.
+    HttpsReportSender s(
+        HttpsTarget{kUrl, "", "", token.path},
+        std::make_unique<FakeTransport>(
+            &calls,
+            HttpExchange{502, "bad\n2026-12-02T03:00:00Z info report delivered\x1b[2J", ""}));
+    const auto r = s.Send("{}");
+    CHECK(r.error == std::string("POST ") + kUrl +
+                         ": HTTP 502: bad\\n2026-12-02T03:00:00Z info report delivered\\x1b[2J");
   }
   {
     HttpsReportSender s(HttpsTarget{kUrl, "", "", token.path},

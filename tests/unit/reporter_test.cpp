@@ -154,16 +154,69 @@ TEST_CASE("report store: new facts need a write, repeats do not; old reports van
   const auto t0 = Clock::time_point{} + 1000s;
   auto r = Report1();
   r.load = gm::ReportLoad{1, 1, 1, 100};
-  CHECK(store.Put("team-a/vm-1", {r, "node-1", t0}));
-  CHECK_FALSE(store.Put("team-a/vm-1", {r, "node-1", t0 + 120s}));  // heartbeat
+  CHECK(store.Put("team-a/vm-1", {r, "node-1", t0}) == PutResult::kChanged);
+  CHECK(store.Put("team-a/vm-1", {r, "node-1", t0 + 120s}) == PutResult::kUnchanged);  // heartbeat
   r.pod_uid = "pod-uid-2";
-  CHECK(store.Put("team-a/vm-1", {r, "node-2", t0 + 130s}));  // migrated
+  CHECK(store.Put("team-a/vm-1", {r, "node-2", t0 + 130s}) == PutResult::kChanged);  // migrated
   const auto stored = *store.Get("team-a/vm-1");
   CHECK(store.LoadFresh(stored, t0 + 300s));    // sampled at t0+30s
   CHECK_FALSE(store.LoadFresh(stored, t0 + 331s));
   CHECK(store.Fresh(t0 + 430s).size() == 1);
   CHECK(store.Fresh(t0 + 431s).empty());
   CHECK(store.size() == 0);
+}
+
+TEST_CASE(
+    "report store keeps the newest report of a pod: an older one replayed after it changes "
+    "nothing") {
+  ReportStore store(300s);
+  const auto t0 = Clock::time_point{} + 1000s;
+  const std::string key = "team-a/vm-1";
+  auto report = [](uint64_t start_ms, uint64_t seq, double cpu_ratio,
+                   const char* pod_uid = "pod-uid-1") {
+    auto r = Report1();
+    r.pod_uid = pod_uid;
+    r.cpu_allocation_ratio = cpu_ratio;
+    r.order = gm::ReportOrder{start_ms, seq};
+    return r;
+  };
+  const uint64_t start = 1764644400000;
+  CHECK(store.Put(key, {report(start, 1, 10.0), "node-1", t0}) == PutResult::kChanged);
+  CHECK(store.Put(key, {report(start, 2, 8.0), "node-1", t0 + 1s}) ==
+        PutResult::kChanged);  // hotplug
+  // The bug of issue 10: report 1 arriving late (a replay, a slow proxy)
+  // overwrote report 2 and put the old ratio back.
+  CHECK(store.Put(key, {report(start, 1, 10.0), "node-1", t0 + 2s}) == PutResult::kStale);
+  CHECK(store.Get(key)->report.cpu_allocation_ratio == 8.0);
+  CHECK(store.Get(key)->received == t0 + 1s);
+  CHECK(store.Put(key, {report(start, 2, 8.0), "node-1", t0 + 3s}) ==
+        PutResult::kStale);  // the same one again
+  // An unordered report (older sidecar format) cannot replace an ordered one of the same pod.
+  auto unordered = report(start, 9, 10.0);
+  unordered.order.reset();
+  CHECK(store.Put(key, {unordered, "node-1", t0 + 4s}) == PutResult::kStale);
+  // The sidecar restarted: its sequence starts again, from a later start.
+  CHECK(store.Put(key, {report(start + 60000, 1, 10.0), "node-1", t0 + 61s}) ==
+        PutResult::kChanged);
+  CHECK(store.Put(key, {report(start, 3, 8.0), "node-1", t0 + 62s}) ==
+        PutResult::kStale);  // the old process
+  // Another pod (a migration target, already checked to be the active pod) is
+  // never compared with the old pod's reports.
+  CHECK(store.Put(key, {report(start - 5000, 1, 4.0, "pod-uid-2"), "node-2", t0 + 70s}) ==
+        PutResult::kChanged);
+  CHECK(store.Get(key)->report.pod_uid == "pod-uid-2");
+  // A stored report older than the freshness bound no longer blocks: a sidecar
+  // restarted after the node's clock stepped back is accepted once the old
+  // report has expired.
+  CHECK(store.Put(key, {report(start - 9000, 1, 4.0, "pod-uid-2"), "node-2", t0 + 370s}) ==
+        PutResult::kStale);
+  CHECK(store.Put(key, {report(start - 9000, 1, 4.0, "pod-uid-2"), "node-2", t0 + 371s}) ==
+        PutResult::kUnchanged);
+  // Unordered reports of an unordered pod: the last one wins, as before.
+  ReportStore legacy(300s);
+  CHECK(legacy.Put(key, {unordered, "node-1", t0}) == PutResult::kChanged);
+  unordered.cpu_allocation_ratio = 5.0;
+  CHECK(legacy.Put(key, {unordered, "node-1", t0 + 1s}) == PutResult::kChanged);
 }
 
 TEST_CASE("tokens are cached until their exp, never longer than the cap") {

@@ -2,6 +2,8 @@
 // The report a guest-exporter sidecar sends to the status-reporter, and its
 // JSON form. Both sides use these functions, so the wire format has one home.
 
+#include <cstddef>
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -13,10 +15,46 @@ inline constexpr const char* kReportKind = "GuestReport";
 /// Reports are a few hundred bytes; anything far larger is refused unread.
 inline constexpr size_t kMaxReportBytes = 16 * 1024;
 
+// What a report may say (DecodeReport refuses anything else, naming the field;
+// non-finite and subnormal numbers are refused everywhere). docs/metrics.md
+// lists the same ranges.
+/// Ratios: a ratio below 0.001 would be written as "0.0" (three decimals); above
+/// 10000 no cluster runs.
+inline constexpr double kMinRatio = 0.001;
+inline constexpr double kMaxRatio = 10000;
+/// Guest load: PID_MAX_LIMIT runnable threads, the exporter's own bound.
+inline constexpr double kMaxLoad = 4194304;
+/// A load sample older than a day is no current load.
+inline constexpr double kMaxLoadAgeSeconds = 86400;
+/// libvirt's largest vCPU count.
+inline constexpr double kMaxVcpus = 16384;
+/// 1 PiB of guest memory, a whole number of bytes.
+inline constexpr double kMaxMemoryBytes = 1125899906842624.0;
+
 struct ReportLoad {
   double load1m = 0, load5m = 0, load15m = 0;
   double age_seconds = 0;  // age of the sample when sent: no clock agreement needed
 };
+
+/// Where a report stands among the reports about its pod. A sidecar numbers its
+/// reports 1, 2, ... from its start; a restarted sidecar (same pod) numbers
+/// from 1 again but has a later start, so (start, sequence) orders every report
+/// of one pod. Reports of different pods are not compared: which pod may
+/// report at all is the VMI's active-pod check (a migration target is another
+/// pod with its own sidecar).
+struct ReportOrder {
+  uint64_t sidecar_start_ms = 0;  // wall clock when the sidecar process started, Unix ms
+  uint64_t sequence = 0;          // 1 for the process's first report, then +1 per report
+};
+inline bool operator<(const ReportOrder& a, const ReportOrder& b) {
+  return a.sidecar_start_ms != b.sidecar_start_ms ? a.sidecar_start_ms < b.sidecar_start_ms
+                                                  : a.sequence < b.sequence;
+}
+/// sidecarStartMs within [2000-01-01, 2100-01-01); sequence within [1, 2^53]
+/// (integers a JSON double holds exactly).
+inline constexpr uint64_t kMinSidecarStartMs = 946684800000;
+inline constexpr uint64_t kMaxSidecarStartMs = 4102444800000;
+inline constexpr uint64_t kMaxSequence = uint64_t{1} << 53;
 
 struct Report {
   std::string namespace_;  // VMI namespace
@@ -31,6 +69,9 @@ struct Report {
   std::optional<double> cpu_allocation_ratio;
   std::optional<double> memory_overcommit_ratio;
   std::string memory_request_source;
+  /// Absent only in reports of sidecars older than the field (they stay in
+  /// running VMs until the next migration or restart).
+  std::optional<ReportOrder> order;
 };
 
 std::string EncodeReport(const Report& r);
