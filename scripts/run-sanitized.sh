@@ -8,7 +8,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 export CC=clang CXX=clang++
-cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DGM_WERROR=ON \
+export CCACHE_BASEDIR="$PWD" CCACHE_NOHASHDIR=1
+launcher=()
+command -v ccache >/dev/null && launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache -DCMAKE_C_COMPILER_LAUNCHER=ccache)
+cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DGM_WERROR=ON "${launcher[@]}" \
   -DGM_SANITIZE=address,undefined -DGM_FUZZ=ON -DGM_FUZZ_SECONDS="${GM_FUZZ_SECONDS:-20}" >/dev/null
 cmake --build build-asan -j"$(nproc)"
 # Leaks are reported too; libvirt's own one-time allocations are not ours.
