@@ -14,6 +14,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <random>
 #include <set>
 #include <string>
 #include <thread>
@@ -76,6 +77,8 @@ class Poller {
   void PollOnce();
   void MarkDue(const std::string& domain);
   void WaitFor(std::chrono::steady_clock::duration d);
+  void WaitBeforeReconnect(std::chrono::steady_clock::duration d);
+  std::chrono::steady_clock::duration Jittered(std::chrono::steady_clock::duration backoff);
   void CallBegins();
   void CallEnds();
 
@@ -104,6 +107,12 @@ class Poller {
   int lifecycle_cb_ = -1;
   int agent_cb_ = -1;
   std::map<std::string, std::chrono::steady_clock::time_point> next_read_;
+  std::minstd_rand rng_{static_cast<unsigned>(std::chrono::steady_clock::now().time_since_epoch().count())};
+  // The current burst of failed connects (0: connected or never tried).
+  static constexpr std::chrono::minutes kFailureReminder{10};
+  uint64_t failed_attempts_ = 0;
+  std::chrono::steady_clock::time_point first_failure_{};
+  std::chrono::steady_clock::time_point last_failure_log_{};
 
   // Hang detection: start of the libvirt call in flight (0 when none).
   std::atomic<int64_t> call_started_ns_{0};
