@@ -59,15 +59,6 @@ size_t Count(const std::string& s, const std::string& needle) {
 
 }  // namespace
 
-TEST_CASE("listen addresses") {
-  CHECK(ParseListenAddress(":9477") == std::pair<std::string, int>{"", 9477});
-  CHECK(ParseListenAddress("127.0.0.1:80") == std::pair<std::string, int>{"127.0.0.1", 80});
-  CHECK(ParseListenAddress("[::1]:9") == std::pair<std::string, int>{"::1", 9});
-  CHECK_THROWS_WITH_AS(ParseListenAddress("9477"), doctest::Contains("no ':port'"), std::invalid_argument);
-  CHECK_THROWS_WITH_AS(ParseListenAddress("host:http"), doctest::Contains("invalid port"), std::invalid_argument);
-  CHECK_THROWS_AS(ParseListenAddress("host:70000"), std::invalid_argument);
-}
-
 TEST_CASE("GET over the unix socket, with the probe client") {
   Running r;
   std::string body, error;
