@@ -6,7 +6,9 @@
 
 #include <sys/resource.h>
 
+#include <algorithm>
 #include <csignal>
+#include <cstdlib>
 #include <filesystem>
 #include <iostream>
 
@@ -21,6 +23,7 @@
 #include "load_cache.h"
 #include "poller.h"
 #include "report_client.h"
+#include "watchdog.h"
 
 namespace {
 
@@ -56,6 +59,7 @@ struct Options {
   int keepalive_interval = 30;
   unsigned keepalive_count = 3;
   int call_deadline = 30;
+  int watchdog_timeout = 0;  // 0: derived from the keepalive and agent timeouts
   // Launcher pod and ratio inputs (the injector sets them).
   std::string pod_name;
   std::string pod_uid;
@@ -125,6 +129,27 @@ void WarnIfFewDescriptors(const gm::exporter::HttpServerOptions& h) {
     spdlog::warn("RLIMIT_NOFILE is {}, below the {} descriptors the connection budgets may use; accepts pause while "
                  "descriptors run out", rl.rlim_cur, needed);
   }
+}
+
+// How long one libvirt call may legitimately block: a frozen daemon is
+// dropped by keepalive interval x (count + 1) after its last message, and a
+// live one answers a guest-agent call within the agent timeout plus libvirt's
+// own 30 s wait for the domain's job lock. The polling thread's watchdog bound
+// is twice this (240 s with the defaults), so it never fires on a slow but
+// healthy libvirt, only on a call nothing will end (e.g. a connect to a daemon
+// frozen before it answered: keepalive starts only once connected).
+std::chrono::seconds LongestLegitimateCall(const Options& o) {
+  const auto keepalive = std::chrono::seconds(o.keepalive_interval * (static_cast<int>(o.keepalive_count) + 1));
+  return std::max(keepalive, std::chrono::seconds(o.agent_timeout + 30));
+}
+
+[[noreturn]] void ExitStuck(const gm::exporter::StuckThread& t) {
+  using std::chrono::duration_cast;
+  using std::chrono::seconds;
+  spdlog::critical("watchdog: the {} has been stuck for {} s (bound {} s); exiting so that the container is restarted",
+                   t.name, duration_cast<seconds>(t.stuck_for).count(), duration_cast<seconds>(t.bound).count());
+  spdlog::shutdown();  // flushes
+  std::_Exit(70);      // no destructors: they would wait for the stuck thread
 }
 
 int Serve(const Options& o) {
@@ -222,10 +247,34 @@ int Serve(const Options& o) {
                gm::kRevision, LibvirtVersion(), o.libvirt_uri, o.interval,
                http_options.unix_socket.empty() ? "off" : http_options.unix_socket,
                o.listen_address.empty() ? "off" : o.listen_address + " (port " + std::to_string(server.tcp_port()) + ")");
+  // The watchdog. The serving thread answers a ping at once unless something
+  // blocks it (it only ever serves from caches): 60 s is far beyond any
+  // request. The polling thread is stuck when one libvirt call outlives
+  // twice the longest a call can legitimately take.
+  const auto safe = LongestLegitimateCall(o);
+  const auto poller_bound = o.watchdog_timeout > 0 ? std::chrono::seconds(o.watchdog_timeout) : 2 * safe;
+  if (poller_bound <= safe) {
+    spdlog::warn("--watchdog-timeout {} s is not above the {} s a libvirt call may legitimately take; a slow but "
+                 "healthy libvirt can trip it", poller_bound.count(), safe.count());
+  }
+  const auto serving_bound = std::min<std::chrono::seconds>(std::chrono::seconds(60), poller_bound);
+  const auto period = std::clamp<std::chrono::seconds>(serving_bound / 2, std::chrono::seconds(1), std::chrono::seconds(30));
+  PingHeartbeat heartbeat([&server](std::function<void()> f) { server.Ping(std::move(f)); });
+  Watchdog watchdog(
+      {{"serving thread", serving_bound, [&](WatchdogClock::time_point now) { return heartbeat.StuckFor(now); },
+        [&](WatchdogClock::time_point now) { heartbeat.Ping(now); }},
+       {"polling thread (in a libvirt call)", poller_bound,
+        [&](WatchdogClock::time_point now) { return poller.CallRunningFor(now); }, nullptr}},
+      period, ExitStuck);
+  spdlog::debug("watchdog: serving thread bound {} s, polling thread bound {} s, checked every {} s",
+                serving_bound.count(), poller_bound.count(), period.count());
+
   poller.Start();
   if (reports) reports->Start();
+  watchdog.Start();
   server.Run();
   spdlog::info("shutting down");
+  watchdog.Stop();  // the server no longer answers pings
   g_server = nullptr;
   poller.Stop();
   if (reports) reports->Stop();
@@ -278,6 +327,11 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(1, 600));
   Flag(app, "keepalive-count", o.keepalive_count, "Unanswered keepalive probes before the connection is dropped")->check(CLI::Range(1, 100));
   Flag(app, "call-deadline", o.call_deadline, "Seconds after which a libvirt call counts as hung")->check(CLI::Range(1, 3600));
+  Flag(app, "watchdog-timeout", o.watchdog_timeout,
+       "Seconds one libvirt call may run before the process exits (non-zero) to be restarted; 0: twice the longest "
+       "a call can legitimately take, max(keepalive-interval x (keepalive-count + 1), agent-timeout + 30) (240 s by "
+       "default). The serving thread's bound is the smaller of this and 60 s")
+      ->check(CLI::Range(0, 86400));
 
   Flag(app, "pod-name", o.pod_name, "Name of the launcher pod this sidecar runs in (Downward API)");
   Flag(app, "pod-uid", o.pod_uid, "UID of the launcher pod (Downward API)");

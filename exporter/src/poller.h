@@ -68,6 +68,15 @@ class Poller {
   int hang_timer_fd() const { return hang_timer_fd_; }
   /// Drains hang_timer_fd() and runs CheckHung(call_deadline).
   void OnHangTimer();
+  /// How long the libvirt call in flight (connects included) has run at
+  /// `now`; zero between calls. The watchdog's view of the polling thread:
+  /// waiting for the next poll or for a reconnect is not being stuck.
+  std::chrono::steady_clock::duration CallRunningFor(std::chrono::steady_clock::time_point now) const {
+    const int64_t started = call_started_ns_;
+    if (started == 0) return std::chrono::steady_clock::duration::zero();
+    return std::max(now.time_since_epoch() - std::chrono::steady_clock::duration(started),
+                    std::chrono::steady_clock::duration::zero());
+  }
 
  private:
   void EventLoop();

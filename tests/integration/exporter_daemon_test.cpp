@@ -208,3 +208,32 @@ TEST_CASE("libvirt gone: reconnects back off up to the bound and the log says so
   for (const auto& l : after) summary = summary || l.find("failed attempts") != std::string::npos;
   CHECK_MESSAGE(summary, "a reconnect after a burst of failures says how many attempts failed");
 }
+
+TEST_CASE("watchdog: a libvirt call that nothing will end makes the exporter exit, saying which thread is stuck") {
+  Setup s;
+  // Frozen before the exporter connects: the connect waits for an answer and
+  // keepalive, which starts only once connected, cannot end it.
+  s.daemon.Freeze();
+  s.StartExporter({"--watchdog-timeout", "3", "--keepalive-interval", "1", "--keepalive-count", "1",
+                   "--agent-timeout", "1"});
+  const int code = s.exporter->Wait(20s);
+  s.daemon.Thaw();
+  std::ifstream in(s.dir.path + "/exporter.log");
+  const std::string log((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  MESSAGE("exit code " << code);
+  CHECK(code == 70);
+  CHECK(log.find("watchdog: the polling thread (in a libvirt call) has been stuck for") != std::string::npos);
+}
+
+TEST_CASE("watchdog: libvirt merely gone is not stuck") {
+  Setup s;
+  s.StartExporter({"--watchdog-timeout", "3", "--keepalive-interval", "1", "--keepalive-count", "1",
+                   "--agent-timeout", "1", "--guest-info-interval", "1", "--reconnect-max-backoff", "1"});
+  REQUIRE(WaitUntil([&] { return s.Status(R"(name="test")") == 1; }, 10s));
+  s.daemon.Stop();  // gone: the poller waits between reconnects, which is not being stuck
+  std::this_thread::sleep_for(8s);
+  CHECK(s.exporter->Running());
+  bool ok = false;
+  Get(s.sock, "/healthz", &ok);
+  CHECK(ok);
+}
