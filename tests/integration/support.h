@@ -43,6 +43,9 @@ int FreeTcpPort();
 /// A connected socket (blocking), or -1.
 int ConnectTcp(int port);
 int ConnectUnix(const std::string& path);
+/// GET over TCP to 127.0.0.1:port (HTTP/1.0); the whole reply (status line,
+/// headers, body), or "" when no connection.
+std::string GetTcp(int port, const std::string& path);
 /// User + system CPU seconds of a process so far (/proc/PID/stat).
 double CpuSeconds(pid_t pid);
 /// A field of /proc/PID/status in KiB (VmRSS, RssAnon, ...), or -1.
