@@ -51,7 +51,7 @@ struct Options {
   std::string listen_address = ":9477";
   int http_request_timeout = 10;
   int http_idle_timeout = 60;
-  size_t http_max_tcp_connections = 256;
+  size_t http_max_tcp_connections = 512;
   size_t http_max_unix_connections = 32;
   std::string log_format = "text";
   std::string log_level = "info";
