@@ -12,17 +12,26 @@ namespace http = boost::beast::http;
 
 const char* StatusText(int status) {
   switch (status) {
-    case 200: return "OK";
-    case 400: return "Bad Request";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 431: return "Request Header Fields Too Large";
-    case 503: return "Service Unavailable";
-    default: return "Error";
+    case 200:
+      return "OK";
+    case 400:
+      return "Bad Request";
+    case 404:
+      return "Not Found";
+    case 405:
+      return "Method Not Allowed";
+    case 431:
+      return "Request Header Fields Too Large";
+    case 503:
+      return "Service Unavailable";
+    default:
+      return "Error";
   }
 }
 
-HttpResponse Refusal(int status, const std::string& why) { return {status, "text/plain; charset=utf-8", why + "\n"}; }
+HttpResponse Refusal(int status, const std::string& why) {
+  return {status, "text/plain; charset=utf-8", why + "\n"};
+}
 
 }  // namespace
 
@@ -60,12 +69,14 @@ void HttpSession::Parse() {
     ec = http::error::header_limit;
   }
   closing_ = true;  // every refusal below closes: the stream can no longer be trusted
-  if (ec == http::error::header_limit) return Respond(Refusal(431, "request header too large"), false);
+  if (ec == http::error::header_limit)
+    return Respond(Refusal(431, "request header too large"), false);
   if (ec == http::error::body_limit || ec == http::error::unexpected_body) {
     return Respond(Refusal(400, "request bodies are not accepted"), false);
   }
   if (ec) return Respond(Refusal(400, "malformed request: " + ec.message()), false);
-  if (!parser.is_done() || parser.chunked()) return Respond(Refusal(400, "request bodies are not accepted"), false);
+  if (!parser.is_done() || parser.chunked())
+    return Respond(Refusal(400, "request bodies are not accepted"), false);
   in_.erase(0, used);
   closing_ = !parser.keep_alive();
 

@@ -65,7 +65,8 @@ struct BurstLog {
 };
 
 bool OutOfDescriptors(const error_code& ec) {
-  return ec == asio::error::no_descriptors || ec == boost::system::errc::too_many_files_open_in_system ||
+  return ec == asio::error::no_descriptors ||
+         ec == boost::system::errc::too_many_files_open_in_system ||
          ec == asio::error::no_buffer_space || ec == asio::error::no_memory;
 }
 
@@ -79,7 +80,8 @@ struct Listener {
   size_t open = 0;
   BurstLog full_log;
   BurstLog fd_log;
-  Listener(asio::io_context& io, const char* k, size_t b) : kind(k), acceptor(io), pause(io), budget(b) {}
+  Listener(asio::io_context& io, const char* k, size_t b)
+      : kind(k), acceptor(io), pause(io), budget(b) {}
 };
 
 struct HttpServer::Impl {
@@ -106,7 +108,11 @@ namespace {
 class Conn : public std::enable_shared_from_this<Conn> {
  public:
   Conn(HttpServer::Impl& server, Listener& listener, Socket socket)
-      : server_(server), listener_(listener), sock_(std::move(socket)), timer_(server.io), ex_(server.handler) {}
+      : server_(server),
+        listener_(listener),
+        sock_(std::move(socket)),
+        timer_(server.io),
+        ex_(server.handler) {}
 
   void Start() {
     error_code ec;
@@ -151,8 +157,9 @@ class Conn : public std::enable_shared_from_this<Conn> {
   void Write() {
     // Nothing is read while this is unsent: a client that does not read its
     // responses stops being read from, and costs this one response.
-    asio::async_write(sock_, asio::buffer(ex_.response()),
-                      [self = shared_from_this()](const error_code& ec, size_t) { self->Written(ec); });
+    asio::async_write(
+        sock_, asio::buffer(ex_.response()),
+        [self = shared_from_this()](const error_code& ec, size_t) { self->Written(ec); });
   }
 
   void Written(const error_code& ec) {
@@ -193,7 +200,8 @@ class Conn : public std::enable_shared_from_this<Conn> {
   bool closed_ = false;
 };
 
-void Listen(Acceptor& acceptor, const Protocol::endpoint& ep, bool dual_stack, int backlog, error_code& ec) {
+void Listen(Acceptor& acceptor, const Protocol::endpoint& ep, bool dual_stack, int backlog,
+            error_code& ec) {
   acceptor.open(ep.protocol(), ec);
   if (ec) return;
   if (ep.protocol().family() != AF_UNIX) {
@@ -217,9 +225,10 @@ void HttpServer::Impl::Accept(Listener& l) {
       // Level-triggered readiness would report the pending connection again
       // at once: pause instead, and let closing connections free descriptors.
       l.fd_log([&](uint64_t since) {
-        spdlog::warn("out of file descriptors accepting on the {} listener ({}); pausing accepts for {} ms "
-                     "({} more times since the last message)",
-                     l.kind, ec.message(), options.accept_pause.count(), since);
+        spdlog::warn(
+            "out of file descriptors accepting on the {} listener ({}); pausing accepts for {} ms "
+            "({} more times since the last message)",
+            l.kind, ec.message(), options.accept_pause.count(), since);
       });
       l.pause.expires_after(options.accept_pause);
       l.pause.async_wait([this, &l](const error_code& e) {
@@ -231,8 +240,10 @@ void HttpServer::Impl::Accept(Listener& l) {
       if (l.open >= l.budget) {
         // Refuse rather than queue: the client learns at once, and memory stays bounded.
         l.full_log([&](uint64_t since) {
-          spdlog::warn("{} connection budget ({}) full; refusing connections ({} more since the last message)",
-                       l.kind, l.budget, since);
+          spdlog::warn(
+              "{} connection budget ({}) full; refusing connections ({} more since the last "
+              "message)",
+              l.kind, l.budget, since);
         });
       } else {
         ++l.open;
@@ -268,7 +279,8 @@ void HttpServer::Impl::WaitTick() {
   });
 }
 
-HttpServer::HttpServer(HttpServerOptions options, Handler handler, Tick tick) : impl_(std::make_unique<Impl>()) {
+HttpServer::HttpServer(HttpServerOptions options, Handler handler, Tick tick)
+    : impl_(std::make_unique<Impl>()) {
   Impl& s = *impl_;
   s.options = std::move(options);
   s.handler = std::move(handler);
@@ -284,8 +296,11 @@ HttpServer::HttpServer(HttpServerOptions options, Handler handler, Tick tick) : 
     s.unix_listener = std::make_unique<Listener>(s.io, "unix", s.options.max_unix_connections);
     ::unlink(s.options.unix_socket.c_str());  // a socket file left by a previous run
     error_code ec;
-    Listen(s.unix_listener->acceptor, asio::local::stream_protocol::endpoint(s.options.unix_socket), false, 64, ec);
-    if (ec) throw std::runtime_error("cannot listen on unix socket '" + s.options.unix_socket + "': " + ec.message());
+    Listen(s.unix_listener->acceptor, asio::local::stream_protocol::endpoint(s.options.unix_socket),
+           false, 64, ec);
+    if (ec)
+      throw std::runtime_error("cannot listen on unix socket '" + s.options.unix_socket +
+                               "': " + ec.message());
   }
 
   if (!s.options.listen_address.empty()) {
@@ -294,17 +309,20 @@ HttpServer::HttpServer(HttpServerOptions options, Handler handler, Tick tick) : 
     error_code ec;
     if (addr.host.empty()) {
       // Every interface: dual-stack [::], or 0.0.0.0 on a host without IPv6.
-      Listen(s.tcp_listener->acceptor, asio::ip::tcp::endpoint(asio::ip::tcp::v6(), addr.port), true, 128, ec);
-      if (ec == asio::error::address_family_not_supported || ec == boost::system::errc::address_not_available) {
-        Listen(s.tcp_listener->acceptor, asio::ip::tcp::endpoint(asio::ip::tcp::v4(), addr.port), false, 128, ec);
+      Listen(s.tcp_listener->acceptor, asio::ip::tcp::endpoint(asio::ip::tcp::v6(), addr.port),
+             true, 128, ec);
+      if (ec == asio::error::address_family_not_supported ||
+          ec == boost::system::errc::address_not_available) {
+        Listen(s.tcp_listener->acceptor, asio::ip::tcp::endpoint(asio::ip::tcp::v4(), addr.port),
+               false, 128, ec);
       }
     } else {
       auto ip = asio::ip::make_address(addr.host, ec);
       if (ec) {
         asio::ip::tcp::resolver resolver(s.io);
-        const auto found = resolver.resolve(addr.host, std::to_string(addr.port),
-                                            asio::ip::resolver_base::passive | asio::ip::resolver_base::numeric_service,
-                                            ec);
+        const auto found = resolver.resolve(
+            addr.host, std::to_string(addr.port),
+            asio::ip::resolver_base::passive | asio::ip::resolver_base::numeric_service, ec);
         if (ec || found.empty()) {
           throw std::runtime_error("cannot resolve listen address '" + s.options.listen_address +
                                    "': " + (ec ? ec.message() : "no address"));
@@ -313,24 +331,29 @@ HttpServer::HttpServer(HttpServerOptions options, Handler handler, Tick tick) : 
       }
       Listen(s.tcp_listener->acceptor, asio::ip::tcp::endpoint(ip, addr.port), false, 128, ec);
     }
-    if (ec) throw std::runtime_error("cannot listen on '" + s.options.listen_address + "': " + ec.message());
+    if (ec)
+      throw std::runtime_error("cannot listen on '" + s.options.listen_address +
+                               "': " + ec.message());
     error_code ignored;
     const auto bound = s.tcp_listener->acceptor.local_endpoint(ignored);
     const auto* sa = reinterpret_cast<const sockaddr*>(bound.data());
-    s.tcp_port = ntohs(sa->sa_family == AF_INET6 ? reinterpret_cast<const sockaddr_in6*>(sa)->sin6_port
-                                                 : reinterpret_cast<const sockaddr_in*>(sa)->sin_port);
+    s.tcp_port =
+        ntohs(sa->sa_family == AF_INET6 ? reinterpret_cast<const sockaddr_in6*>(sa)->sin6_port
+                                        : reinterpret_cast<const sockaddr_in*>(sa)->sin_port);
   }
 
   // A tick fd without a tick would stay readable and wake the loop for nothing.
   if (s.tick && s.options.tick_fd >= 0) {
-    const int fd = ::dup(s.options.tick_fd);  // the descriptor owns its copy; the caller keeps the original
+    const int fd =
+        ::dup(s.options.tick_fd);  // the descriptor owns its copy; the caller keeps the original
     if (fd < 0) throw std::runtime_error(Errno("dup"));
     s.tick_sd.assign(fd);
   }
 }
 
 HttpServer::~HttpServer() {
-  if (!impl_->options.unix_socket.empty() && impl_->unix_listener) ::unlink(impl_->options.unix_socket.c_str());
+  if (!impl_->options.unix_socket.empty() && impl_->unix_listener)
+    ::unlink(impl_->options.unix_socket.c_str());
   const int wake_fd = impl_->wake_fd;
   impl_.reset();  // closes every connection before the wake descriptor goes
   ::close(wake_fd);
@@ -355,7 +378,9 @@ void HttpServer::Ping(std::function<void()> done) { asio::post(impl_->io, std::m
 
 int HttpServer::tcp_port() const { return impl_->tcp_port; }
 size_t HttpServer::open_tcp() const { return impl_->tcp_listener ? impl_->tcp_listener->open : 0; }
-size_t HttpServer::open_unix() const { return impl_->unix_listener ? impl_->unix_listener->open : 0; }
+size_t HttpServer::open_unix() const {
+  return impl_->unix_listener ? impl_->unix_listener->open : 0;
+}
 
 int HttpGetUnix(const std::string& socket_path, const std::string& path,
                 std::chrono::milliseconds timeout, std::string& body, std::string& error) {
@@ -379,7 +404,8 @@ int HttpGetUnix(const std::string& socket_path, const std::string& path,
   std::string reply;
   char buf[4096];
   for (;;) {
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
     if (left.count() <= 0) {
       error = "no answer within " + std::to_string(timeout.count()) + " ms";
       ::close(fd);

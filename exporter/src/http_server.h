@@ -29,8 +29,9 @@
 namespace gm::exporter {
 
 struct HttpServerOptions {
-  std::string unix_socket;     // "" for none (e.g. its directory could not be created)
-  std::string listen_address;  // "host:port", ":port" (dual-stack) or "" for none; gm::ParseListenAddress
+  std::string unix_socket;  // "" for none (e.g. its directory could not be created)
+  std::string
+      listen_address;  // "host:port", ":port" (dual-stack) or "" for none; gm::ParseListenAddress
   size_t max_tcp_connections = 512;
   size_t max_unix_connections = 32;
   std::chrono::milliseconds request_timeout{10000};

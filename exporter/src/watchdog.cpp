@@ -18,12 +18,16 @@ void PingHeartbeat::Ping(WatchdogClock::time_point now) {
 WatchdogClock::duration PingHeartbeat::StuckFor(WatchdogClock::time_point now) const {
   const int64_t since = pending_since_ns_;
   if (since == 0 || Ns(now) <= since) return WatchdogClock::duration::zero();
-  return std::chrono::duration_cast<WatchdogClock::duration>(std::chrono::nanoseconds(Ns(now) - since));
+  return std::chrono::duration_cast<WatchdogClock::duration>(
+      std::chrono::nanoseconds(Ns(now) - since));
 }
 
-Watchdog::Watchdog(std::vector<WatchedThread> threads, WatchdogClock::duration period, OnStuck on_stuck,
-                   Clock clock)
-    : threads_(std::move(threads)), period_(period), on_stuck_(std::move(on_stuck)), clock_(std::move(clock)) {}
+Watchdog::Watchdog(std::vector<WatchedThread> threads, WatchdogClock::duration period,
+                   OnStuck on_stuck, Clock clock)
+    : threads_(std::move(threads)),
+      period_(period),
+      on_stuck_(std::move(on_stuck)),
+      clock_(std::move(clock)) {}
 
 Watchdog::~Watchdog() { Stop(); }
 

@@ -18,7 +18,8 @@ using gm::exporter::HttpResponse;
 
 const gm::exporter::HttpHandler kHandler = [](const HttpRequest& r) -> HttpResponse {
   if (r.path.find('?') != std::string::npos) std::abort();  // the query is never part of the path
-  if (r.method != "GET" && r.method != "HEAD") std::abort();  // others are refused before the handler
+  if (r.method != "GET" && r.method != "HEAD")
+    std::abort();  // others are refused before the handler
   if (r.path == "/metrics") return {200, "text/plain; version=0.0.4", std::string(3000, 'm')};
   return {404, "text/plain", "not found\n"};
 };
@@ -52,7 +53,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       break;
     }
     const size_t want = session.wanted();
-    if (want == 0 || want > gm::exporter::kMaxRequestHeaderBytes) std::abort();  // idle yet refusing input
+    if (want == 0 || want > gm::exporter::kMaxRequestHeaderBytes)
+      std::abort();  // idle yet refusing input
     if (in.empty()) break;
     const size_t n = std::min({chunk, want, in.size()});
     session.Feed(in.substr(0, n));

@@ -96,7 +96,7 @@ TEST_CASE("on a plain host: the socket directory is made when missing (0750), an
   CHECK(page.find("<a href=\"healthz\">") != std::string::npos);
 }
 
-TEST_CASE("a socket directory that cannot be made turns the socket off with a notice; TCP keeps serving") {
+TEST_CASE("a socket directory that cannot be made turns the socket off with a notice, and TCP keeps serving") {
   TempDir dir;
   const int port = FreeTcpPort();
   std::filesystem::create_directories(dir.path + "/ro");

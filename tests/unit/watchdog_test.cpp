@@ -20,9 +20,11 @@ using namespace std::chrono_literals;
 TEST_CASE("the watchdog names the first thread stuck beyond its bound, and nothing below it") {
   WatchdogClock::time_point now{1000s};
   WatchdogClock::duration poller_busy{0};
-  Watchdog w({{"serving thread", 60s, [](WatchdogClock::time_point) { return WatchdogClock::duration::zero(); }, nullptr},
-              {"polling thread", 240s, [&](WatchdogClock::time_point) { return poller_busy; }, nullptr}},
-             30s, [](const StuckThread&) {}, [&] { return now; });
+  Watchdog w(
+      {{"serving thread", 60s,
+        [](WatchdogClock::time_point) { return WatchdogClock::duration::zero(); }, nullptr},
+       {"polling thread", 240s, [&](WatchdogClock::time_point) { return poller_busy; }, nullptr}},
+      30s, [](const StuckThread&) {}, [&] { return now; });
   CHECK_FALSE(w.Check());
   poller_busy = 239s;  // a slow libvirt call, within its bound
   CHECK_FALSE(w.Check());
@@ -34,7 +36,8 @@ TEST_CASE("the watchdog names the first thread stuck beyond its bound, and nothi
   CHECK(stuck->bound == 240s);
 }
 
-TEST_CASE("a ping heartbeat: unanswered pings age, an answer resets, one ping in flight at a time") {
+TEST_CASE(
+    "a ping heartbeat: unanswered pings age, an answer resets, one ping in flight at a time") {
   std::vector<std::function<void()>> posted;
   PingHeartbeat hb([&](std::function<void()> f) { posted.push_back(std::move(f)); });
   WatchdogClock::time_point t0{500s};
@@ -53,23 +56,25 @@ TEST_CASE("a ping heartbeat: unanswered pings age, an answer resets, one ping in
 
 TEST_CASE("the watchdog fires when the HTTP server's thread is blocked, and not while it idles") {
   const std::string path = "/tmp/gm-watchdog-test-" + std::to_string(getpid()) + ".sock";
-  HttpServer server({path, ""},
-                    [](const HttpRequest& r) -> HttpResponse {
-                      if (r.path == "/block") std::this_thread::sleep_for(1500ms);  // a stuck handler
-                      return {200, "text/plain", "ok\n"};
-                    },
-                    nullptr);
+  HttpServer server(
+      {path, ""},
+      [](const HttpRequest& r) -> HttpResponse {
+        if (r.path == "/block") std::this_thread::sleep_for(1500ms);  // a stuck handler
+        return {200, "text/plain", "ok\n"};
+      },
+      nullptr);
   std::thread t([&] { server.Run(); });
   PingHeartbeat hb([&](std::function<void()> f) { server.Ping(std::move(f)); });
   std::promise<StuckThread> fired;
   auto fired_future = fired.get_future();
   bool once = false;
-  Watchdog w({{"serving thread", 300ms, [&](WatchdogClock::time_point now) { return hb.StuckFor(now); },
-               [&](WatchdogClock::time_point now) { hb.Ping(now); }}},
-             50ms, [&](const StuckThread& s) {
-               if (!once) fired.set_value(s);
-               once = true;
-             });
+  Watchdog w(
+      {{"serving thread", 300ms, [&](WatchdogClock::time_point now) { return hb.StuckFor(now); },
+        [&](WatchdogClock::time_point now) { hb.Ping(now); }}},
+      50ms, [&](const StuckThread& s) {
+        if (!once) fired.set_value(s);
+        once = true;
+      });
   w.Start();
   // Idle for 1 s: 20 rounds, every ping answered.
   CHECK(fired_future.wait_for(1s) == std::future_status::timeout);
