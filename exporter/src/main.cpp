@@ -231,8 +231,9 @@ int Serve(const Options& o) {
           }
           return {200, "text/plain; version=0.0.4; charset=utf-8", page};
         }
-        // Serving is all that health and readiness need: the domain may not
-        // exist yet, and the VMI never hands off unless every container is Ready.
+        // Serving is all that health and readiness mean: the domain may not
+        // exist yet. The injected sidecar has no probes (the watchdog restarts
+        // it); these are for people, scripts and `guest-exporter probe`.
         if (req.path == "/healthz" || req.path == "/readyz") return {200, "text/plain; charset=utf-8", "ok\n"};
         if (req.path == "/") return {200, "text/html; charset=utf-8", kLandingPage};
         return {404, "text/plain; charset=utf-8", "not found; try /metrics, /healthz or /readyz\n"};
