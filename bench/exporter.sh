@@ -5,13 +5,17 @@
 # >= 240 s window with no scrapes, and scrape latency with 1 and 32 keep-alive
 # clients (wrk, on one thread: with 2 cores, a second wrk thread would take the
 # core the exporter under test needs and measure the scheduler, not the
-# exporter). Prints the results as a markdown section; with --write it also
-# replaces the exporter section of docs/benchmarks.md (between its markers).
+# exporter); then attacks on guest-exporter (250 slow TCP clients during a
+# 32-client wrk run, pipelining clients that never read, more idle connections
+# than the TCP budget), each with RSS and the unix-socket health check timed.
+# Prints the results as markdown sections; with --write it also replaces the
+# exporter sections of docs/benchmarks.md (between their markers).
 #
 #   bench/exporter.sh [--write]
 #
 # Environment (optional): BUILD_DIR (default <repo>/build), IDLE_WINDOW_S
-# (default 250, at least 240), WRK_DURATION_S (default 15), WRK_THREADS (default
+# (default 250, at least 240 unless BENCH_ALLOW_SHORT=1: a short mode for a
+# shared machine, said so in the output), WRK_DURATION_S (default 15), WRK_THREADS (default
 # 1), BENCH_NICE (default -10 when root, else 0: niceness of libvirtd, the
 # exporters and wrk, so that other work on a shared machine disturbs the
 # latency figures less), BENCH_REPORTS (default 1: guest-exporter also pushes
@@ -26,7 +30,7 @@ write=0
 for a in "$@"; do
   case "$a" in
     --write) write=1 ;;
-    -h|--help) sed -n 2,21p "$0"; exit 0 ;;
+    -h|--help) sed -n 2,25p "$0"; exit 0 ;;
     *) echo "unknown argument: $a" >&2; exit 2 ;;
   esac
 done
@@ -149,7 +153,10 @@ scrape() {  # scrape PREFIX OUTFILE: sets code and bytes, counts the scrape
 
 # --- machine ------------------------------------------------------------------
 put date "$(date -u '+%Y-%m-%d %H:%M UTC')"
-put command "bench/exporter.sh$([ "$write" = 1 ] && echo ' --write')"
+# The command as run, with the settings that differ from the defaults (a short run says so).
+put command "$(for v in IDLE_WINDOW_S WRK_DURATION_S WRK_THREADS BENCH_REPORTS BENCH_ALLOW_SHORT; do
+  case "$v=${!v:-}" in IDLE_WINDOW_S=250 | WRK_DURATION_S=15 | WRK_THREADS=1 | BENCH_REPORTS=1 | BENCH_ALLOW_SHORT=) ;; *) printf '%s=%s ' "$v" "${!v}" ;; esac
+done)bench/exporter.sh$([ "$write" = 1 ] && echo ' --write')"
 put nproc "$(nproc)"
 put cpu_model "$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)"
 put mem_total_kib "$(awk '/^MemTotal:/ {print $2}' /proc/meminfo)"
@@ -365,6 +372,147 @@ for p in ge go; do
   done
 done
 
+
+# --- attacks on guest-exporter ------------------------------------------------
+# Each attack runs against guest-exporter only (the Go peer has no such limits
+# to measure), with RSS sampled while the attack is on, and the unix-socket
+# health check timed every 0.5 s meanwhile. The attackers are the Python below.
+cat >"$tmp/attack.py" <<'PY'
+import json, socket, sys, time
+
+def status(pid):
+    out = {}
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            k, _, v = line.partition(":")
+            if k in ("VmRSS", "RssAnon", "VmHWM"):
+                out[k] = int(v.split()[0])
+    return out
+
+def health(path, secs):
+    # GET /healthz on the unix socket every 0.5 s: (checks, failures, slowest ms)
+    n = fails = 0
+    slowest = 0.0
+    end = time.time() + secs
+    while time.time() < end:
+        t0 = time.time()
+        ok = False
+        try:
+            s = socket.socket(socket.AF_UNIX)
+            s.settimeout(2)
+            s.connect(path)
+            s.sendall(b"GET /healthz HTTP/1.0\r\n\r\n")
+            data = b""
+            while True:
+                b = s.recv(4096)
+                if not b:
+                    break
+                data += b
+            ok = data.startswith(b"HTTP/1.1 200")
+            s.close()
+        except OSError:
+            pass
+        slowest = max(slowest, (time.time() - t0) * 1000)
+        n += 1
+        fails += 0 if ok else 1
+        time.sleep(0.5)
+    return n, fails, slowest
+
+def tcp(port):
+    s = socket.socket()
+    s.setblocking(False)
+    try:
+        s.connect(("127.0.0.1", port))
+    except BlockingIOError:
+        pass
+    return s
+
+mode, pid, path, port, secs = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4]), float(sys.argv[5])
+import threading
+result = {}
+checker = threading.Thread(target=lambda: result.update(zip(("checks", "fails", "slowest_ms"), health(path, secs))))
+if mode == "slow":
+    # N clients that send one byte of a request every second and never finish
+    # it; a client the server cuts off connects again at once.
+    n = int(sys.argv[6])
+    req = b"GET /metrics HTTP/1.1\r\nHost: x\r\nX-Slow: "
+    socks = [[tcp(port), 0] for _ in range(n)]
+    cut = 0
+    checker.start()
+    end = time.time() + secs
+    while time.time() < end:
+        for c in socks:
+            try:
+                if c[0].recv(1, socket.MSG_DONTWAIT) == b"":
+                    raise ConnectionResetError
+            except BlockingIOError:
+                pass
+            except OSError:
+                c[0].close(); c[0] = tcp(port); c[1] = 0; cut += 1
+                continue
+            try:
+                c[0].send(req[c[1] % len(req):c[1] % len(req) + 1] if c[1] < len(req) else b"a")
+                c[1] += 1
+            except (BlockingIOError, InterruptedError):
+                pass
+            except OSError:
+                c[0].close(); c[0] = tcp(port); c[1] = 0; cut += 1
+        time.sleep(1)
+    result.update(status(pid))
+    result["cut_and_reconnected"] = cut
+elif mode == "pipeline":
+    # One unix and one TCP client pipeline GETs and never read, up to 4 MiB each.
+    reqs = b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n" * 1024
+    u = socket.socket(socket.AF_UNIX); u.connect(path); u.setblocking(False)
+    t = socket.create_connection(("127.0.0.1", port)); t.setblocking(False)
+    sent = {"unix": 0, "tcp": 0}
+    checker.start()
+    end = time.time() + secs
+    while time.time() < end:
+        for name, s in (("unix", u), ("tcp", t)):
+            if sent[name] >= 4 << 20:
+                continue
+            try:
+                sent[name] += s.send(reqs)
+            except (BlockingIOError, InterruptedError):
+                pass
+            except OSError:
+                sent[name] = 4 << 20
+        time.sleep(0.01)
+    result.update(status(pid))
+    result["sent_unix"], result["sent_tcp"] = sent["unix"], sent["tcp"]
+elif mode == "flood":
+    # More idle TCP connections than the budget, held for the whole run.
+    n = int(sys.argv[6])
+    socks = [tcp(port) for _ in range(n)]
+    checker.start()
+    time.sleep(secs)
+    result.update(status(pid))
+checker.join()
+print(json.dumps(result))
+PY
+attack() {  # attack MODE SECONDS [N]: prints the attacker's JSON result
+  python3 "$tmp/attack.py" "$1" "$ge_pid" "$tmp/ge.sock" "${port[ge]}" "$2" "${3:-0}"
+}
+jget() { python3 -c 'import json,sys; print(json.loads(sys.argv[1]).get(sys.argv[2], ""))' "$1" "$2"; }
+log "attack: 250 slow TCP clients for $((WRK_DURATION_S + 6)) s, wrk -c32 on /metrics meanwhile"
+attack slow "$((WRK_DURATION_S + 6))" 250 >"$tmp/attack-slow.json" &
+attacker=$!
+sleep 3
+run_wrk ge "$WRK_THREADS" 32 "$WRK_DURATION_S" slow32 ge_pid
+wait "$attacker"
+a=$(cat "$tmp/attack-slow.json")
+for k in checks fails slowest_ms VmRSS RssAnon cut_and_reconnected; do put "atk_slow_$k" "$(jget "$a" "$k")"; done
+log "attack: a unix and a TCP client pipeline GETs without reading, 8 s"
+a=$(attack pipeline 8)
+for k in checks fails slowest_ms VmRSS RssAnon sent_unix sent_tcp; do put "atk_pipe_$k" "$(jget "$a" "$k")"; done
+log "attack: 600 idle TCP connections (budget 512), 8 s"
+a=$(attack flood 8 600)
+for k in checks fails slowest_ms VmRSS RssAnon; do put "atk_flood_$k" "$(jget "$a" "$k")"; done
+alive "$ge_pid" || { echo "guest-exporter died during the attacks" >&2; exit 1; }
+put ge_stripped_bytes "$(strip -o "$tmp/ge.stripped" "$GE" && stat -c %s "$tmp/ge.stripped")"
+put ge_text_bytes "$(size -A "$GE" | awk '$1 == ".text" {print $2}')"
+
 # --- RSS after the scrapes ----------------------------------------------------
 for p in ge go; do
   scrape "$p" "$tmp/$p.after.metrics"
@@ -380,10 +528,48 @@ python3 "$helper" smaps "$ge_pid" ge >>"$res"
 put loadavg_end "$(cut -d' ' -f1-3 /proc/loadavg)"
 put measure_s "$(( $(date +%s) - t_start ))"
 
+
+# The attack section: rendered here (the exporter section's renderer does not
+# know these figures), between its own markers.
+render_attacks() {
+  local r k
+  r() { sed -n "s/^$1=//p" "$res" | tail -1; }
+  cat <<MD
+<!-- exporter-attacks:begin -->
+## guest-exporter under abusive clients
+
+Produced by \`$(r command)\` on $(r date) (guest-exporter revision \`$(r revision)\`; idle window $(r idle_window_s) s, wrk runs of ${WRK_DURATION_S} s$([ "$IDLE_WINDOW_S" -lt 240 ] && echo "; **short mode** on a machine shared with other builds (IDLE_WINDOW_S=$IDLE_WINDOW_S, WRK_DURATION_S=$WRK_DURATION_S): idle CPU is extrapolated from a short window and the scrape count is below the full run's")). Same set-up as the section above; the attackers are the Python client embedded in \`bench/exporter.sh\`; RSS is read from \`/proc/PID/status\` while each attack is on; the unix-socket health check (\`GET /healthz\`, HTTP/1.0, 2 s timeout) runs every 0.5 s during each attack.
+
+| attack | unix health checks (failed) | slowest health check | VmRSS / RssAnon during it | other |
+|---|---|---|---|---|
+| 250 slow TCP clients (a byte a second, never a whole request; reconnect when cut) + wrk -c32 on /metrics | $(r atk_slow_checks) ($(r atk_slow_fails)) | $(r atk_slow_slowest_ms | awk '{printf "%.1f", $1}') ms | $(r atk_slow_VmRSS | awk '{printf "%.1f", $1/1024}') / $(r atk_slow_RssAnon | awk '{printf "%.1f", $1/1024}') MiB | /metrics p50 / p99 $(r ge_slow32_p50_us | awk '{printf "%.3f", $1/1000}') / $(r ge_slow32_p99_us | awk '{printf "%.3f", $1/1000}') ms, $(r ge_slow32_rps) req/s, $(r ge_slow32_non2xx) non-2xx, $(r ge_slow32_sockerr) socket errors; slow clients cut at the 10 s request deadline and reconnected: $(r atk_slow_cut_and_reconnected) |
+| a unix and a TCP client pipeline GETs for 8 s and never read | $(r atk_pipe_checks) ($(r atk_pipe_fails)) | $(r atk_pipe_slowest_ms | awk '{printf "%.1f", $1}') ms | $(r atk_pipe_VmRSS | awk '{printf "%.1f", $1/1024}') / $(r atk_pipe_RssAnon | awk '{printf "%.1f", $1/1024}') MiB | bytes of requests the clients could send before their sends blocked (the kernel's socket buffers included; loopback TCP buffers grow to MiBs): unix $(r atk_pipe_sent_unix) B, TCP $(r atk_pipe_sent_tcp) B (of 4 MiB each) |
+| 600 idle TCP connections for 8 s (TCP budget 512) | $(r atk_flood_checks) ($(r atk_flood_fails)) | $(r atk_flood_slowest_ms | awk '{printf "%.1f", $1}') ms | $(r atk_flood_VmRSS | awk '{printf "%.1f", $1/1024}') / $(r atk_flood_RssAnon | awk '{printf "%.1f", $1/1024}') MiB | |
+
+After all attacks and $(r ge_scrapes) scrapes: VmRSS $(r ge_after_vmrss | awk '{printf "%.1f", $1/1024}') MiB, RssAnon $(r ge_after_rssanon | awk '{printf "%.1f", $1/1024}') MiB, VmHWM $(r ge_after_vmhwm | awk '{printf "%.1f", $1/1024}') MiB. Binary: $(r ge_stripped_bytes) bytes stripped, .text $(r ge_text_bytes) bytes.
+
+The injected sidecar has no probes (no readiness, no liveness exec): the idle CPU above is all it costs; an exec probe of this binary would add about 50 ms of CPU per run. The in-process watchdog adds one wake-up of its thread and one of the server thread every 30 s.
+<!-- exporter-attacks:end -->
+MD
+}
 # --- report -------------------------------------------------------------------
+render_attacks >"$tmp/attacks.md"
 if [ "$write" = 1 ]; then
   python3 "$helper" render "$res" --doc "$repo/docs/benchmarks.md"
-  log "wrote the exporter section of docs/benchmarks.md"
+  # The attack section goes right after the exporter section, replacing its previous run.
+  python3 - "$repo/docs/benchmarks.md" "$tmp/attacks.md" <<'PY'
+import re, sys
+doc, new = open(sys.argv[1]).read(), open(sys.argv[2]).read().strip() + "\n"
+b, e = "<!-- exporter-attacks:begin -->", "<!-- exporter-attacks:end -->"
+if b in doc:
+    doc = doc[:doc.index(b)] + new.rstrip("\n") + doc[doc.index(e) + len(e):]
+else:
+    end = "<!-- exporter-bench:end -->"
+    doc = doc.replace(end, end + "\n\n" + new.rstrip("\n"), 1)
+open(sys.argv[1], "w").write(doc)
+PY
+  log "wrote the exporter sections of docs/benchmarks.md"
 else
   python3 "$helper" render "$res"
+  cat "$tmp/attacks.md"
 fi

@@ -2,28 +2,40 @@
 
 #include <arpa/inet.h>
 #include <fcntl.h>
-#include <netdb.h>
 #include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <poll.h>
-#include <sys/epoll.h>
+#include <spdlog/spdlog.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
-#include <algorithm>
+#include <boost/asio/generic/stream_protocol.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ip/v6_only.hpp>
+#include <boost/asio/local/stream_protocol.hpp>
+#include <boost/asio/posix/stream_descriptor.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/socket_base.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/write.hpp>
 #include <cerrno>
 #include <cstring>
-#include <optional>
 #include <stdexcept>
+
+#include "gm/listen_address.h"
 
 namespace gm::exporter {
 
 namespace {
 
-constexpr size_t kMaxRequestBytes = 8192;
+namespace asio = boost::asio;
+using Protocol = asio::generic::stream_protocol;
+using Socket = Protocol::socket;
+using Acceptor = asio::basic_socket_acceptor<Protocol>;
+using SteadyClock = std::chrono::steady_clock;
+using boost::system::error_code;
 
 std::string Errno(const std::string& what) { return what + ": " + std::strerror(errno); }
 
@@ -32,294 +44,342 @@ void SetNonBlocking(int fd) {
   fcntl(fd, F_SETFL, flags | O_NONBLOCK);
 }
 
-const char* StatusText(int status) {
-  switch (status) {
-    case 200: return "OK";
-    case 400: return "Bad Request";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 431: return "Request Header Fields Too Large";
-    case 503: return "Service Unavailable";
-    default: return "Error";
+/// Logs a condition at most once a minute, with how often it recurred since:
+/// a flood of refused connections must not become a flood of log lines.
+struct BurstLog {
+  SteadyClock::time_point last{};
+  uint64_t since = 0;
+  bool logged_once = false;
+  template <typename F>
+  void operator()(F&& log) {
+    const auto now = SteadyClock::now();
+    if (logged_once && now - last < std::chrono::minutes(1)) {
+      ++since;
+      return;
+    }
+    log(since);
+    logged_once = true;
+    last = now;
+    since = 0;
   }
-}
+};
 
-// Value of header `name` (lower case) in the header block, trimmed and lower-cased.
-std::optional<std::string> HeaderValue(const std::string& head, const char* name) {
-  std::string lower(head.size(), '\0');
-  for (size_t i = 0; i < head.size(); ++i) {
-    lower[i] = static_cast<char>(std::tolower(static_cast<unsigned char>(head[i])));
-  }
-  const std::string key = std::string("\r\n") + name + ":";
-  const auto pos = lower.find(key);
-  if (pos == std::string::npos) return std::nullopt;
-  auto begin = pos + key.size();
-  auto end = lower.find("\r\n", begin);
-  while (begin < end && (lower[begin] == ' ' || lower[begin] == '\t')) ++begin;
-  while (end > begin && (lower[end - 1] == ' ' || lower[end - 1] == '\t')) --end;
-  return lower.substr(begin, end - begin);
+bool OutOfDescriptors(const error_code& ec) {
+  return ec == asio::error::no_descriptors ||
+         ec == boost::system::errc::too_many_files_open_in_system ||
+         ec == asio::error::no_buffer_space || ec == asio::error::no_memory;
 }
 
 }  // namespace
 
-std::pair<std::string, int> ParseListenAddress(const std::string& address) {
-  const auto colon = address.rfind(':');
-  if (colon == std::string::npos) {
-    throw std::invalid_argument("listen address '" + address + "' has no ':port'");
+struct Listener {
+  const char* kind;  // "tcp" or "unix", for logs
+  Acceptor acceptor;
+  asio::steady_timer pause;
+  size_t budget;
+  size_t open = 0;
+  BurstLog full_log;
+  BurstLog fd_log;
+  Listener(asio::io_context& io, const char* k, size_t b)
+      : kind(k), acceptor(io), pause(io), budget(b) {}
+};
+
+struct HttpServer::Impl {
+  HttpServerOptions options;
+  Handler handler;
+  Tick tick;
+  asio::io_context io{1};
+  std::unique_ptr<Listener> unix_listener;
+  std::unique_ptr<Listener> tcp_listener;
+  int wake_fd = -1;
+  asio::posix::stream_descriptor wake{io};
+  asio::posix::stream_descriptor tick_sd{io};
+  std::atomic<bool> stop{false};
+  int tcp_port = 0;
+  char buf[4096];  // every connection reads through it: the loop runs one read at a time
+
+  void Accept(Listener& l);
+  void WaitWake();
+  void WaitTick();
+};
+
+namespace {
+
+class Conn : public std::enable_shared_from_this<Conn> {
+ public:
+  Conn(HttpServer::Impl& server, Listener& listener, Socket socket)
+      : server_(server),
+        listener_(listener),
+        sock_(std::move(socket)),
+        timer_(server.io),
+        ex_(server.handler) {}
+
+  void Start() {
+    error_code ec;
+    sock_.non_blocking(true, ec);
+    // The first request's deadline runs from the accept: a connection that
+    // says nothing holds its slot no longer than one that says too little.
+    SetDeadline(server_.options.request_timeout, true);
+    WaitRead();
   }
-  std::string host = address.substr(0, colon);
-  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
-  const std::string port_text = address.substr(colon + 1);
-  char* end = nullptr;
-  const long port = std::strtol(port_text.c_str(), &end, 10);
-  if (port_text.empty() || *end != '\0' || port < 0 || port > 65535) {
-    throw std::invalid_argument("listen address '" + address + "' has an invalid port");
+
+ private:
+  void SetDeadline(std::chrono::milliseconds d, bool request) {
+    request_deadline_ = request;
+    timer_.expires_after(d);  // cancels the previous wait
+    timer_.async_wait([self = shared_from_this()](const error_code& ec) {
+      if (!ec) self->Close();  // aborted: the deadline moved or the connection closed
+    });
   }
-  return {host, static_cast<int>(port)};
+
+  void WaitRead() {
+    sock_.async_wait(Socket::wait_read, [self = shared_from_this()](const error_code& ec) {
+      if (ec) return self->Close();
+      self->OnReadable();
+    });
+  }
+
+  void OnReadable() {
+    for (;;) {
+      const size_t want = std::min(ex_.wanted(), sizeof server_.buf);
+      error_code ec;
+      const size_t n = sock_.read_some(asio::buffer(server_.buf, want), ec);
+      if (ec == asio::error::would_block || ec == asio::error::try_again) return WaitRead();
+      if (ec || n == 0) return Close();  // end of stream or a reset
+      ex_.Feed(std::string_view(server_.buf, n));
+      // Bytes of a new request start its deadline; later bytes never move it.
+      if (!request_deadline_) SetDeadline(server_.options.request_timeout, true);
+      if (ex_.response_ready()) return Write();
+      if (ex_.closing()) return Close();
+    }
+  }
+
+  void Write() {
+    // Nothing is read while this is unsent: a client that does not read its
+    // responses stops being read from, and costs this one response.
+    asio::async_write(
+        sock_, asio::buffer(ex_.response()),
+        [self = shared_from_this()](const error_code& ec, size_t) { self->Written(ec); });
+  }
+
+  void Written(const error_code& ec) {
+    if (ec) return Close();
+    ex_.ResponseSent();
+    if (ex_.response_ready()) {  // the next pipelined request, already complete
+      SetDeadline(server_.options.request_timeout, true);
+      return Write();
+    }
+    if (ex_.closing()) {
+      error_code ignored;
+      sock_.shutdown(Socket::shutdown_send, ignored);
+      return Close();
+    }
+    if (ex_.mid_request()) {
+      SetDeadline(server_.options.request_timeout, true);
+    } else {
+      SetDeadline(server_.options.idle_timeout, false);
+    }
+    WaitRead();
+  }
+
+  void Close() {
+    if (closed_) return;
+    closed_ = true;
+    error_code ignored;
+    sock_.close(ignored);
+    timer_.cancel();
+    --listener_.open;
+  }
+
+  HttpServer::Impl& server_;
+  Listener& listener_;
+  Socket sock_;
+  asio::steady_timer timer_;
+  HttpSession ex_;
+  bool request_deadline_ = false;
+  bool closed_ = false;
+};
+
+void Listen(Acceptor& acceptor, const Protocol::endpoint& ep, bool dual_stack, int backlog,
+            error_code& ec) {
+  acceptor.open(ep.protocol(), ec);
+  if (ec) return;
+  if (ep.protocol().family() != AF_UNIX) {
+    acceptor.set_option(asio::socket_base::reuse_address(true), ec);
+    if (dual_stack) acceptor.set_option(asio::ip::v6_only(false), ec);
+  }
+  if (!ec) acceptor.bind(ep, ec);
+  if (!ec) acceptor.listen(backlog, ec);
+  if (ec) {
+    error_code ignored;
+    acceptor.close(ignored);
+  }
+}
+
+}  // namespace
+
+void HttpServer::Impl::Accept(Listener& l) {
+  l.acceptor.async_accept([this, &l](const error_code& ec, Socket socket) {
+    if (ec == asio::error::operation_aborted) return;
+    if (OutOfDescriptors(ec)) {
+      // Level-triggered readiness would report the pending connection again
+      // at once: pause instead, and let closing connections free descriptors.
+      l.fd_log([&](uint64_t since) {
+        spdlog::warn(
+            "out of file descriptors accepting on the {} listener ({}); pausing accepts for {} ms "
+            "({} more times since the last message)",
+            l.kind, ec.message(), options.accept_pause.count(), since);
+      });
+      l.pause.expires_after(options.accept_pause);
+      l.pause.async_wait([this, &l](const error_code& e) {
+        if (!e) Accept(l);
+      });
+      return;
+    }
+    if (!ec) {
+      if (l.open >= l.budget) {
+        // Refuse rather than queue: the client learns at once, and memory stays bounded.
+        l.full_log([&](uint64_t since) {
+          spdlog::warn(
+              "{} connection budget ({}) full; refusing connections ({} more since the last "
+              "message)",
+              l.kind, l.budget, since);
+        });
+      } else {
+        ++l.open;
+        if (&l == tcp_listener.get()) {
+          error_code ignored;
+          socket.set_option(asio::ip::tcp::no_delay(true), ignored);
+        }
+        std::make_shared<Conn>(*this, l, std::move(socket))->Start();
+      }
+    }
+    Accept(l);  // other errors (a connection reset before accept) concern one client only
+  });
+}
+
+void HttpServer::Impl::WaitWake() {
+  wake.async_wait(asio::posix::stream_descriptor::wait_read, [this](const error_code& ec) {
+    if (ec) return;
+    if (stop) {
+      io.stop();
+      return;
+    }
+    uint64_t v = 0;
+    [[maybe_unused]] const auto n = ::read(wake_fd, &v, sizeof v);
+    WaitWake();
+  });
+}
+
+void HttpServer::Impl::WaitTick() {
+  tick_sd.async_wait(asio::posix::stream_descriptor::wait_read, [this](const error_code& ec) {
+    if (ec) return;
+    tick();
+    WaitTick();
+  });
 }
 
 HttpServer::HttpServer(HttpServerOptions options, Handler handler, Tick tick)
-    : options_(std::move(options)), handler_(std::move(handler)), tick_(std::move(tick)) {
-  epoll_fd_ = epoll_create1(EPOLL_CLOEXEC);
-  wake_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-  if (epoll_fd_ < 0 || wake_fd_ < 0) throw std::runtime_error(Errno("epoll/eventfd"));
+    : impl_(std::make_unique<Impl>()) {
+  Impl& s = *impl_;
+  s.options = std::move(options);
+  s.handler = std::move(handler);
+  s.tick = std::move(tick);
+  s.wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (s.wake_fd < 0) throw std::runtime_error(Errno("eventfd"));
+  s.wake.assign(::dup(s.wake_fd));
 
-  // Unix socket: always on; exec probes and local tools use it.
-  sockaddr_un sun{};
-  sun.sun_family = AF_UNIX;
-  if (options_.unix_socket.size() >= sizeof(sun.sun_path)) {
-    throw std::runtime_error("unix socket path '" + options_.unix_socket + "' is too long");
-  }
-  std::strncpy(sun.sun_path, options_.unix_socket.c_str(), sizeof(sun.sun_path) - 1);
-  unix_fd_ = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  ::unlink(options_.unix_socket.c_str());  // a socket file left by a previous run
-  if (bind(unix_fd_, reinterpret_cast<sockaddr*>(&sun), sizeof sun) != 0 || listen(unix_fd_, 64) != 0) {
-    throw std::runtime_error(Errno("cannot listen on unix socket '" + options_.unix_socket + "'"));
-  }
-
-  if (!options_.listen_address.empty()) {
-    const auto [host, port] = ParseListenAddress(options_.listen_address);
-    addrinfo hints{};
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
-    hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
-    addrinfo* res = nullptr;
-    const std::string port_text = std::to_string(port);
-    if (const int rc = getaddrinfo(host.empty() ? nullptr : host.c_str(), port_text.c_str(), &hints, &res); rc != 0) {
-      throw std::runtime_error("cannot resolve listen address '" + options_.listen_address + "': " + gai_strerror(rc));
+  if (!s.options.unix_socket.empty()) {
+    if (s.options.unix_socket.size() >= sizeof(sockaddr_un::sun_path)) {
+      throw std::runtime_error("unix socket path '" + s.options.unix_socket + "' is too long");
     }
-    tcp_fd_ = socket(res->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    const int one = 1;
-    setsockopt(tcp_fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    const bool ok = bind(tcp_fd_, res->ai_addr, res->ai_addrlen) == 0 && listen(tcp_fd_, 128) == 0;
-    freeaddrinfo(res);
-    if (!ok) throw std::runtime_error(Errno("cannot listen on '" + options_.listen_address + "'"));
-    sockaddr_storage bound{};
-    socklen_t len = sizeof bound;
-    getsockname(tcp_fd_, reinterpret_cast<sockaddr*>(&bound), &len);
-    tcp_port_ = ntohs(bound.ss_family == AF_INET6 ? reinterpret_cast<sockaddr_in6*>(&bound)->sin6_port
-                                                  : reinterpret_cast<sockaddr_in*>(&bound)->sin_port);
+    s.unix_listener = std::make_unique<Listener>(s.io, "unix", s.options.max_unix_connections);
+    ::unlink(s.options.unix_socket.c_str());  // a socket file left by a previous run
+    error_code ec;
+    Listen(s.unix_listener->acceptor, asio::local::stream_protocol::endpoint(s.options.unix_socket),
+           false, 64, ec);
+    if (ec)
+      throw std::runtime_error("cannot listen on unix socket '" + s.options.unix_socket +
+                               "': " + ec.message());
   }
 
-  // A tick fd without a tick would stay readable and spin the loop.
-  if (!tick_) options_.tick_fd = -1;
-  for (int fd : {wake_fd_, unix_fd_, tcp_fd_, options_.tick_fd}) {
-    if (fd < 0) continue;
-    epoll_event ev{};
-    ev.events = EPOLLIN;
-    ev.data.fd = fd;
-    epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, fd, &ev);
+  if (!s.options.listen_address.empty()) {
+    const gm::ListenAddress addr = gm::ParseListenAddress(s.options.listen_address);
+    s.tcp_listener = std::make_unique<Listener>(s.io, "tcp", s.options.max_tcp_connections);
+    error_code ec;
+    if (addr.host.empty()) {
+      // Every interface: dual-stack [::], or 0.0.0.0 on a host without IPv6.
+      Listen(s.tcp_listener->acceptor, asio::ip::tcp::endpoint(asio::ip::tcp::v6(), addr.port),
+             true, 128, ec);
+      if (ec == asio::error::address_family_not_supported ||
+          ec == boost::system::errc::address_not_available) {
+        Listen(s.tcp_listener->acceptor, asio::ip::tcp::endpoint(asio::ip::tcp::v4(), addr.port),
+               false, 128, ec);
+      }
+    } else {
+      auto ip = asio::ip::make_address(addr.host, ec);
+      if (ec) {
+        asio::ip::tcp::resolver resolver(s.io);
+        const auto found = resolver.resolve(
+            addr.host, std::to_string(addr.port),
+            asio::ip::resolver_base::passive | asio::ip::resolver_base::numeric_service, ec);
+        if (ec || found.empty()) {
+          throw std::runtime_error("cannot resolve listen address '" + s.options.listen_address +
+                                   "': " + (ec ? ec.message() : "no address"));
+        }
+        ip = found.begin()->endpoint().address();
+      }
+      Listen(s.tcp_listener->acceptor, asio::ip::tcp::endpoint(ip, addr.port), false, 128, ec);
+    }
+    if (ec)
+      throw std::runtime_error("cannot listen on '" + s.options.listen_address +
+                               "': " + ec.message());
+    error_code ignored;
+    const auto bound = s.tcp_listener->acceptor.local_endpoint(ignored);
+    const auto* sa = reinterpret_cast<const sockaddr*>(bound.data());
+    s.tcp_port =
+        ntohs(sa->sa_family == AF_INET6 ? reinterpret_cast<const sockaddr_in6*>(sa)->sin6_port
+                                        : reinterpret_cast<const sockaddr_in*>(sa)->sin_port);
+  }
+
+  // A tick fd without a tick would stay readable and wake the loop for nothing.
+  if (s.tick && s.options.tick_fd >= 0) {
+    const int fd =
+        ::dup(s.options.tick_fd);  // the descriptor owns its copy; the caller keeps the original
+    if (fd < 0) throw std::runtime_error(Errno("dup"));
+    s.tick_sd.assign(fd);
   }
 }
 
 HttpServer::~HttpServer() {
-  for (auto& [fd, c] : conns_) ::close(fd);
-  for (int fd : {unix_fd_, tcp_fd_, wake_fd_, epoll_fd_}) {
-    if (fd >= 0) ::close(fd);
-  }
-  ::unlink(options_.unix_socket.c_str());
-}
-
-void HttpServer::Stop() {
-  stop_ = true;
-  const uint64_t one = 1;
-  [[maybe_unused]] auto n = ::write(wake_fd_, &one, sizeof one);
-}
-
-int HttpServer::WaitMillis() const {
-  if (conns_.empty()) return -1;
-  const auto left = std::chrono::ceil<std::chrono::milliseconds>(next_idle_check_ -
-                                                                 std::chrono::steady_clock::now());
-  return static_cast<int>(std::clamp<int64_t>(left.count(), 0, 1 << 30));
+  if (!impl_->options.unix_socket.empty() && impl_->unix_listener)
+    ::unlink(impl_->options.unix_socket.c_str());
+  const int wake_fd = impl_->wake_fd;
+  impl_.reset();  // closes every connection before the wake descriptor goes
+  ::close(wake_fd);
 }
 
 void HttpServer::Run() {
-  epoll_event events[64];
-  while (!stop_) {
-    const int n = epoll_wait(epoll_fd_, events, 64, WaitMillis());
-    for (int i = 0; i < n; ++i) {
-      const int fd = events[i].data.fd;
-      if (fd == wake_fd_) continue;
-      if (fd == options_.tick_fd) {
-        if (tick_) tick_();
-      } else if (fd == unix_fd_ || fd == tcp_fd_) {
-        Accept(fd);
-      } else if (events[i].events & (EPOLLERR | EPOLLHUP)) {
-        Close(fd);
-      } else {
-        if (events[i].events & EPOLLIN) OnReadable(fd);
-        if (conns_.count(fd) && (events[i].events & EPOLLOUT)) OnWritable(fd);
-      }
-    }
-    if (!conns_.empty() && std::chrono::steady_clock::now() >= next_idle_check_) CloseIdle();
-  }
+  Impl& s = *impl_;
+  if (s.unix_listener) s.Accept(*s.unix_listener);
+  if (s.tcp_listener) s.Accept(*s.tcp_listener);
+  s.WaitWake();
+  if (s.tick_sd.is_open()) s.WaitTick();
+  s.io.run();
 }
 
-void HttpServer::Accept(int listener) {
-  for (;;) {
-    const int fd = accept4(listener, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
-    if (fd < 0) return;  // EAGAIN or a transient error: epoll tells us again
-    if (conns_.size() >= options_.max_connections) {
-      ::close(fd);  // bound memory: refuse rather than queue
-      continue;
-    }
-    if (listener == tcp_fd_) {
-      const int one = 1;
-      setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    }
-    epoll_event ev{};
-    ev.events = EPOLLIN | EPOLLRDHUP;
-    ev.data.fd = fd;
-    epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, fd, &ev);
-    const auto now = std::chrono::steady_clock::now();
-    if (conns_.empty()) next_idle_check_ = now + options_.idle_timeout;
-    conns_[fd].last_active = now;
-  }
+void HttpServer::Stop() {
+  impl_->stop = true;
+  const uint64_t one = 1;
+  [[maybe_unused]] const auto n = ::write(impl_->wake_fd, &one, sizeof one);  // async-signal-safe
 }
 
-void HttpServer::OnReadable(int fd) {
-  auto& c = conns_[fd];
-  char buf[4096];
-  for (;;) {
-    const ssize_t n = ::read(fd, buf, sizeof buf);
-    if (n > 0) {
-      c.in.append(buf, static_cast<size_t>(n));
-      // A short read drained the socket: skip the read that would only say
-      // EAGAIN (epoll is level-triggered and reports anything that comes later).
-      if (c.in.size() > 2 * kMaxRequestBytes || static_cast<size_t>(n) < sizeof buf) break;
-      continue;
-    }
-    if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK)) {
-      Close(fd);
-      return;
-    }
-    break;
-  }
-  c.last_active = std::chrono::steady_clock::now();
-  ServeBuffered(fd, c);
-}
+void HttpServer::Ping(std::function<void()> done) { asio::post(impl_->io, std::move(done)); }
 
-void HttpServer::ServeBuffered(int fd, Conn& c) {
-  // Serve every complete request in the buffer (pipelining), in order.
-  while (!c.close_after_write) {
-    const auto end = c.in.find("\r\n\r\n");
-    HttpResponse resp;
-    std::string head;
-    if (end == std::string::npos) {
-      if (c.in.size() <= kMaxRequestBytes) break;
-      resp = {431, "text/plain; charset=utf-8", "request header too large\n"};
-      c.close_after_write = true;
-    } else {
-      head = c.in.substr(0, end + 2);
-      c.in.erase(0, end + 4);
-      const auto line_end = head.find("\r\n");
-      const std::string line = head.substr(0, line_end);
-      const auto sp1 = line.find(' ');
-      const auto sp2 = line.find(' ', sp1 + 1);
-      if (sp1 == std::string::npos || sp2 == std::string::npos || line.compare(sp2 + 1, 5, "HTTP/") != 0) {
-        resp = {400, "text/plain; charset=utf-8", "malformed request line\n"};
-        c.close_after_write = true;
-      } else {
-        HttpRequest req{line.substr(0, sp1), line.substr(sp1 + 1, sp2 - sp1 - 1)};
-        if (const auto q = req.path.find('?'); q != std::string::npos) req.path.resize(q);
-        const bool http10 = line.compare(sp2 + 1, 8, "HTTP/1.0") == 0;
-        const auto connection = HeaderValue(head, "connection");
-        if (http10 ? connection != "keep-alive" : connection == "close") c.close_after_write = true;
-        const auto length = HeaderValue(head, "content-length");
-        if ((length && *length != "0") || HeaderValue(head, "transfer-encoding")) {
-          resp = {400, "text/plain; charset=utf-8", "request bodies are not accepted\n"};
-          c.close_after_write = true;
-        } else if (req.method != "GET" && req.method != "HEAD") {
-          resp = {405, "text/plain; charset=utf-8", "only GET and HEAD are served\n"};
-        } else {
-          resp = handler_(req);
-          if (req.method == "HEAD") {
-            const size_t len = resp.body.size();
-            resp.body.clear();
-            c.out += "HTTP/1.1 " + std::to_string(resp.status) + " " + StatusText(resp.status) +
-                     "\r\nContent-Type: " + resp.content_type + "\r\nContent-Length: " + std::to_string(len) +
-                     (c.close_after_write ? "\r\nConnection: close" : "") + "\r\n\r\n";
-            continue;
-          }
-        }
-      }
-    }
-    c.out += "HTTP/1.1 " + std::to_string(resp.status) + " " + StatusText(resp.status) +
-             "\r\nContent-Type: " + resp.content_type + "\r\nContent-Length: " +
-             std::to_string(resp.body.size()) + (c.close_after_write ? "\r\nConnection: close" : "") +
-             "\r\n\r\n" + resp.body;
-  }
-  OnWritable(fd);
-}
-
-void HttpServer::OnWritable(int fd) {
-  auto& c = conns_[fd];
-  while (!c.out.empty()) {
-    const ssize_t n = ::send(fd, c.out.data(), c.out.size(), MSG_NOSIGNAL);
-    if (n > 0) {
-      c.out.erase(0, static_cast<size_t>(n));
-      continue;
-    }
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
-    Close(fd);
-    return;
-  }
-  if (c.out.empty() && c.close_after_write) {
-    Close(fd);
-    return;
-  }
-  const bool want_out = !c.out.empty();
-  if (want_out == c.watching_out) return;  // the usual case: the whole answer went out at once
-  c.watching_out = want_out;
-  epoll_event ev{};
-  ev.events = EPOLLIN | EPOLLRDHUP | (want_out ? static_cast<uint32_t>(EPOLLOUT) : 0u);
-  ev.data.fd = fd;
-  epoll_ctl(epoll_fd_, EPOLL_CTL_MOD, fd, &ev);
-}
-
-void HttpServer::Close(int fd) {
-  epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, fd, nullptr);
-  ::close(fd);
-  conns_.erase(fd);
-}
-
-void HttpServer::CloseIdle() {
-  // One pass closes the idle connections and finds when the oldest of the
-  // rest goes idle: the server wakes for that, not on a fixed period.
-  const auto now = std::chrono::steady_clock::now();
-  const auto cutoff = now - options_.idle_timeout;
-  auto oldest = now;
-  for (auto it = conns_.begin(); it != conns_.end();) {
-    const int fd = it->first;
-    const auto last = it->second.last_active;
-    ++it;
-    if (last <= cutoff) {
-      Close(fd);
-    } else {
-      oldest = std::min(oldest, last);
-    }
-  }
-  next_idle_check_ = oldest + options_.idle_timeout;
+int HttpServer::tcp_port() const { return impl_->tcp_port; }
+size_t HttpServer::open_tcp() const { return impl_->tcp_listener ? impl_->tcp_listener->open : 0; }
+size_t HttpServer::open_unix() const {
+  return impl_->unix_listener ? impl_->unix_listener->open : 0;
 }
 
 int HttpGetUnix(const std::string& socket_path, const std::string& path,
@@ -344,7 +404,8 @@ int HttpGetUnix(const std::string& socket_path, const std::string& path,
   std::string reply;
   char buf[4096];
   for (;;) {
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
     if (left.count() <= 0) {
       error = "no answer within " + std::to_string(timeout.count()) + " ms";
       ::close(fd);

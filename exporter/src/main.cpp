@@ -4,7 +4,12 @@
 #include <libvirt/libvirt.h>
 #include <spdlog/spdlog.h>
 
+#include <sys/resource.h>
+
+#include <algorithm>
 #include <csignal>
+#include <cstdlib>
+#include <filesystem>
 #include <iostream>
 
 #include "exposition.h"
@@ -18,6 +23,7 @@
 #include "load_cache.h"
 #include "poller.h"
 #include "report_client.h"
+#include "watchdog.h"
 
 namespace {
 
@@ -43,12 +49,17 @@ struct Options {
   std::string node;
   std::string socket = "/var/run/guest-exporter/metrics.sock";
   std::string listen_address = ":9477";
+  int http_request_timeout = 10;
+  int http_idle_timeout = 60;
+  size_t http_max_tcp_connections = 512;
+  size_t http_max_unix_connections = 32;
   std::string log_format = "text";
   std::string log_level = "info";
   int max_backoff = 30;
   int keepalive_interval = 30;
   unsigned keepalive_count = 3;
   int call_deadline = 30;
+  int watchdog_timeout = 0;  // 0: derived from the keepalive and agent timeouts
   // Launcher pod and ratio inputs (the injector sets them).
   std::string pod_name;
   std::string pod_uid;
@@ -77,6 +88,68 @@ std::optional<double> QuantityFlag(const std::string& flag, const std::string& t
 template <typename T>
 CLI::Option* Flag(CLI::App& app, const std::string& name, T& value, const std::string& help) {
   return gm::AddFlag(app, "GUEST_EXPORTER", name, value, help);
+}
+
+// What a person who opens the exporter in a browser sees.
+constexpr const char* kLandingPage =
+    "<!DOCTYPE html><html><head><title>guest-exporter</title></head><body><h1>guest-exporter</h1>"
+    "<p>Guest load of this host's VMs, for Prometheus.</p>"
+    "<ul><li><a href=\"metrics\">/metrics</a></li><li><a href=\"healthz\">/healthz</a></li></ul>"
+    "</body></html>\n";
+
+// The unix socket's path, or "" (socket off) when its directory is missing
+// and cannot be made: on a plain host /var/run/guest-exporter does not exist,
+// and a user running the exporter by hand wants TCP to serve regardless.
+std::string UsableSocketPath(const std::string& path) {
+  if (path.empty()) return path;
+  const auto dir = std::filesystem::path(path).parent_path();
+  if (dir.empty()) return path;
+  std::error_code ec;
+  if (std::filesystem::is_directory(dir, ec)) return path;
+  if (std::filesystem::create_directories(dir, ec) && !ec) {
+    // Owner and group only: /metrics is readable by whoever may connect.
+    std::filesystem::permissions(dir, std::filesystem::perms::owner_all | std::filesystem::perms::group_read |
+                                          std::filesystem::perms::group_exec,
+                                 ec);
+    spdlog::info("created the socket directory {} (mode 0750)", dir.string());
+    return path;
+  }
+  spdlog::warn("unix socket off: cannot create its directory {}: {}", dir.string(),
+               ec ? ec.message() : "not a directory");
+  return "";
+}
+
+// Each connection holds a descriptor: say at start when the limit is below
+// the budgets (the server then pauses accepting on EMFILE rather than failing).
+void WarnIfFewDescriptors(const gm::exporter::HttpServerOptions& h) {
+  rlimit rl{};
+  if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY) return;
+  const rlim_t needed = h.max_tcp_connections + h.max_unix_connections + 64;
+  if (rl.rlim_cur < needed) {
+    spdlog::warn("RLIMIT_NOFILE is {}, below the {} descriptors the connection budgets may use; accepts pause while "
+                 "descriptors run out", rl.rlim_cur, needed);
+  }
+}
+
+// How long one libvirt call may legitimately block: a frozen daemon is
+// dropped by keepalive interval x (count + 1) after its last message, and a
+// live one answers a guest-agent call within the agent timeout plus libvirt's
+// own 30 s wait for the domain's job lock. The polling thread's watchdog bound
+// is twice this (240 s with the defaults), so it never fires on a slow but
+// healthy libvirt, only on a call nothing will end (e.g. a connect to a daemon
+// frozen before it answered: keepalive starts only once connected).
+std::chrono::seconds LongestLegitimateCall(const Options& o) {
+  const auto keepalive = std::chrono::seconds(o.keepalive_interval * (static_cast<int>(o.keepalive_count) + 1));
+  return std::max(keepalive, std::chrono::seconds(o.agent_timeout + 30));
+}
+
+[[noreturn]] void ExitStuck(const gm::exporter::StuckThread& t) {
+  using std::chrono::duration_cast;
+  using std::chrono::seconds;
+  spdlog::critical("watchdog: the {} has been stuck for {} s (bound {} s); exiting so that the container is restarted",
+                   t.name, duration_cast<seconds>(t.stuck_for).count(), duration_cast<seconds>(t.bound).count());
+  spdlog::shutdown();  // flushes
+  std::_Exit(70);      // no destructors: they would wait for the stuck thread
 }
 
 int Serve(const Options& o) {
@@ -137,7 +210,12 @@ int Serve(const Options& o) {
   uint64_t page_generation = 0;
   Clock::time_point page_time{};
   const auto hang_deadline = std::chrono::seconds(o.call_deadline);
-  HttpServerOptions http_options{o.socket, o.listen_address};
+  HttpServerOptions http_options{UsableSocketPath(o.socket), o.listen_address};
+  http_options.request_timeout = std::chrono::seconds(o.http_request_timeout);
+  http_options.idle_timeout = std::chrono::seconds(o.http_idle_timeout);
+  http_options.max_tcp_connections = o.http_max_tcp_connections;
+  http_options.max_unix_connections = o.http_max_unix_connections;
+  WarnIfFewDescriptors(http_options);
   // No periodic tick: the server thread wakes for a hung libvirt call only.
   http_options.tick_fd = poller.hang_timer_fd();
   HttpServer server(
@@ -153,9 +231,11 @@ int Serve(const Options& o) {
           }
           return {200, "text/plain; version=0.0.4; charset=utf-8", page};
         }
-        // Serving is all that health and readiness need: the domain may not
-        // exist yet, and the VMI never hands off unless every container is Ready.
+        // Serving is all that health and readiness mean: the domain may not
+        // exist yet. The injected sidecar has no probes (the watchdog restarts
+        // it); these are for people, scripts and `guest-exporter probe`.
         if (req.path == "/healthz" || req.path == "/readyz") return {200, "text/plain; charset=utf-8", "ok\n"};
+        if (req.path == "/") return {200, "text/html; charset=utf-8", kLandingPage};
         return {404, "text/plain; charset=utf-8", "not found; try /metrics, /healthz or /readyz\n"};
       },
       [&] { poller.OnHangTimer(); });
@@ -165,12 +245,37 @@ int Serve(const Options& o) {
   std::signal(SIGPIPE, SIG_IGN);
 
   spdlog::info("guest-exporter {} ({}) libvirt {}: uri={} interval={}s socket={} listen={}", gm::kVersion,
-               gm::kRevision, LibvirtVersion(), o.libvirt_uri, o.interval, o.socket,
+               gm::kRevision, LibvirtVersion(), o.libvirt_uri, o.interval,
+               http_options.unix_socket.empty() ? "off" : http_options.unix_socket,
                o.listen_address.empty() ? "off" : o.listen_address + " (port " + std::to_string(server.tcp_port()) + ")");
+  // The watchdog. The serving thread answers a ping at once unless something
+  // blocks it (it only ever serves from caches): 60 s is far beyond any
+  // request. The polling thread is stuck when one libvirt call outlives
+  // twice the longest a call can legitimately take.
+  const auto safe = LongestLegitimateCall(o);
+  const auto poller_bound = o.watchdog_timeout > 0 ? std::chrono::seconds(o.watchdog_timeout) : 2 * safe;
+  if (poller_bound <= safe) {
+    spdlog::warn("--watchdog-timeout {} s is not above the {} s a libvirt call may legitimately take; a slow but "
+                 "healthy libvirt can trip it", poller_bound.count(), safe.count());
+  }
+  const auto serving_bound = std::min<std::chrono::seconds>(std::chrono::seconds(60), poller_bound);
+  const auto period = std::clamp<std::chrono::seconds>(serving_bound / 2, std::chrono::seconds(1), std::chrono::seconds(30));
+  PingHeartbeat heartbeat([&server](std::function<void()> f) { server.Ping(std::move(f)); });
+  Watchdog watchdog(
+      {{"serving thread", serving_bound, [&](WatchdogClock::time_point now) { return heartbeat.StuckFor(now); },
+        [&](WatchdogClock::time_point now) { heartbeat.Ping(now); }},
+       {"polling thread (in a libvirt call)", poller_bound,
+        [&](WatchdogClock::time_point now) { return poller.CallRunningFor(now); }, nullptr}},
+      period, ExitStuck);
+  spdlog::debug("watchdog: serving thread bound {} s, polling thread bound {} s, checked every {} s",
+                serving_bound.count(), poller_bound.count(), period.count());
+
   poller.Start();
   if (reports) reports->Start();
+  watchdog.Start();
   server.Run();
   spdlog::info("shutting down");
+  watchdog.Stop();  // the server no longer answers pings
   g_server = nullptr;
   poller.Stop();
   if (reports) reports->Stop();
@@ -194,8 +299,27 @@ int main(int argc, char** argv) {
   Flag(app, "vmi-name", o.vmi_name, "Name of the VMI (default: from the domain name <ns>_<name>)");
   Flag(app, "node-name", o.node, "Node label value (default: the host name)");
   Flag(app, "socket", o.socket, "Unix socket serving /metrics, /healthz, /readyz (always on)");
-  Flag(app, "listen-address", o.listen_address, "TCP address for the same endpoints, host:port; empty turns TCP off");
+  Flag(app, "listen-address", o.listen_address,
+       "TCP address for the same endpoints, host:port ([v6]:port; :port is every interface, dual-stack); empty "
+       "turns TCP off");
+  Flag(app, "http-request-timeout", o.http_request_timeout,
+       "Seconds a client has for a whole request, from its first byte until its response is sent")
+      ->check(CLI::Range(1, 600));
+  Flag(app, "http-idle-timeout", o.http_idle_timeout, "Seconds an idle keep-alive connection stays open")
+      ->check(CLI::Range(1, 3600));
+  Flag(app, "http-max-tcp-connections", o.http_max_tcp_connections, "Open TCP connections at most; more are refused")
+      ->check(CLI::Range(1, 65536));
+  Flag(app, "http-max-unix-connections", o.http_max_unix_connections,
+       "Open unix-socket connections at most, a budget TCP clients cannot use")
+      ->check(CLI::Range(1, 65536));
   gm::AddLogFlags(app, "GUEST_EXPORTER", o.log_format, o.log_level);
+  // The spellings of Prometheus' own exporters, as aliases (CLI11 accepts dots in names).
+  app.add_option("--web.listen-address", o.listen_address, "Alias of --listen-address");
+  app.add_option("--log.level", o.log_level, "Alias of --log-level")
+      ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "off"}));
+  app.add_option("--log.format", o.log_format, "Alias of --log-format (logfmt is read as text)")
+      ->transform(CLI::Transformer({{"logfmt", "text"}}))
+      ->check(CLI::IsMember({"text", "json"}));
   Flag(app, "reconnect-max-backoff", o.max_backoff, "Upper bound, in seconds, between reconnect attempts")->check(CLI::Range(1, 3600));
   Flag(app, "keepalive-interval", o.keepalive_interval,
        "Seconds of silence from libvirt before a keepalive probe; a frozen daemon is detected after "
@@ -204,6 +328,11 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(1, 600));
   Flag(app, "keepalive-count", o.keepalive_count, "Unanswered keepalive probes before the connection is dropped")->check(CLI::Range(1, 100));
   Flag(app, "call-deadline", o.call_deadline, "Seconds after which a libvirt call counts as hung")->check(CLI::Range(1, 3600));
+  Flag(app, "watchdog-timeout", o.watchdog_timeout,
+       "Seconds one libvirt call may run before the process exits (non-zero) to be restarted; 0: twice the longest "
+       "a call can legitimately take, max(keepalive-interval x (keepalive-count + 1), agent-timeout + 30) (240 s by "
+       "default). The serving thread's bound is the smaller of this and 60 s")
+      ->check(CLI::Range(0, 86400));
 
   Flag(app, "pod-name", o.pod_name, "Name of the launcher pod this sidecar runs in (Downward API)");
   Flag(app, "pod-uid", o.pod_uid, "UID of the launcher pod (Downward API)");

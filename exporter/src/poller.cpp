@@ -93,18 +93,39 @@ void Poller::MarkDue(const std::string& domain) {
   cv_.notify_all();
 }
 
+void Poller::WaitBeforeReconnect(steady_clock::duration d) {
+  // Only Stop() ends this wait early. The connection-lost flag must not: it
+  // stays set until a connect succeeds, and waking on it turned the backoff
+  // into a busy loop (over 20,000 connects a second with libvirt gone).
+  std::unique_lock lock(mu_);
+  cv_.wait_for(lock, d, [this] { return stop_.load(); });
+}
+
+steady_clock::duration Poller::Jittered(steady_clock::duration backoff) {
+  // "Equal jitter": between half and all of the backoff, so that the sidecars
+  // of every VM on a node do not reconnect in step after a restart of it.
+  std::uniform_real_distribution<double> half_to_one(0.5, 1.0);
+  return std::chrono::duration_cast<steady_clock::duration>(backoff * half_to_one(rng_));
+}
+
 void Poller::PollLoop() {
-  auto backoff = std::chrono::duration_cast<steady_clock::duration>(config_.initial_backoff);
+  const auto initial = std::chrono::duration_cast<steady_clock::duration>(config_.initial_backoff);
+  const auto max_backoff = std::chrono::duration_cast<steady_clock::duration>(config_.max_backoff);
+  auto backoff = std::min(initial, max_backoff);
+  bool wait_first = false;  // false only for the very first connect
   while (!stop_) {
     if (conn_ == nullptr) {
+      if (wait_first) {
+        WaitBeforeReconnect(Jittered(backoff));
+        backoff = std::min(backoff * 2, max_backoff);
+        if (stop_) break;
+      }
+      wait_first = true;
       if (!Connect()) {
         metrics_.libvirt_connects_failed.Increment();
-        WaitFor(backoff);
-        backoff = std::min<steady_clock::duration>(backoff * 2, config_.max_backoff);
         continue;
       }
       metrics_.libvirt_connects_ok.Increment();
-      backoff = config_.initial_backoff;
     }
     bool lost;
     {
@@ -112,13 +133,17 @@ void Poller::PollLoop() {
       lost = connection_lost_;
     }
     if (lost) {
-      spdlog::warn("libvirt connection to {} lost; reconnecting", config_.uri);
+      spdlog::warn("libvirt connection to {} lost; reconnecting with backoff up to {} s", config_.uri,
+                   config_.max_backoff.count());
       Disconnect();
       continue;
     }
     PollOnce();
     if (config_.on_change) config_.on_change();
     if (conn_ == nullptr) continue;  // the poll found the connection broken
+    // Only a connection that served a poll resets the backoff: a daemon that
+    // accepts and then drops every connection still gets the capped backoff.
+    backoff = std::min(initial, max_backoff);
     auto next = steady_clock::now() + config_.interval;
     for (const auto& [name, at] : next_read_) next = std::min(next, at);
     WaitFor(next - steady_clock::now());
@@ -130,8 +155,23 @@ bool Poller::Connect() {
   CallBegins();
   virConnectPtr conn = virConnectOpen(config_.uri.c_str());
   CallEnds();
+  const auto now = steady_clock::now();
   if (conn == nullptr) {
-    spdlog::warn("cannot connect to libvirt at {}: {}", config_.uri, LastLibvirtError().message);
+    // One warning per burst of failures, a reminder every few minutes while
+    // it lasts, and a summary at the next success; each attempt at debug.
+    const std::string error = LastLibvirtError().message;
+    if (failed_attempts_++ == 0) {
+      first_failure_ = last_failure_log_ = now;
+      spdlog::warn("cannot connect to libvirt at {}: {}; retrying with backoff up to {} s", config_.uri, error,
+                   config_.max_backoff.count());
+    } else if (now - last_failure_log_ >= kFailureReminder) {
+      last_failure_log_ = now;
+      spdlog::warn("still cannot connect to libvirt at {} after {} failed attempts in {} s: {}", config_.uri,
+                   failed_attempts_, std::chrono::duration_cast<std::chrono::seconds>(now - first_failure_).count(),
+                   error);
+    } else {
+      spdlog::debug("cannot connect to libvirt at {}: {}", config_.uri, error);
+    }
     return false;
   }
   if (virConnectSetKeepAlive(conn, config_.keepalive_interval_seconds, config_.keepalive_count) < 0) {
@@ -163,7 +203,13 @@ bool Poller::Connect() {
   method_ = LoadMethod::kGuestInfo;
   next_read_.clear();
   metrics_.libvirt_up.Set(1);
-  spdlog::info("connected to libvirt at {}", config_.uri);
+  if (failed_attempts_ > 0) {
+    spdlog::info("connected to libvirt at {} after {} failed attempts in {} s", config_.uri, failed_attempts_,
+                 std::chrono::duration_cast<std::chrono::seconds>(now - first_failure_).count());
+  } else {
+    spdlog::info("connected to libvirt at {}", config_.uri);
+  }
+  failed_attempts_ = 0;
   return true;
 }
 
@@ -177,6 +223,8 @@ void Poller::Disconnect() {
   hv_.reset();
   virConnectClose(conn_);
   conn_ = nullptr;
+  std::lock_guard lock(mu_);
+  connection_lost_ = false;  // this connection's loss is handled; the next one reports its own
 }
 
 void Poller::PollOnce() {

@@ -14,6 +14,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <random>
 #include <set>
 #include <string>
 #include <thread>
@@ -67,6 +68,15 @@ class Poller {
   int hang_timer_fd() const { return hang_timer_fd_; }
   /// Drains hang_timer_fd() and runs CheckHung(call_deadline).
   void OnHangTimer();
+  /// How long the libvirt call in flight (connects included) has run at
+  /// `now`; zero between calls. The watchdog's view of the polling thread:
+  /// waiting for the next poll or for a reconnect is not being stuck.
+  std::chrono::steady_clock::duration CallRunningFor(std::chrono::steady_clock::time_point now) const {
+    const int64_t started = call_started_ns_;
+    if (started == 0) return std::chrono::steady_clock::duration::zero();
+    return std::max(now.time_since_epoch() - std::chrono::steady_clock::duration(started),
+                    std::chrono::steady_clock::duration::zero());
+  }
 
  private:
   void EventLoop();
@@ -76,6 +86,8 @@ class Poller {
   void PollOnce();
   void MarkDue(const std::string& domain);
   void WaitFor(std::chrono::steady_clock::duration d);
+  void WaitBeforeReconnect(std::chrono::steady_clock::duration d);
+  std::chrono::steady_clock::duration Jittered(std::chrono::steady_clock::duration backoff);
   void CallBegins();
   void CallEnds();
 
@@ -104,6 +116,12 @@ class Poller {
   int lifecycle_cb_ = -1;
   int agent_cb_ = -1;
   std::map<std::string, std::chrono::steady_clock::time_point> next_read_;
+  std::minstd_rand rng_{static_cast<unsigned>(std::chrono::steady_clock::now().time_since_epoch().count())};
+  // The current burst of failed connects (0: connected or never tried).
+  static constexpr std::chrono::minutes kFailureReminder{10};
+  uint64_t failed_attempts_ = 0;
+  std::chrono::steady_clock::time_point first_failure_{};
+  std::chrono::steady_clock::time_point last_failure_log_{};
 
   // Hang detection: start of the libvirt call in flight (0 when none).
   std::atomic<int64_t> call_started_ns_{0};

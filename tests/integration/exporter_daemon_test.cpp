@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <fstream>
 #include <memory>
+#include <sstream>
 #include <thread>
 
 #include "support.h"
@@ -162,4 +163,77 @@ TEST_CASE("a frozen daemon: /metrics stays quick, data goes stale then vanishes,
   s.daemon.Thaw();
   CHECK(WaitUntil([&] { return s.Status(R"(name="test")") == 1; }, 15s));
   CHECK(Sample(s.Metrics(), "guest_exporter_libvirt_up") == 1);
+}
+
+namespace {
+// Lines above debug level of `file` from byte `from` on.
+std::vector<std::string> LinesFrom(const std::string& file, size_t from) {
+  std::ifstream in(file);
+  in.seekg(static_cast<std::streamoff>(from));
+  std::vector<std::string> out;
+  for (std::string line; std::getline(in, line);) {
+    if (line.find("Z debug ") == std::string::npos) out.push_back(line);  // what an operator's log shows
+  }
+  return out;
+}
+}  // namespace
+
+TEST_CASE("libvirt gone: reconnects back off up to the bound and the log says so once per burst") {
+  Setup s;
+  s.StartExporter({"--guest-info-interval", "1", "--reconnect-max-backoff", "2"});
+  REQUIRE(WaitUntil([&] { return s.Status(R"(name="test")") == 1; }, 10s));
+  const std::string failed = R"(guest_exporter_libvirt_connects_total{result="error"})";
+  const std::string log = s.dir.path + "/exporter.log";
+
+  s.daemon.Stop();  // as at every VM stop and after every migration
+  REQUIRE(WaitUntil([&] { return Sample(s.Metrics(), "guest_exporter_libvirt_up") == 0; }, 10s));
+  const double failed0 = Sample(s.Metrics(), failed).value_or(0);
+  const size_t log0 = std::filesystem::file_size(log);
+  std::this_thread::sleep_for(8s);
+  const double attempts = Sample(s.Metrics(), failed).value_or(0) - failed0;
+  const auto lines = LinesFrom(log, log0);
+  std::ostringstream shown;
+  for (size_t i = 0; i < std::min<size_t>(lines.size(), 5); ++i) shown << "\n  " << lines[i];
+  MESSAGE("in 8 s without libvirt: " << attempts << " connect attempts, " << lines.size() << " log lines:" << shown.str());
+  // 0.5 s, 1 s, then 2 s apart (with jitter): about 5 in 8 s. The bug made tens of thousands.
+  CHECK(attempts >= 2);
+  CHECK(attempts <= 12);
+  CHECK(lines.size() <= 3);
+  CHECK(s.exporter->Running());
+
+  s.daemon.Start();  // and it comes back within the bound
+  CHECK(WaitUntil([&] { return Sample(s.Metrics(), "guest_exporter_libvirt_up") == 1; }, 10s));
+  const auto after = LinesFrom(log, log0);
+  bool summary = false;
+  for (const auto& l : after) summary = summary || l.find("failed attempts") != std::string::npos;
+  CHECK_MESSAGE(summary, "a reconnect after a burst of failures says how many attempts failed");
+}
+
+TEST_CASE("watchdog: a libvirt call that nothing will end makes the exporter exit, saying which thread is stuck") {
+  Setup s;
+  // Frozen before the exporter connects: the connect waits for an answer and
+  // keepalive, which starts only once connected, cannot end it.
+  s.daemon.Freeze();
+  s.StartExporter({"--watchdog-timeout", "3", "--keepalive-interval", "1", "--keepalive-count", "1",
+                   "--agent-timeout", "1"});
+  const int code = s.exporter->Wait(20s);
+  s.daemon.Thaw();
+  std::ifstream in(s.dir.path + "/exporter.log");
+  const std::string log((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  MESSAGE("exit code " << code);
+  CHECK(code == 70);
+  CHECK(log.find("watchdog: the polling thread (in a libvirt call) has been stuck for") != std::string::npos);
+}
+
+TEST_CASE("watchdog: libvirt merely gone is not stuck") {
+  Setup s;
+  s.StartExporter({"--watchdog-timeout", "3", "--keepalive-interval", "1", "--keepalive-count", "1",
+                   "--agent-timeout", "1", "--guest-info-interval", "1", "--reconnect-max-backoff", "1"});
+  REQUIRE(WaitUntil([&] { return s.Status(R"(name="test")") == 1; }, 10s));
+  s.daemon.Stop();  // gone: the poller waits between reconnects, which is not being stuck
+  std::this_thread::sleep_for(8s);
+  CHECK(s.exporter->Running());
+  bool ok = false;
+  Get(s.sock, "/healthz", &ok);
+  CHECK(ok);
 }

@@ -3,6 +3,9 @@
 
 #include <doctest/doctest.h>
 
+#include <filesystem>
+#include <fstream>
+
 #include "support.h"
 
 using namespace gm::test;
@@ -77,4 +80,55 @@ TEST_CASE("--help reads well and bad flags fail with a message") {
   CHECK(out.find("give both or neither") != std::string::npos);
   CHECK(Run({GUEST_EXPORTER_BIN, "--listen-address", "nowhere", "--socket", "/tmp/gm-unused.sock"}, out) != 0);
   CHECK(out.find("no ':port'") != std::string::npos);
+}
+
+TEST_CASE("on a plain host: the socket directory is made when missing (0750), and / is a landing page") {
+  TempDir dir;
+  const std::string sock = dir.path + "/run/guest-exporter/metrics.sock";
+  Process exporter({GUEST_EXPORTER_BIN, "--libvirt-uri", "test:///default", "--socket", sock, "--listen-address", ""},
+                   {}, dir.path + "/exporter.log");
+  REQUIRE(WaitUntil([&] { return !Get(sock, "/healthz").empty(); }, 10s));
+  const auto perms = std::filesystem::status(dir.path + "/run/guest-exporter").permissions();
+  CHECK((perms & std::filesystem::perms::all) ==
+        (std::filesystem::perms::owner_all | std::filesystem::perms::group_read | std::filesystem::perms::group_exec));
+  const std::string page = Get(sock, "/");
+  CHECK(page.find("<a href=\"metrics\">") != std::string::npos);
+  CHECK(page.find("<a href=\"healthz\">") != std::string::npos);
+}
+
+TEST_CASE("a socket directory that cannot be made turns the socket off with a notice, and TCP keeps serving") {
+  TempDir dir;
+  const int port = FreeTcpPort();
+  std::filesystem::create_directories(dir.path + "/ro");
+  std::ofstream(dir.path + "/ro/file") << "x";  // a file where the directory should go
+  Process exporter({GUEST_EXPORTER_BIN, "--libvirt-uri", "test:///default", "--socket",
+                    dir.path + "/ro/file/sub/metrics.sock", "--listen-address", "127.0.0.1:" + std::to_string(port)},
+                   {}, dir.path + "/exporter.log");
+  std::string reply;
+  REQUIRE(WaitUntil([&] { return (reply = GetTcp(port, "/metrics")).find("guest_exporter_libvirt_up 1") != std::string::npos; }, 10s));
+  std::ifstream in(dir.path + "/exporter.log");
+  const std::string log((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  CHECK(log.find("unix socket off: cannot create its directory") != std::string::npos);
+  CHECK(exporter.Running());
+}
+
+TEST_CASE("Prometheus exporter flag spellings: --web.listen-address, --log.level, --log.format") {
+  TempDir dir;
+  const int port = FreeTcpPort();
+  Process exporter({GUEST_EXPORTER_BIN, "--libvirt-uri", "test:///default", "--socket", dir.path + "/m.sock",
+                    "--web.listen-address", "127.0.0.1:" + std::to_string(port), "--log.level", "debug",
+                    "--log.format", "json"},
+                   {}, dir.path + "/exporter.log");
+  REQUIRE(WaitUntil([&] { return GetTcp(port, "/").find("200 OK") != std::string::npos; }, 10s));
+  std::ifstream in(dir.path + "/exporter.log");
+  std::string first;
+  std::getline(in, first);
+  CHECK(first.rfind("{", 0) == 0);  // JSON lines
+  const std::string rest((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  CHECK(rest.find("\"debug\"") != std::string::npos);
+
+  std::string out;
+  CHECK(Run({GUEST_EXPORTER_BIN, "--log.format", "logfmt", "--log.level", "loud", "--libvirt-uri", "test:///default"},
+            out) != 0);
+  CHECK(out.find("--log.level") != std::string::npos);  // the bad value is named by the spelling used
 }

@@ -38,6 +38,19 @@ class Process {
   int status_ = -1;
 };
 
+/// A TCP port on 127.0.0.1 that was free a moment ago (bound to port 0, then closed).
+int FreeTcpPort();
+/// A connected socket (blocking), or -1.
+int ConnectTcp(int port);
+int ConnectUnix(const std::string& path);
+/// GET over TCP to 127.0.0.1:port (HTTP/1.0); the whole reply (status line,
+/// headers, body), or "" when no connection.
+std::string GetTcp(int port, const std::string& path);
+/// User + system CPU seconds of a process so far (/proc/PID/stat).
+double CpuSeconds(pid_t pid);
+/// A field of /proc/PID/status in KiB (VmRSS, RssAnon, ...), or -1.
+long StatusKib(pid_t pid, const std::string& field);
+
 /// Runs a command to completion, capturing stdout+stderr.
 int Run(const std::vector<std::string>& argv, std::string& output);
 

@@ -7,6 +7,7 @@
 #include <stdexcept>
 #include <thread>
 
+#include "http_protocol.h"
 #include "http_server.h"
 
 using namespace gm::exporter;
@@ -59,15 +60,6 @@ size_t Count(const std::string& s, const std::string& needle) {
 
 }  // namespace
 
-TEST_CASE("listen addresses") {
-  CHECK(ParseListenAddress(":9477") == std::pair<std::string, int>{"", 9477});
-  CHECK(ParseListenAddress("127.0.0.1:80") == std::pair<std::string, int>{"127.0.0.1", 80});
-  CHECK(ParseListenAddress("[::1]:9") == std::pair<std::string, int>{"::1", 9});
-  CHECK_THROWS_WITH_AS(ParseListenAddress("9477"), doctest::Contains("no ':port'"), std::invalid_argument);
-  CHECK_THROWS_WITH_AS(ParseListenAddress("host:http"), doctest::Contains("invalid port"), std::invalid_argument);
-  CHECK_THROWS_AS(ParseListenAddress("host:70000"), std::invalid_argument);
-}
-
 TEST_CASE("GET over the unix socket, with the probe client") {
   Running r;
   std::string body, error;
@@ -97,4 +89,42 @@ TEST_CASE("bad requests get a clear 4xx") {
   const auto head = Exchange(r.path, "HEAD /hello HTTP/1.0\r\n\r\n");
   CHECK(head.find("Content-Length: 8") != std::string::npos);
   CHECK(head.find("hi") == std::string::npos);
+}
+
+TEST_CASE("a session answers pipelined requests one at a time and reads nothing while a response is unsent") {
+  const HttpHandler handler = [](const HttpRequest& r) -> HttpResponse { return {200, "text/plain", r.path + "\n"}; };
+  HttpSession s(handler);
+  const std::string req = "GET /a?q=1 HTTP/1.1\r\nHost: x\r\n\r\n";
+  CHECK(s.wanted() == kMaxRequestHeaderBytes);
+  s.Feed(req + req.substr(0, 10));  // one whole request and the start of the next
+  REQUIRE(s.response_ready());
+  CHECK(s.response().find("\r\n\r\n/a\n") != std::string::npos);  // the query is not part of the path
+  CHECK(s.wanted() == 0);  // a client that does not read is not read from
+  s.ResponseSent();
+  CHECK_FALSE(s.response_ready());
+  CHECK(s.mid_request());  // the next request's deadline runs
+  s.Feed(req.substr(10));
+  CHECK(s.response_ready());
+  s.ResponseSent();
+  CHECK_FALSE(s.mid_request());
+  CHECK_FALSE(s.closing());
+}
+
+TEST_CASE("a session refuses bodies, oversized heads and other methods with a clear status") {
+  const HttpHandler handler = [](const HttpRequest&) -> HttpResponse { return {200, "text/plain", "ok\n"}; };
+  auto answer = [&](const std::string& in) {
+    HttpSession s(handler);
+    s.Feed(in.substr(0, s.wanted()));
+    return std::make_pair(s.response(), s.closing());
+  };
+  auto [body, body_closes] = answer("POST / HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc");
+  CHECK(body.rfind("HTTP/1.1 400", 0) == 0);
+  CHECK(body.find("request bodies are not accepted") != std::string::npos);
+  CHECK(body_closes);
+  CHECK(answer("GET / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n").first.rfind("HTTP/1.1 400", 0) == 0);
+  CHECK(answer("GET /" + std::string(9000, 'a')).first.rfind("HTTP/1.1 431", 0) == 0);
+  auto [del, del_closes] = answer("DELETE / HTTP/1.1\r\nHost: x\r\n\r\n");
+  CHECK(del.rfind("HTTP/1.1 405", 0) == 0);
+  CHECK_FALSE(del_closes);  // a well-formed request: the connection stays usable
+  CHECK(answer("GET / HTTP/1.0\r\n\r\n").second);  // HTTP/1.0 without keep-alive closes
 }
