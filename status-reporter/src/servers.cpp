@@ -178,6 +178,15 @@ struct Servers::Impl {
 
 namespace {
 
+// A connection's place in its listener's budget, given back when the last
+// holder (the wait for the first byte, then the session) lets it go.
+using Slot = std::shared_ptr<void>;
+
+Slot TakeSlot(const std::shared_ptr<ListenerState>& state) {
+  ++state->open;
+  return Slot(nullptr, [state](void*) { --state->open; });
+}
+
 // One connection: handshake (TLS), then requests one at a time, each read
 // under one deadline, answered inline (probes) or by a worker pool.
 template <class Stream>
@@ -186,17 +195,21 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
 
  public:
   template <class... Args>
-  Session(Servers::Impl& impl, std::shared_ptr<ListenerState> state, Args&&... args)
-      : impl_(impl), limits_(impl.limits), state_(std::move(state)), stream_(std::forward<Args>(args)...) {}
-  ~Session() { --state_->open; }
+  Session(Servers::Impl& impl, std::shared_ptr<ListenerState> state, Slot slot, Args&&... args)
+      : impl_(impl),
+        limits_(impl.limits),
+        state_(std::move(state)),
+        slot_(std::move(slot)),
+        stream_(std::forward<Args>(args)...) {}
   Session(const Session&) = delete;
   Session& operator=(const Session&) = delete;
 
-  void Start() {
+  /// `handshake_deadline`: counted from the accept.
+  void Start(Clock::time_point handshake_deadline) {
     if constexpr (kTls) {
       // On the I/O threads, with its own deadline: a peer that never ends
       // its handshake holds one connection slot for this long, no thread.
-      Lowest().expires_after(limits_.handshake_timeout);
+      Lowest().expires_at(handshake_deadline);
       stream_.async_handshake(ssl::stream_base::server,
                               [self = this->shared_from_this()](beast::error_code ec) {
                                 if (ec) return self->Drop(ec, "TLS handshake");
@@ -424,6 +437,7 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
   Servers::Impl& impl_;
   const ServerLimits& limits_;
   std::shared_ptr<ListenerState> state_;
+  Slot slot_;
   Stream stream_;
   beast::flat_buffer buffer_{64 * 1024};
   std::optional<http::request_parser<http::string_body>> parser_;
@@ -450,6 +464,8 @@ Servers::Impl::Impl(const ServersConfig& config, Endpoints ep)
   SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
   SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_SESSION_RESUMPTION_ON_RENEGOTIATION |
                                SSL_OP_NO_RENEGOTIATION);
+  // Idle connections give their record buffers back to the heap.
+  SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
   certificate->Install(ctx);
   https_acceptor = Bind(config.https, "reports (HTTPS)");
   http_acceptor = Bind(config.http, "metrics (HTTP)");
@@ -535,16 +551,41 @@ void Servers::Impl::OnAccept(tcp::socket socket, const std::shared_ptr<ListenerS
     socket.close(ignored);
     return;
   }
-  ++state->open;  // the session gives it back
+  Slot slot = TakeSlot(state);
   beast::error_code ignored;
   // Small answers must leave at once: with Nagle on, each reply waited for
   // the client's delayed ACK (~40 ms).
   socket.set_option(tcp::no_delay(true), ignored);
-  if (state->tls) {
-    std::make_shared<Session<beast::ssl_stream<beast::tcp_stream>>>(*this, state, std::move(socket), tls)->Start();
-  } else {
-    std::make_shared<Session<beast::tcp_stream>>(*this, state, std::move(socket))->Start();
+  const auto handshake_deadline = Clock::now() + limits.handshake_timeout;
+  if (!state->tls) {
+    std::make_shared<Session<beast::tcp_stream>>(*this, state, std::move(slot), std::move(socket))
+        ->Start(handshake_deadline);
+    return;
   }
+  // The TLS stream (OpenSSL's and Asio's buffers, ~100 KiB) is made only
+  // once the client has sent something: a silent connection costs a socket
+  // and a timer until the handshake deadline.
+  struct FirstByte {
+    // The timer runs on the socket's strand: its expiry and the wait never race.
+    explicit FirstByte(tcp::socket s) : socket(std::move(s)), timer(socket.get_executor()) {}
+    tcp::socket socket;
+    asio::steady_timer timer;
+  };
+  auto wait = std::make_shared<FirstByte>(std::move(socket));
+  wait->timer.expires_at(handshake_deadline);
+  wait->timer.async_wait([wait](beast::error_code ec) {
+    if (ec) return;  // cancelled: the client spoke in time
+    beast::error_code ignored_close;
+    wait->socket.close(ignored_close);
+  });
+  wait->socket.async_wait(tcp::socket::wait_read, [this, wait, state, slot = std::move(slot),
+                                                   handshake_deadline](beast::error_code ec) mutable {
+    wait->timer.cancel();
+    if (ec) return;  // closed at the deadline, or shutting down
+    std::make_shared<Session<beast::ssl_stream<beast::tcp_stream>>>(*this, state, std::move(slot),
+                                                                    std::move(wait->socket), tls)
+        ->Start(handshake_deadline);
+  });
 }
 
 void Servers::Impl::Stop() {

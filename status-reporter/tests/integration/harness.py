@@ -275,7 +275,7 @@ class Reporter:
     """A status-reporter process using `kubeconfig`, on free loopback ports."""
 
     def __init__(self, kubeconfig, identity, directory, cert, key, extra_args=(),
-                 https_address="127.0.0.1:0", metrics_address="127.0.0.1:0", host="127.0.0.1"):
+                 https_address="127.0.0.1:0", metrics_address="127.0.0.1:0", host="127.0.0.1", log_level="debug"):
         self.identity = identity
         self.host = host  # where the tests connect
         self.ca = cert
@@ -283,7 +283,7 @@ class Reporter:
         self._log = open(self.log_path, "wb")
         args = [STATUS_REPORTER, "--kubeconfig", kubeconfig, "--namespace", LEASE_NAMESPACE,
                 "--identity", identity, "--https-address", https_address, "--metrics-address", metrics_address,
-                "--tls-cert-file", cert, "--tls-key-file", key, "--log-level", "debug",
+                "--tls-cert-file", cert, "--tls-key-file", key, "--log-level", log_level,
                 "--leader-elect-lease-duration", "3", "--leader-elect-renew-deadline", "2",
                 "--leader-elect-retry-period", "1", *extra_args]
         self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=self._log, stderr=self._log,
