@@ -3,9 +3,10 @@
 latency while slow TLS handshakes, silent connections and chunked uploads of
 100 MB (with no token) hold the HTTPS port, and the reporter's peak RSS.
 
-    bench/reporter_attack.py --status-reporter PATH [--duration 30] [--slow 100]
-        [--silent 100] [--uploads 4] [--upload-mib 100] [--clients 4] [--vmis 40]
-        [--report-timeout 10] [--label NAME]
+    bench/reporter_attack.py --status-reporter PATH [--label TEXT] [--compare PATH
+        [--compare-label TEXT]] [--duration 30] [--slow 100] [--silent 100]
+        [--uploads 4] [--upload-mib 100] [--clients 4] [--vmis 40]
+        [--report-timeout 10] [--write]
 
 Starts the API-server fixture (tests/apiserver) and one status-reporter on
 127.0.0.1 (the integration tests' harness), seeds --vmis launcher pods and
@@ -21,8 +22,11 @@ VMIs with a pod-bound token each, then:
      runs at nice 19 (its CPU is not the reporter's; see attacker()).
 Report latency is first byte sent → answer read, including the TLS handshake.
 A report not answered 202 within --report-timeout counts as failed.
-VmHWM/VmRSS come from /proc/PID/status, sampled every 0.2 s. Prints a
-markdown table. Loopback only; everything is stopped on every exit path."""
+VmHWM comes from /proc/PID/status. --compare measures a second binary the
+same way, and once more with the uploads alone (a server that cannot accept
+the uploads under the full attack does not show what they cost). Prints a
+markdown section; --write replaces the one in docs/benchmarks.md between its
+markers. Loopback only; everything is stopped on every exit path."""
 
 import argparse
 import http.client
@@ -208,21 +212,9 @@ def summary(results):
             "p50": pct(ok, 50), "p99": pct(ok, 99), "max": max(ok) if ok else float("nan")}
 
 
-def main():
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--status-reporter", required=True)
-    p.add_argument("--duration", type=float, default=30)
-    p.add_argument("--slow", type=int, default=100)
-    p.add_argument("--silent", type=int, default=100)
-    p.add_argument("--uploads", type=int, default=4)
-    p.add_argument("--upload-mib", type=int, default=100)
-    p.add_argument("--clients", type=int, default=4)
-    p.add_argument("--vmis", type=int, default=40)
-    p.add_argument("--report-timeout", type=float, default=10)
-    p.add_argument("--label", default="")
-    a = p.parse_args()
-    harness.STATUS_REPORTER = os.path.abspath(a.status_reporter)
-
+def run(path, a, slow, silent):
+    """One reporter (binary `path`) under one attack: the figures as a dict."""
+    harness.STATUS_REPORTER = os.path.abspath(path)
     directory = harness.temp_dir("reporter-attack-")
     cert, key = harness.serving_certificate(directory)
     cluster = harness.Cluster("--no-prune-vmi-status")
@@ -235,13 +227,14 @@ def main():
         targets.append((harness.report(ns, vmi, pod, uid, "node-1"), cluster.token(ns, pod)))
     harness.wait_until(lambda: reporter.post_report(*targets[-1])[0] == 202, 30, "reports to be accepted",
                        interval=0.2)
-
+    load_start = os.getloadavg()[0]
     baseline = summary(measure(reporter, targets, a.clients, a.duration / 3, a.report_timeout))
     hwm_before = reporter.rss_kib("VmHWM")
 
+    attack = argparse.Namespace(**{**vars(a), "slow": slow, "silent": silent})
     stop = multiprocessing.Event()
     out = multiprocessing.Queue()
-    proc = multiprocessing.Process(target=attacker, args=(reporter.https_port, a, stop, out), daemon=True)
+    proc = multiprocessing.Process(target=attacker, args=(reporter.https_port, attack, stop, out), daemon=True)
     proc.start()
     peak_rss = [0]
     sampling = threading.Event()
@@ -257,9 +250,9 @@ def main():
     time.sleep(2)  # the attack is under way
     healthz_start = time.monotonic()
     try:
-        healthz = reporter.get("/healthz")[0]
+        healthz = str(reporter.get("/healthz")[0])
     except OSError as e:
-        healthz = repr(e)
+        healthz = type(e).__name__
     healthz_ms = (time.monotonic() - healthz_start) * 1000
     attacked = summary(measure(reporter, targets, a.clients, a.duration, a.report_timeout))
     stop.set()
@@ -271,26 +264,70 @@ def main():
     hwm = reporter.rss_kib("VmHWM") if alive else float("nan")
     reporter.kill()
     cluster.stop()
+    return {"baseline": baseline, "attacked": attacked, "hwm_before": hwm_before, "hwm": hwm,
+            "peak_rss": peak_rss[0], "healthz": f"{healthz} in {healthz_ms:.0f} ms", "counters": counters,
+            "alive": alive, "slow": slow, "silent": silent, "load": (load_start, os.getloadavg()[0])}
 
-    name = a.label or os.path.basename(a.status_reporter)
-    print(f"### {name}\n")
-    print(f"`bench/reporter_attack.py --status-reporter {a.status_reporter} --duration {a.duration:g} "
-          f"--slow {a.slow} --silent {a.silent} --uploads {a.uploads} --upload-mib {a.upload_mib} "
-          f"--clients {a.clients} --vmis {a.vmis}` (load average {os.getloadavg()[0]:.2f})\n")
-    print("| figure | baseline | under attack |\n|---|---|---|")
-    for k, label in (("reports", "reports posted"), ("ok", "answered 202"), ("failed", "failed or > timeout")):
-        print(f"| {label} | {baseline[k]} | {attacked[k]} |")
-    print(f"| latency p50 / p99 / max (ms) | {baseline['p50']:.1f} / {baseline['p99']:.1f} / {baseline['max']:.1f} "
-          f"| {attacked['p50']:.1f} / {attacked['p99']:.1f} / {attacked['max']:.1f} |")
-    print(f"| VmHWM (MiB) | {hwm_before / 1024:.1f} | {hwm / 1024:.1f} |")
-    print(f"| peak VmRSS sampled during the attack (MiB) | | {peak_rss[0] / 1024:.1f} |")
-    print(f"| metrics-port /healthz during the attack | | {healthz} in {healthz_ms:.0f} ms |")
-    print(f"| attacker: slow+silent connections opened / closed by the reporter / fewest open at once | | "
-          f"{counters['opened']} / {counters['closed_by_server']} / {counters.get('open_min')} |")
-    uploads = {k[7:]: v for k, v in counters.items() if k.startswith("upload_") and k != "upload_bytes"}
-    print(f"| attacker: chunked uploads by answer / MiB sent | | {uploads} / "
-          f"{counters['upload_bytes'] / 2**20:.0f} |")
-    print(f"| reporter alive at the end | | {alive} |")
+
+def render(label, r, a):
+    b, t, c = r["baseline"], r["attacked"], r["counters"]
+    uploads = ", ".join(f"{k[7:]}: {v}" for k, v in sorted(c.items())
+                        if k.startswith("upload_") and k != "upload_bytes") or "none"
+    lines = [f"**{label}** — {r['slow']} slow handshakes + {r['silent']} silent connections, "
+             f"{a.uploads} chunked {a.upload_mib} MB uploads (load average {r['load'][0]:.2f} → {r['load'][1]:.2f})",
+             "",
+             "| figure | before the attack | under attack |", "|---|---|---|",
+             f"| valid reports posted / answered 202 / failed (error or > {a.report_timeout:g} s) | "
+             f"{b['reports']} / {b['ok']} / {b['failed']} | {t['reports']} / {t['ok']} / {t['failed']} |",
+             f"| report latency p50 / p99 / max (ms) | {b['p50']:.1f} / {b['p99']:.1f} / {b['max']:.1f} | "
+             f"{t['p50']:.1f} / {t['p99']:.1f} / {t['max']:.1f} |",
+             f"| VmHWM (peak RSS) | {r['hwm_before'] / 1024:.1f} MiB | **{r['hwm'] / 1024:.1f} MiB** |",
+             f"| metrics port `/healthz`, 2 s into the attack | | {r['healthz']} |",
+             f"| slow/silent connections the attacker opened / the reporter closed / fewest open at once | | "
+             f"{c['opened']} / {c['closed_by_server']} / {c.get('open_min')} |",
+             f"| chunked uploads by answer; MiB sent | | {uploads}; {c['upload_bytes'] / 2**20:.0f} |",
+             f"| reporter alive at the end | | {r['alive']} |", ""]
+    return "\n".join(lines)
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--status-reporter", required=True, help="the binary to measure")
+    p.add_argument("--label", default="this build")
+    p.add_argument("--compare", help="another binary (e.g. built from an older revision), measured the same way "
+                                     "and once more with the uploads alone")
+    p.add_argument("--compare-label", default="compared build")
+    p.add_argument("--duration", type=float, default=30)
+    p.add_argument("--slow", type=int, default=100)
+    p.add_argument("--silent", type=int, default=100)
+    p.add_argument("--uploads", type=int, default=4)
+    p.add_argument("--upload-mib", type=int, default=100)
+    p.add_argument("--clients", type=int, default=4)
+    p.add_argument("--vmis", type=int, default=40)
+    p.add_argument("--report-timeout", type=float, default=10)
+    p.add_argument("--write", action="store_true", help="replace the attack section of docs/benchmarks.md")
+    a = p.parse_args()
+
+    started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    parts = [render(a.label, run(a.status_reporter, a, a.slow, a.silent), a)]
+    if a.compare:
+        parts.append(render(a.compare_label, run(a.compare, a, a.slow, a.silent), a))
+        parts.append(render(a.compare_label + ", uploads alone", run(a.compare, a, 0, 0), a))
+    command = " ".join(["bench/reporter_attack.py"] + sys.argv[1:])
+    section = (f"Produced by `{command}` on {started} (nproc {os.cpu_count()}, the machine shared with other "
+               f"builds: see the load averages). The attacker runs at nice 19 in its own process; latency is "
+               f"measured from a new HTTPS connection per report, as the sidecars post, by {a.clients} client "
+               f"threads over {a.vmis} VMIs for {a.duration / 3:g} s before and {a.duration:g} s during the "
+               f"attack.\n\n" + "\n".join(parts))
+    print(section)
+    if a.write:
+        doc = os.path.join(REPO, "docs", "benchmarks.md")
+        with open(doc) as f:
+            text = f.read()
+        begin, end = "<!-- reporter-attack:begin -->", "<!-- reporter-attack:end -->"
+        i, j = text.index(begin) + len(begin), text.index(end)
+        with open(doc, "w") as f:
+            f.write(text[:i] + "\n" + section + "\n" + text[j:])
 
 
 if __name__ == "__main__":
