@@ -34,6 +34,7 @@ import json
 import multiprocessing
 import os
 import select
+import shlex
 import socket
 import ssl
 import sys
@@ -313,7 +314,7 @@ def main():
     if a.compare:
         parts.append(render(a.compare_label, run(a.compare, a, a.slow, a.silent), a))
         parts.append(render(a.compare_label + ", uploads alone", run(a.compare, a, 0, 0), a))
-    command = " ".join(["bench/reporter_attack.py"] + sys.argv[1:])
+    command = shlex.join(["bench/reporter_attack.py"] + sys.argv[1:])
     section = (f"Produced by `{command}` on {started} (nproc {os.cpu_count()}, the machine shared with other "
                f"builds: see the load averages). The attacker runs at nice 19 in its own process; latency is "
                f"measured from a new HTTPS connection per report, as the sidecars post, by {a.clients} client "
