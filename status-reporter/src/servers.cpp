@@ -2,6 +2,7 @@
 
 #include <openssl/ssl.h>
 #include <spdlog/spdlog.h>
+#include <sys/resource.h>
 
 #include <algorithm>
 #include <atomic>
@@ -146,6 +147,31 @@ std::string PathOf(beast::string_view target) {
 size_t BodyLimit(const std::string& path) { return path == "/mutate" ? kMaxAdmissionBytes : kMaxReportBytes; }
 
 std::string TooLarge(size_t limit) { return "body larger than " + std::to_string(limit) + " bytes"; }
+
+// The HTTPS budget within the process's descriptor limit (raised to its hard
+// limit first): a full budget must leave descriptors for the Kubernetes
+// client's connections and watches, the certificate files and the metrics
+// port, or accepting reports would break writing the ratios.
+size_t HttpsBudget(const ServerLimits& limits) {
+  constexpr rlim_t kReserve = 256;
+  struct rlimit nofile {};
+  if (getrlimit(RLIMIT_NOFILE, &nofile) != 0) return limits.https_connections;
+  if (nofile.rlim_cur < nofile.rlim_max) {
+    struct rlimit raised = nofile;
+    raised.rlim_cur = nofile.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &raised) == 0) nofile = raised;
+  }
+  if (nofile.rlim_cur == RLIM_INFINITY) return limits.https_connections;
+  const rlim_t wanted = limits.https_connections + limits.http_connections + kReserve;
+  if (nofile.rlim_cur >= wanted) return limits.https_connections;
+  const rlim_t room = nofile.rlim_cur > limits.http_connections + kReserve
+                          ? nofile.rlim_cur - limits.http_connections - kReserve
+                          : 16;
+  const size_t budget = std::max<size_t>(16, static_cast<size_t>(room));
+  spdlog::warn("the descriptor limit ({}) leaves room for {} HTTPS connections, not {}", nofile.rlim_cur, budget,
+               limits.https_connections);
+  return budget;
+}
 
 }  // namespace
 
@@ -455,7 +481,7 @@ Servers::Impl::Impl(const ServersConfig& config, Endpoints ep)
     : endpoints(std::move(ep)),
       limits(config.limits),
       certificate(std::make_unique<ReloadingCertificate>(config.tls_cert_file, config.tls_key_file)),
-      https_state(std::make_shared<ListenerState>("reports (HTTPS)", true, config.limits.https_connections)),
+      https_state(std::make_shared<ListenerState>("reports (HTTPS)", true, HttpsBudget(config.limits))),
       http_state(std::make_shared<ListenerState>("metrics (HTTP)", false, config.limits.http_connections)),
       reports("reports", config.limits.report_workers, config.limits.report_queue),
       admission("admission", config.limits.admission_workers, config.limits.admission_queue),
