@@ -6,12 +6,12 @@
 
 #include <algorithm>
 #include <atomic>
-#include <cctype>
 #include <boost/asio.hpp>
 #include <boost/asio/ssl.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
+#include <cctype>
 #include <condition_variable>
 #include <deque>
 #include <mutex>
@@ -47,7 +47,8 @@ constexpr size_t kReadChunk = 4096;
 // not fit is refused, and the caller answers 503 at once.
 class WorkerPool {
  public:
-  WorkerPool(std::string name, int threads, size_t capacity) : name_(std::move(name)), capacity_(capacity) {
+  WorkerPool(std::string name, int threads, size_t capacity)
+      : name_(std::move(name)), capacity_(capacity) {
     for (int i = 0; i < threads; ++i) threads_.emplace_back([this] { Run(); });
   }
   ~WorkerPool() { Stop(); }
@@ -121,7 +122,8 @@ struct ListenerState {
     ++refused_since_log;
     const auto now = Clock::now();
     if (now - last_log < std::chrono::seconds(10)) return;
-    spdlog::warn("{}: {} connection(s) closed at accept: {} are open, the budget", what, refused_since_log, budget);
+    spdlog::warn("{}: {} connection(s) closed at accept: {} are open, the budget", what,
+                 refused_since_log, budget);
     last_log = now;
     refused_since_log = 0;
   }
@@ -144,9 +146,13 @@ std::string PathOf(beast::string_view target) {
 }
 
 // How large a body the target may have, decided from the header alone.
-size_t BodyLimit(const std::string& path) { return path == "/mutate" ? kMaxAdmissionBytes : kMaxReportBytes; }
+size_t BodyLimit(const std::string& path) {
+  return path == "/mutate" ? kMaxAdmissionBytes : kMaxReportBytes;
+}
 
-std::string TooLarge(size_t limit) { return "body larger than " + std::to_string(limit) + " bytes"; }
+std::string TooLarge(size_t limit) {
+  return "body larger than " + std::to_string(limit) + " bytes";
+}
 
 // The HTTPS budget within the process's descriptor limit (raised to its hard
 // limit first): a full budget must leave descriptors for the Kubernetes
@@ -168,8 +174,8 @@ size_t HttpsBudget(const ServerLimits& limits) {
                           ? nofile.rlim_cur - limits.http_connections - kReserve
                           : 16;
   const size_t budget = std::max<size_t>(16, static_cast<size_t>(room));
-  spdlog::warn("the descriptor limit ({}) leaves room for {} HTTPS connections, not {}", nofile.rlim_cur, budget,
-               limits.https_connections);
+  spdlog::warn("the descriptor limit ({}) leaves room for {} HTTPS connections, not {}",
+               nofile.rlim_cur, budget, limits.https_connections);
   return budget;
 }
 
@@ -270,16 +276,22 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
     // One deadline for the header and the body together: not reset per
     // byte, so a client trickling its request is cut off here.
     Lowest().expires_after(limits_.request_timeout);
-    http::async_read_header(stream_, buffer_, *parser_,
-                            [self = this->shared_from_this()](beast::error_code ec, size_t) { self->OnHeader(ec); });
+    http::async_read_header(
+        stream_, buffer_, *parser_,
+        [self = this->shared_from_this()](beast::error_code ec, size_t) { self->OnHeader(ec); });
   }
 
   void OnHeader(beast::error_code ec) {
     if (ec == http::error::header_limit) {
-      return Refuse(http::status::request_header_fields_too_large,
-                    "request header larger than " + std::to_string(limits_.header_limit) + " bytes");
+      return Refuse(
+          http::status::request_header_fields_too_large,
+          "request header larger than " + std::to_string(limits_.header_limit) + " bytes");
     }
-    if (ec == http::error::body_limit) return Refuse(http::status::payload_too_large, TooLarge(kMaxAdmissionBytes));
+    if (ec == http::error::body_limit) {  // a declared length above every target's limit; the
+                                          // header is parsed
+      return Refuse(http::status::payload_too_large,
+                    TooLarge(BodyLimit(PathOf(parser_->get().target()))));
+    }
     if (ec) return Failed(ec, "reading a request header");
     const auto& req = parser_->get();
     const size_t limit = BodyLimit(PathOf(req.target()));
@@ -300,17 +312,20 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
   }
 
   void ReadBody() {
-    http::async_read(stream_, buffer_, *parser_, [self = this->shared_from_this()](beast::error_code ec, size_t) {
-      if (ec == http::error::body_limit) {
-        return self->Refuse(http::status::payload_too_large, TooLarge(BodyLimit(PathOf(self->parser_->get().target()))));
-      }
-      if (ec) return self->Failed(ec, "reading a request body");
-      self->request_ = self->parser_->release();
-      self->parser_.reset();
-      // The handler's time is not the client's; the pools bound it.
-      self->Lowest().expires_never();
-      self->Route();
-    });
+    http::async_read(stream_, buffer_, *parser_,
+                     [self = this->shared_from_this()](beast::error_code ec, size_t) {
+                       if (ec == http::error::body_limit) {
+                         return self->Refuse(
+                             http::status::payload_too_large,
+                             TooLarge(BodyLimit(PathOf(self->parser_->get().target()))));
+                       }
+                       if (ec) return self->Failed(ec, "reading a request body");
+                       self->request_ = self->parser_->release();
+                       self->parser_.reset();
+                       // The handler's time is not the client's; the pools bound it.
+                       self->Lowest().expires_never();
+                       self->Route();
+                     });
   }
 
   void Route() {
@@ -328,12 +343,13 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
     } else if (path == "/readyz") {
       if (!only(http::verb::get)) return;
       const bool ready = impl_.endpoints.ready();
-      Respond(Make(ready ? http::status::ok : http::status::service_unavailable, ready ? "ok\n" : "caches not synced\n",
-                   "text/plain"));
+      Respond(Make(ready ? http::status::ok : http::status::service_unavailable,
+                   ready ? "ok\n" : "caches not synced\n", "text/plain"));
     } else if (kTls && path == "/v1/reports") {
       if (!only(http::verb::post)) return;
       OnPool(impl_.reports, [](Servers::Impl& impl, const Request& req) {
-        const Reply r = impl.endpoints.ingestion->Handle(std::string(req[http::field::authorization]), req.body());
+        const Reply r = impl.endpoints.ingestion->Handle(
+            std::string(req[http::field::authorization]), req.body());
         return Make(static_cast<http::status>(r.status), r.body, "application/json");
       });
     } else if (kTls && path == "/mutate") {
@@ -349,7 +365,8 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
     } else if (!kTls && path == "/metrics") {
       if (!only(http::verb::get)) return;
       OnPool(impl_.metrics, [](Servers::Impl& impl, const Request&) {
-        return Make(http::status::ok, impl.endpoints.metrics(), "text/plain; version=0.0.4; charset=utf-8");
+        return Make(http::status::ok, impl.endpoints.metrics(),
+                    "text/plain; version=0.0.4; charset=utf-8");
       });
     } else {
       Respond(Make(http::status::not_found, "not found\n", "text/plain"));
@@ -380,10 +397,12 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
   }
 
   Response Busy() const {
-    Response res = PathOf(request_.target()) == "/v1/reports"
-                       ? Make(http::status::service_unavailable,
-                              R"({"result":"busy","message":"too many reports in progress; retry"})", "application/json")
-                       : JsonError(http::status::service_unavailable, "too many requests in progress; retry");
+    Response res =
+        PathOf(request_.target()) == "/v1/reports"
+            ? Make(http::status::service_unavailable,
+                   R"({"result":"busy","message":"too many reports in progress; retry"})",
+                   "application/json")
+            : JsonError(http::status::service_unavailable, "too many requests in progress; retry");
     res.set(http::field::retry_after, "1");
     return res;
   }
@@ -405,28 +424,31 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
     response_ = std::move(res);
     response_.prepare_payload();
     Lowest().expires_after(limits_.write_timeout);
-    http::async_write(stream_, response_, [self = this->shared_from_this()](beast::error_code ec, size_t) {
-      if (ec) return self->Drop(ec, "writing an answer");
-      if (self->linger_) return self->Linger();
-      if (!self->response_.keep_alive()) return self->Close();
-      self->request_ = {};
-      self->response_ = {};
-      self->ReadRequest(false);
-    });
+    http::async_write(stream_, response_,
+                      [self = this->shared_from_this()](beast::error_code ec, size_t) {
+                        if (ec) return self->Drop(ec, "writing an answer");
+                        if (self->linger_) return self->Linger();
+                        if (!self->response_.keep_alive()) return self->Close();
+                        self->request_ = {};
+                        self->response_ = {};
+                        self->ReadRequest(false);
+                      });
   }
 
   // A request that could not be read: a malformed one gets 400; a timeout
   // or a vanished peer just loses the connection.
   void Failed(beast::error_code ec, const char* what) {
-    if (ec.category() == http::make_error_code(http::error::bad_target).category() && ec != http::error::end_of_stream &&
-        ec != http::error::partial_message) {
+    if (ec.category() == http::make_error_code(http::error::bad_target).category() &&
+        ec != http::error::end_of_stream && ec != http::error::partial_message) {
       return Refuse(http::status::bad_request, "malformed request: " + ec.message());
     }
     Drop(ec, what);
   }
 
   void Drop(beast::error_code ec, const char* what) {
-    if (ec == http::error::end_of_stream || ec == asio::error::eof || ec == asio::error::operation_aborted) return;
+    if (ec == http::error::end_of_stream || ec == asio::error::eof ||
+        ec == asio::error::operation_aborted)
+      return;
     spdlog::debug("{}: connection dropped while {}: {}", state_->what, what, ec.message());
   }
 
@@ -480,9 +502,12 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
 Servers::Impl::Impl(const ServersConfig& config, Endpoints ep)
     : endpoints(std::move(ep)),
       limits(config.limits),
-      certificate(std::make_unique<ReloadingCertificate>(config.tls_cert_file, config.tls_key_file)),
-      https_state(std::make_shared<ListenerState>("reports (HTTPS)", true, HttpsBudget(config.limits))),
-      http_state(std::make_shared<ListenerState>("metrics (HTTP)", false, config.limits.http_connections)),
+      certificate(
+          std::make_unique<ReloadingCertificate>(config.tls_cert_file, config.tls_key_file)),
+      https_state(
+          std::make_shared<ListenerState>("reports (HTTPS)", true, HttpsBudget(config.limits))),
+      http_state(
+          std::make_shared<ListenerState>("metrics (HTTP)", false, config.limits.http_connections)),
       reports("reports", config.limits.report_workers, config.limits.report_queue),
       admission("admission", config.limits.admission_workers, config.limits.admission_queue),
       metrics("metrics", config.limits.metrics_workers, config.limits.metrics_queue) {
@@ -501,8 +526,8 @@ Servers::Impl::Impl(const ServersConfig& config, Endpoints ep)
 
 tcp::acceptor Servers::Impl::Bind(const ListenAddress& address, const char* what) {
   const auto fail = [&](const std::string& why) {
-    return std::runtime_error(std::string("cannot listen for ") + what + " on " + FormatListenAddress(address) + ": " +
-                              why);
+    return std::runtime_error(std::string("cannot listen for ") + what + " on " +
+                              FormatListenAddress(address) + ": " + why);
   };
   const bool wildcard = address.host.empty();
   std::vector<tcp::endpoint> candidates;
@@ -517,8 +542,10 @@ tcp::acceptor Servers::Impl::Bind(const ListenAddress& address, const char* what
       candidates = {tcp::endpoint(literal, address.port)};
     } else {
       tcp::resolver resolver(ioc);
-      const auto results = resolver.resolve(address.host, std::to_string(address.port), tcp::resolver::passive, ec);
-      if (ec || results.empty()) throw fail("cannot resolve '" + address.host + "': " + ec.message());
+      const auto results =
+          resolver.resolve(address.host, std::to_string(address.port), tcp::resolver::passive, ec);
+      if (ec || results.empty())
+        throw fail("cannot resolve '" + address.host + "': " + ec.message());
       candidates = {results.begin()->endpoint()};
     }
   }
@@ -537,7 +564,8 @@ tcp::acceptor Servers::Impl::Bind(const ListenAddress& address, const char* what
     if (ec) {
       why = ec.message();
       // Only a missing IPv6 falls back; a port in use is an error to report.
-      if (wildcard && (ec == boost::system::errc::address_not_available || ec == asio::error::address_family_not_supported)) {
+      if (wildcard && (ec == boost::system::errc::address_not_available ||
+                       ec == asio::error::address_family_not_supported)) {
         continue;
       }
       throw fail(why);
@@ -556,18 +584,20 @@ void Servers::Impl::Start() {
 }
 
 void Servers::Impl::Accept(tcp::acceptor& acceptor, const std::shared_ptr<ListenerState>& state) {
-  acceptor.async_accept(asio::make_strand(ioc), [this, &acceptor, state](beast::error_code ec, tcp::socket socket) {
-    if (ec == asio::error::operation_aborted) return;
-    if (ec) {
-      // Out of descriptors, typically: pause instead of spinning on accept.
-      spdlog::warn("{}: accept failed: {}", state->what, ec.message());
-      auto timer = std::make_shared<asio::steady_timer>(ioc, std::chrono::milliseconds(100));
-      timer->async_wait([this, &acceptor, state, timer](beast::error_code) { Accept(acceptor, state); });
-      return;
-    }
-    OnAccept(std::move(socket), state);
-    Accept(acceptor, state);
-  });
+  acceptor.async_accept(
+      asio::make_strand(ioc), [this, &acceptor, state](beast::error_code ec, tcp::socket socket) {
+        if (ec == asio::error::operation_aborted) return;
+        if (ec) {
+          // Out of descriptors, typically: pause instead of spinning on accept.
+          spdlog::warn("{}: accept failed: {}", state->what, ec.message());
+          auto timer = std::make_shared<asio::steady_timer>(ioc, std::chrono::milliseconds(100));
+          timer->async_wait(
+              [this, &acceptor, state, timer](beast::error_code) { Accept(acceptor, state); });
+          return;
+        }
+        OnAccept(std::move(socket), state);
+        Accept(acceptor, state);
+      });
 }
 
 void Servers::Impl::OnAccept(tcp::socket socket, const std::shared_ptr<ListenerState>& state) {
@@ -604,14 +634,15 @@ void Servers::Impl::OnAccept(tcp::socket socket, const std::shared_ptr<ListenerS
     beast::error_code ignored_close;
     wait->socket.close(ignored_close);
   });
-  wait->socket.async_wait(tcp::socket::wait_read, [this, wait, state, slot = std::move(slot),
-                                                   handshake_deadline](beast::error_code ec) mutable {
-    wait->timer.cancel();
-    if (ec) return;  // closed at the deadline, or shutting down
-    std::make_shared<Session<beast::ssl_stream<beast::tcp_stream>>>(*this, state, std::move(slot),
-                                                                    std::move(wait->socket), tls)
-        ->Start(handshake_deadline);
-  });
+  wait->socket.async_wait(tcp::socket::wait_read,
+                          [this, wait, state, slot = std::move(slot),
+                           handshake_deadline](beast::error_code ec) mutable {
+                            wait->timer.cancel();
+                            if (ec) return;  // closed at the deadline, or shutting down
+                            std::make_shared<Session<beast::ssl_stream<beast::tcp_stream>>>(
+                                *this, state, std::move(slot), std::move(wait->socket), tls)
+                                ->Start(handshake_deadline);
+                          });
 }
 
 void Servers::Impl::Stop() {
@@ -649,7 +680,8 @@ std::string QueryParameter(const std::string& target, const std::string& name) {
       const std::string raw = eq == std::string::npos ? "" : pair.substr(eq + 1);
       std::string out;
       for (size_t i = 0; i < raw.size(); ++i) {
-        if (raw[i] == '%' && i + 2 < raw.size() && std::isxdigit(static_cast<unsigned char>(raw[i + 1])) &&
+        if (raw[i] == '%' && i + 2 < raw.size() &&
+            std::isxdigit(static_cast<unsigned char>(raw[i + 1])) &&
             std::isxdigit(static_cast<unsigned char>(raw[i + 2]))) {
           out += static_cast<char>(std::stoi(raw.substr(i + 1, 2), nullptr, 16));
           i += 2;

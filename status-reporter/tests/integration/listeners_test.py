@@ -275,6 +275,20 @@ class ListenersTest(unittest.TestCase):
             self.assertLess(sent, per_upload, "the whole upload was read before the refusal")
         self.assertLess(grown_mib, 24, f"peak RSS grew by {grown_mib:.0f} MiB for 4 refused uploads")
 
+    def test_a_declared_length_over_the_targets_limit_is_refused_before_the_body(self):
+        for path, length, limit in (("/v1/reports", MAX_REPORT_BYTES + 1, MAX_REPORT_BYTES),
+                                    ("/v1/reports", 3 * 2**20, MAX_REPORT_BYTES),
+                                    ("/mutate?timeout=10s", 3 * 2**20, 2 * 2**20)):
+            sock = self.tls()
+            try:
+                sock.sendall(f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                             f"Content-Length: {length}\r\n\r\n".encode())
+                status, text = read_response_head(sock, 10)
+            finally:
+                sock.close()
+            self.assertEqual(status, 413, f"{path} with {length} bytes: {text[:200]!r}")
+            self.assertIn(f'{{"error":"body larger than {limit} bytes"}}', text)
+
     def test_a_full_worker_pool_answers_503_at_once_and_admission_is_not_held_up(self):
         # Every TokenReview takes 4 s: the report workers fill and their queue with them.
         tokens = [self.cluster.token(self.ns, "virt-launcher-vm-a") for _ in range(80)]
