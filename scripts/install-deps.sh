@@ -8,7 +8,7 @@ packages=(
   # build
   build-essential cmake pkg-config ccache
   libvirt-dev prometheus-cpp-dev libcli11-dev libspdlog-dev doctest-dev
-  nlohmann-json3-dev libcurl4-openssl-dev libcpp-httplib-dev libssl-dev libyaml-cpp-dev
+  nlohmann-json3-dev libcurl4-openssl-dev libssl-dev libyaml-cpp-dev
   libgnutls28-dev
   # Boost.Asio/Beast (header-only): the HTTP layers of both binaries
   libboost-dev

@@ -12,6 +12,7 @@
 
 #include "admission.h"
 #include "facts.h"
+#include "gm/listen_address.h"
 #include "gm/kube/client.h"
 #include "gm/kube/config.h"
 #include "gm/kube/informer.h"
@@ -33,20 +34,6 @@ namespace {
 
 // The leader's pod carries this label; the chart's HTTPS Service selects it.
 constexpr const char* kLeaderLabel = "guestmetrics.kubevirt.io/leader";
-
-std::pair<std::string, int> HostPort(const std::string& address) {
-  const auto colon = address.rfind(':');
-  if (colon == std::string::npos) throw std::invalid_argument("address '" + address + "' has no ':port'");
-  std::string host = address.substr(0, colon);
-  if (host.empty()) host = "0.0.0.0";
-  try {
-    const int port = std::stoi(address.substr(colon + 1));
-    if (port < 0 || port > 65535) throw std::out_of_range("port");
-    return {host, port};
-  } catch (const std::exception&) {
-    throw std::invalid_argument("address '" + address + "' has an invalid port");
-  }
-}
 
 std::string ReadFile(const std::string& path) {
   std::ifstream f(path);
@@ -346,8 +333,8 @@ struct Controller::Impl final : FactsSource {
     injection.listen_address = o.sidecar_listen_address;
 
     ServersConfig sc;
-    std::tie(sc.https_host, sc.https_port) = HostPort(o.https_address);
-    std::tie(sc.http_host, sc.http_port) = HostPort(o.metrics_address);
+    sc.https = ParseListenAddress(o.https_address);
+    sc.http = ParseListenAddress(o.metrics_address);
     sc.tls_cert_file = o.tls_cert_file;
     sc.tls_key_file = o.tls_key_file;
     Endpoints ep;

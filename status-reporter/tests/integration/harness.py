@@ -135,11 +135,11 @@ def wait_until(predicate, timeout, what, interval=0.05):
 # -- certificates --------------------------------------------------------------
 
 def serving_certificate(directory):
-    """A self-signed EC certificate for 127.0.0.1/localhost: (cert, key)."""
+    """A self-signed EC certificate for 127.0.0.1, ::1 and localhost: (cert, key)."""
     cert, key = os.path.join(directory, "tls.crt"), os.path.join(directory, "tls.key")
     subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
                     "-nodes", "-days", "1", "-subj", "/CN=status-reporter", "-addext",
-                    "subjectAltName=IP:127.0.0.1,DNS:localhost", "-keyout", key, "-out", cert],
+                    "subjectAltName=IP:127.0.0.1,IP:::1,DNS:localhost", "-keyout", key, "-out", cert],
                    check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return cert, key
 
@@ -274,14 +274,16 @@ class Cluster:
 class Reporter:
     """A status-reporter process using `kubeconfig`, on free loopback ports."""
 
-    def __init__(self, kubeconfig, identity, directory, cert, key, extra_args=()):
+    def __init__(self, kubeconfig, identity, directory, cert, key, extra_args=(),
+                 https_address="127.0.0.1:0", metrics_address="127.0.0.1:0", host="127.0.0.1", log_level="debug"):
         self.identity = identity
+        self.host = host  # where the tests connect
         self.ca = cert
         self.log_path = os.path.join(directory, f"{identity}.log")
         self._log = open(self.log_path, "wb")
         args = [STATUS_REPORTER, "--kubeconfig", kubeconfig, "--namespace", LEASE_NAMESPACE,
-                "--identity", identity, "--https-address", "127.0.0.1:0", "--metrics-address", "127.0.0.1:0",
-                "--tls-cert-file", cert, "--tls-key-file", key, "--log-level", "debug",
+                "--identity", identity, "--https-address", https_address, "--metrics-address", metrics_address,
+                "--tls-cert-file", cert, "--tls-key-file", key, "--log-level", log_level,
                 "--leader-elect-lease-duration", "3", "--leader-elect-renew-deadline", "2",
                 "--leader-elect-retry-period", "1", *extra_args]
         self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=self._log, stderr=self._log,
@@ -323,7 +325,7 @@ class Reporter:
     # HTTP ---------------------------------------------------------------------
 
     def get(self, path):
-        conn = http.client.HTTPConnection("127.0.0.1", self.http_port, timeout=10)
+        conn = http.client.HTTPConnection(self.host, self.http_port, timeout=10)
         try:
             conn.request("GET", path)
             resp = conn.getresponse()
@@ -350,9 +352,17 @@ class Reporter:
         """Ready (caches synced) and leading: reports are accepted."""
         return self.ready() and self.is_leader()
 
+    def rss_kib(self, field="VmRSS"):
+        """A memory figure of the process from /proc/PID/status, KiB."""
+        with open(f"/proc/{self.proc.pid}/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+        raise AssertionError(f"no {field} in /proc/{self.proc.pid}/status")
+
     def post_report(self, report, token):
         """POST /v1/reports as a sidecar does: (HTTP status, JSON body)."""
-        conn = http.client.HTTPSConnection("127.0.0.1", self.https_port, context=self.ssl, timeout=10)
+        conn = http.client.HTTPSConnection(self.host, self.https_port, context=self.ssl, timeout=10)
         try:
             headers = {"Content-Type": "application/json"}
             if token is not None:
