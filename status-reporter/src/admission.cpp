@@ -332,7 +332,7 @@ std::optional<json> InjectionPatch(const json& pod, const std::string& ns, const
   // for its overhead (docs/ratios.md, "Shapes"). They need the VMI and the
   // KubeVirt CR. When a lookup gets no answer the sidecar goes in without
   // the shares that need it — the ratio is then missing and says why —
-  // never with a guess: the raw request is wrong for half the shapes.
+  // never with a guess: the raw request is wrong wherever KubeVirt added to it.
   bool lookup_failed = false;
   std::string why;
   std::optional<gm::LauncherShape> shape;

@@ -177,7 +177,7 @@ json PodWith(const std::string& image, json requests, json annotations = json::o
 
 }  // namespace
 
-TEST_CASE("shares: default VM - 100m per vCPU, the VMI's memory request; both lookups made") {
+TEST_CASE("webhook shares: default VM - 100m per vCPU, the VMI's memory request; both lookups made") {
   Lookup lookup;
   const auto s = SharesFor(LauncherPod(), lookup);
   CHECK(s.cpu == "200m");
@@ -195,7 +195,9 @@ TEST_CASE("shares: default VM - 100m per vCPU, the VMI's memory request; both lo
   CHECK(v19.memory == std::to_string(2262LL * 1048576 - 224395264));
 }
 
-TEST_CASE("shares: an IOThread pool is not the vCPUs' - 300m for 2 vCPUs + 1 pool CPU gives 200m (6.67 -> 10)") {
+TEST_CASE(
+    "webhook shares: an IOThread pool is not the vCPUs' - 300m for 2 vCPUs + 1 pool CPU gives 200m "
+    "(6.67 -> 10)") {
   Lookup lookup;
   lookup.vmi->at("spec")["domain"]["ioThreadsPolicy"] = "supplementalPool";
   lookup.vmi->at("spec")["domain"]["ioThreads"] = {{"supplementalPoolThreadCount", 1}};
@@ -226,7 +228,7 @@ TEST_CASE("shares: an IOThread pool is not the vCPUs' - 300m for 2 vCPUs + 1 poo
   CHECK(s.detail.find("\"team-a/virt-launcher-vm-1-*\"") != std::string::npos);
 }
 
-TEST_CASE("shares: dedicated CPUs with an isolated emulator thread - 4 of the 5 CPUs are the vCPUs'") {
+TEST_CASE("webhook shares: dedicated CPUs with an isolated emulator thread - 4 of the 5 CPUs are the vCPUs'") {
   Lookup lookup;
   lookup.vmi->at("spec")["domain"]["cpu"] = {{"cores", 4}, {"dedicatedCpuPlacement", true},
                                               {"isolateEmulatorThread", true}};
@@ -236,7 +238,7 @@ TEST_CASE("shares: dedicated CPUs with an isolated emulator thread - 4 of the 5 
   CHECK(s.cpu == "4");  // ratio 1.0, not 4 ÷ 5
 }
 
-TEST_CASE("shares: an explicit CPU request is all the vCPUs', pool or not") {
+TEST_CASE("webhook shares: an explicit CPU request is all the vCPUs', pool or not") {
   Lookup lookup;
   lookup.vmi->at("spec")["domain"]["cpu"] = {{"sockets", 2}, {"cores", 2}};
   lookup.vmi->at("spec")["domain"]["resources"]["requests"]["cpu"] = "500m";
@@ -248,7 +250,9 @@ TEST_CASE("shares: an explicit CPU request is all the vCPUs', pool or not") {
   CHECK(s.cpu == "500m");  // 4 vCPUs: ratio 8.0
 }
 
-TEST_CASE("shares: hugepages on v1.9 - the compute memory request is the overhead alone; the guest's is the pages") {
+TEST_CASE(
+    "webhook shares: hugepages on v1.9 - the compute memory request is the overhead alone; "
+    "the guest's is the pages") {
   Lookup lookup;
   json& domain = lookup.vmi->at("spec")["domain"];
   domain["memory"] = {{"guest", "4Gi"}, {"hugepages", {{"pageSize", "1Gi"}}}};
@@ -262,7 +266,7 @@ TEST_CASE("shares: hugepages on v1.9 - the compute memory request is the overhea
   CHECK(s.cpu == "200m");
 }
 
-TEST_CASE("shares: v1.6.4+ without a VMI memory request - guest × 100 ÷ the CR's memoryOvercommit") {
+TEST_CASE("webhook shares: v1.6.4+ without a VMI memory request - guest × 100 ÷ the CR's memoryOvercommit") {
   Lookup lookup;
   lookup.vmi->at("spec")["domain"]["resources"] = json::object();
   lookup.vmi->at("spec")["domain"]["memory"]["guest"] = "6Gi";
@@ -279,7 +283,7 @@ TEST_CASE("shares: v1.6.4+ without a VMI memory request - guest × 100 ÷ the CR
   CHECK(s.detail.find("no memory share: ") != std::string::npos);
 }
 
-TEST_CASE("shares: no such VMI - the sidecar goes in without shares, and that is no lookup failure") {
+TEST_CASE("webhook shares: no such VMI - the sidecar goes in without shares, and that is no lookup failure") {
   Lookup lookup;
   lookup.vmi.reset();
   const auto s = SharesFor(LauncherPod(), lookup);
@@ -290,7 +294,7 @@ TEST_CASE("shares: no such VMI - the sidecar goes in without shares, and that is
   CHECK(lookup.calls == 1);
 }
 
-TEST_CASE("quantities the sidecar parses: whole millicores, else decimals; whole bytes") {
+TEST_CASE("webhook shares: quantities the sidecar parses: whole millicores, else decimals; whole bytes") {
   CHECK(CpuQuantity(0.2) == "200m");
   CHECK(CpuQuantity(0.3 * 2 / 3) == "200m");
   CHECK(CpuQuantity(4) == "4");
@@ -387,7 +391,7 @@ TEST_CASE("malformed AdmissionReviews get a clear 400") {
   CHECK_FALSE(r.body["response"].contains("patch"));
 }
 
-TEST_CASE("a failed lookup injects the sidecar without the shares that need it, never a guess") {
+TEST_CASE("webhook shares: a failed lookup injects the sidecar without the shares that need it, never a guess") {
   Lookup lookup;
   lookup.vmi_fails = true;
   lookup.kubevirts = KubeVirtList("v1.5.2", {{"memoryOvercommit", 150}});
@@ -422,7 +426,9 @@ TEST_CASE("a failed lookup injects the sidecar without the shares that need it, 
   CHECK(EnvValue(c2, "GUEST_EXPORTER_VMI_MEMORY_REQUEST") == "2147483648");
 }
 
-TEST_CASE("the KubeVirt CR: observed version, memoryOvercommit and cpuAllocationRatio, else KubeVirt's defaults") {
+TEST_CASE(
+    "webhook shares: the KubeVirt CR gives the observed version, memoryOvercommit and "
+    "cpuAllocationRatio, else KubeVirt's defaults") {
   auto o = ShapeOptionsOf(KubeVirtList("v1.5.2", {{"memoryOvercommit", 150}, {"cpuAllocationRatio", 4}}));
   REQUIRE(o.kubevirt_version);
   CHECK(o.kubevirt_version->ToString() == "v1.5.2");
