@@ -118,8 +118,11 @@ gm::ShapeOptions ShapeOptionsOf(const json& kubevirt_list) {
   // KubeVirt runs from one CR; a second one is refused by its operator.
   const json& cr = items[0];
   // Empty while the operator deploys, and then unknown: the module falls back
-  // to the compute image's tag.
-  o.kubevirt_version = gm::ParseKubeVirtVersion(Str(At(cr, "status"), "observedKubeVirtVersion"));
+  // to the compute image's tag. Mid-upgrade (target ≠ observed) pods are
+  // rendered by either release, so the CR names none of them.
+  const std::string observed = Str(At(cr, "status"), "observedKubeVirtVersion");
+  const std::string target = Str(At(cr, "status"), "targetKubeVirtVersion");
+  if (target.empty() || target == observed) o.kubevirt_version = gm::ParseKubeVirtVersion(observed);
   // Both are ints in the CR; unset (or nonsense) means KubeVirt's default.
   const json& dev = At(At(At(cr, "spec"), "configuration"), "developerConfiguration");
   const json& overcommit = At(dev, "memoryOvercommit");

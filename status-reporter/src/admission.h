@@ -61,7 +61,8 @@ class ClusterLookup {
 };
 
 /// What the cluster's KubeVirt CR (the first of a kubevirts list) tells
-/// gm::DeriveLauncherShape: status.observedKubeVirtVersion, and
+/// gm::DeriveLauncherShape: status.observedKubeVirtVersion (none while an
+/// upgrade runs: targetKubeVirtVersion differs), and
 /// spec.configuration.developerConfiguration.memoryOvercommit and
 /// cpuAllocationRatio, with KubeVirt's defaults (100, 10) where the CR leaves
 /// them unset. Nothing when the list holds no KubeVirt CR.

@@ -442,6 +442,14 @@ TEST_CASE(
   o = ShapeOptionsOf(json::parse(R"({"items":[{"spec":{"configuration":{}}}]})"));
   CHECK(o.cluster_memory_overcommit == 100.0);
   CHECK(ShapeOptionsOf(KubeVirtList("not a version")).kubevirt_version == std::nullopt);
+  // Mid-upgrade, either release may render a pod: no version from the CR.
+  json upgrading = KubeVirtList("v1.5.1");
+  upgrading["items"][0]["status"]["targetKubeVirtVersion"] = "v1.5.2";
+  CHECK_FALSE(ShapeOptionsOf(upgrading).kubevirt_version);
+  CHECK(ShapeOptionsOf(upgrading).cluster_cpu_allocation_ratio == 10.0);
+  upgrading["items"][0]["status"]["observedKubeVirtVersion"] = "v1.5.2";  // done
+  REQUIRE(ShapeOptionsOf(upgrading).kubevirt_version);
+  CHECK(ShapeOptionsOf(upgrading).kubevirt_version->ToString() == "v1.5.2");
   // No KubeVirt CR: nothing to say.
   for (const char* none : {R"({"items":[]})", "{}", "[]"}) {
     o = ShapeOptionsOf(json::parse(none));
