@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cctype>
 #include <cmath>
+#include <cstdio>
 #include <set>
 #include <stdexcept>
 
@@ -110,20 +111,51 @@ json FieldEnv(const char* name, const char* path) {
 
 }  // namespace
 
-std::optional<std::string> VmiMemoryRequestOf(const json& vmi) {
-  const json& m = At(At(At(At(At(vmi, "spec"), "domain"), "resources"), "requests"), "memory");
-  if (m.is_string() && !m.get<std::string>().empty()) return m.get<std::string>();
-  return std::nullopt;
+gm::ShapeOptions ShapeOptionsOf(const json& kubevirt_list) {
+  gm::ShapeOptions o;
+  const json& items = At(kubevirt_list, "items");
+  if (!items.is_array() || items.empty()) return o;
+  // KubeVirt runs from one CR; a second one is refused by its operator.
+  const json& cr = items[0];
+  // Empty while the operator deploys, and then unknown: the module falls back
+  // to the compute image's tag. Mid-upgrade (target ≠ observed) pods are
+  // rendered by either release, so the CR names none of them.
+  const std::string observed = Str(At(cr, "status"), "observedKubeVirtVersion");
+  const std::string target = Str(At(cr, "status"), "targetKubeVirtVersion");
+  if (target.empty() || target == observed) o.kubevirt_version = gm::ParseKubeVirtVersion(observed);
+  // Both are ints in the CR; unset (or nonsense) means KubeVirt's default.
+  const json& dev = At(At(At(cr, "spec"), "configuration"), "developerConfiguration");
+  const json& overcommit = At(dev, "memoryOvercommit");
+  o.cluster_memory_overcommit = overcommit.is_number_integer() && overcommit.get<int64_t>() > 0
+                                    ? static_cast<double>(overcommit.get<int64_t>())
+                                    : kDefaultMemoryOvercommit;
+  const json& ratio = At(dev, "cpuAllocationRatio");
+  o.cluster_cpu_allocation_ratio = ratio.is_number_integer() && ratio.get<int64_t>() > 0
+                                       ? static_cast<double>(ratio.get<int64_t>())
+                                       : kDefaultCpuAllocationRatio;
+  return o;
 }
 
-std::optional<std::string> MemoryOvercommitOf(const json& kubevirt_list) {
-  const json& items = At(kubevirt_list, "items");
-  if (!items.is_array() || items.empty()) return std::nullopt;
-  // KubeVirt runs from one CR; a second one is refused by its operator. The
-  // field is an int; unset means KubeVirt's default.
-  const json& v = At(At(At(At(items[0], "spec"), "configuration"), "developerConfiguration"), "memoryOvercommit");
-  if (v.is_number_integer() && v.get<int64_t>() > 0) return std::to_string(v.get<int64_t>());
-  return kDefaultMemoryOvercommit;
+std::string CpuQuantity(double cores) {
+  const double millis = cores * 1000;
+  const double whole = std::round(millis);
+  if (std::fabs(millis - whole) < 1e-6 && whole > 0 && whole < 1e15) {
+    const auto m = static_cast<int64_t>(whole);
+    return m % 1000 == 0 ? std::to_string(m / 1000) : std::to_string(m) + "m";
+  }
+  // A share of a pool split (100m × 2 ÷ 3): decimals, never an exponent.
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.9f", cores);
+  std::string text = buf;
+  while (!text.empty() && text.back() == '0') text.pop_back();
+  if (!text.empty() && text.back() == '.') text.pop_back();
+  return text;
+}
+
+std::string MemoryQuantity(double bytes) {
+  // A guest × 100 ÷ overcommit share has a fraction of a byte; the ratio
+  // does not feel it.
+  return std::to_string(std::llround(bytes));
 }
 
 ServerVersion ParseServerVersion(const json& body) {
@@ -265,7 +297,6 @@ std::optional<json> InjectionPatch(const json& pod, const std::string& ns, const
     return std::nullopt;
   }
   const json& compute = containers[0];
-  const json& requests = At(At(compute, "resources"), "requests");
 
   // Run as the launcher runs: its user reaches the libvirt socket, and no looser.
   const json& pod_sc = At(spec, "securityContext");
@@ -299,29 +330,54 @@ std::optional<json> InjectionPatch(const json& pod, const std::string& ns, const
   });
   if (!cfg.reporter_url.empty()) env.push_back(Env("GUEST_EXPORTER_REPORTER_URL", cfg.reporter_url));
   if (!cfg.reporter_ca_pem.empty()) env.push_back(Env("GUEST_EXPORTER_REPORTER_CA_PEM", cfg.reporter_ca_pem));
-  if (At(requests, "cpu").is_string()) env.push_back(Env("GUEST_EXPORTER_CPU_REQUEST", requests["cpu"]));
-  if (At(requests, "memory").is_string()) env.push_back(Env("GUEST_EXPORTER_MEMORY_REQUEST", requests["memory"]));
-  // The memory request without overhead: the pod's own annotation when
-  // KubeVirt (v1.9+) sets it, else ask the API — only then. When a lookup
-  // gets no answer, the sidecar goes in without this input: its memory
-  // ratio is then missing (and says why), never computed from a guess — the
-  // cluster's overcommit is wrong for a VMI that sets its own request.
+  // The guest's shares of the compute requests, not the requests: KubeVirt
+  // adds CPUs for an IOThread pool or an isolated emulator thread and memory
+  // for its overhead (docs/ratios.md, "Shapes"). They need the VMI and the
+  // KubeVirt CR. When a lookup gets no answer the sidecar goes in without
+  // the shares that need it — the ratio is then missing and says why —
+  // never with a guess: the raw request is wrong wherever KubeVirt added to it.
   bool lookup_failed = false;
-  const std::string overhead = Str(At(meta, "annotations"), "kubevirt.io/memory-overhead-bytes");
-  if (!overhead.empty()) {
-    env.push_back(Env("GUEST_EXPORTER_MEMORY_OVERHEAD", overhead));
-  } else {
-    try {
-      if (auto vmi_request = lookup.VmiMemoryRequest(ns, vmi_name, deadline)) {
-        env.push_back(Env("GUEST_EXPORTER_VMI_MEMORY_REQUEST", *vmi_request));
-      } else if (auto overcommit = lookup.ClusterMemoryOvercommit(deadline)) {
-        env.push_back(Env("GUEST_EXPORTER_CLUSTER_MEMORY_OVERCOMMIT", *overcommit));
-      }
-    } catch (const LookupFailed& e) {
-      lookup_failed = true;
-      if (detail) *detail = e.what();
-    }
+  std::string why;
+  std::optional<gm::LauncherShape> shape;
+  std::optional<json> vmi;
+  try {
+    vmi = lookup.Vmi(ns, vmi_name, deadline);
+  } catch (const LookupFailed& e) {
+    lookup_failed = true;
+    why = e.what();
   }
+  if (vmi) {
+    gm::ShapeOptions options;
+    try {
+      if (const auto kubevirts = lookup.KubeVirts(deadline)) options = ShapeOptionsOf(*kubevirts);
+    } catch (const LookupFailed& e) {
+      // Without the CR the module still derives what the pod and the VMI
+      // fix alone: it never assumes a version or an overcommit.
+      lookup_failed = true;
+      why = e.what();
+    }
+    shape = gm::DeriveLauncherShape(*vmi, pod, options);
+  } else if (!lookup_failed) {
+    // Gone, or not yet visible: nothing to derive from, and no failure.
+    why = "no VMI " + json(vmi_name).dump(-1, ' ', false, json::error_handler_t::replace) +
+          " in the namespace: no shares";
+  }
+  const auto add_why = [&why](const std::string& text) { why += (why.empty() ? "" : "; ") + text; };
+  // Only what a quantity can say: 1n (Kubernetes' smallest unit) to an
+  // exabyte's worth, never a 0 the sidecar would divide by.
+  if (shape && shape->vcpu_cpu_request && *shape->vcpu_cpu_request >= 1e-9 && *shape->vcpu_cpu_request < 1e12) {
+    env.push_back(Env("GUEST_EXPORTER_CPU_REQUEST", CpuQuantity(*shape->vcpu_cpu_request)));
+  } else if (shape) {
+    add_why("no CPU share: " + (shape->vcpu_cpu_request ? "the vCPUs' share is out of range" : shape->cpu_why));
+  }
+  if (shape && shape->guest_memory_request && *shape->guest_memory_request >= 1 &&
+      *shape->guest_memory_request < 9e18) {
+    env.push_back(Env("GUEST_EXPORTER_VMI_MEMORY_REQUEST", MemoryQuantity(*shape->guest_memory_request)));
+  } else if (shape) {
+    add_why("no memory share: " +
+            (shape->guest_memory_request ? "the guest's share is out of range" : shape->memory_why));
+  }
+  if (detail && !why.empty()) *detail = "pod " + PodRef(meta, ns) + ": " + why;
 
   json resources = {{"requests", {{"cpu", cfg.cpu}, {"memory", cfg.memory}}}};
   // A Guaranteed VM must stay Guaranteed: the sidecar's limits equal its requests.
@@ -365,7 +421,7 @@ std::optional<json> InjectionPatch(const json& pod, const std::string& ns, const
   }
   patch.push_back({{"op", "add"}, {"path", "/spec/volumes/-"}, {"value", token_volume}});
   patch.push_back({{"op", "add"}, {"path", "/spec/volumes/-"}, {"value", run_volume}});
-  decision = lookup_failed ? "injected_without_memory_request" : "injected";
+  decision = lookup_failed ? "injected_lookup_failed" : "injected";
   return patch;
 }
 

@@ -1,8 +1,10 @@
 #pragma once
 // The mutating webhook that injects guest-exporter into virt-launcher pods as
-// a native sidecar. Pure apart from the two optional lookups, which are only
-// made when the pod itself does not say what the memory request is.
+// a native sidecar, and tells it the guest's shares of the compute requests
+// (gm::DeriveLauncherShape). Pure apart from two lookups: the pod's VMI and the
+// cluster's KubeVirt CR.
 
+#include <gm/launcher_shape.h>
 #include <nlohmann/json.hpp>
 
 #include <chrono>
@@ -20,7 +22,9 @@ inline constexpr const char* kOptOutLabel = "guestmetrics.kubevirt.io/inject";
 /// networks and annotations is tens of KiB; etcd keeps objects up to 1.5 MiB.
 inline constexpr size_t kMaxAdmissionBytes = 2 * 1024 * 1024;
 /// KubeVirt's memoryOvercommit when its CR does not set one (virt-config).
-inline constexpr const char* kDefaultMemoryOvercommit = "100";
+inline constexpr double kDefaultMemoryOvercommit = 100;
+/// KubeVirt's cpuAllocationRatio when its CR does not set one (virt-config).
+inline constexpr double kDefaultCpuAllocationRatio = 10;
 
 /// When the webhook's lookups must have answered.
 using Deadline = std::chrono::steady_clock::time_point;
@@ -38,30 +42,37 @@ struct InjectionConfig {
 };
 
 /// A lookup that got no answer (API error, timeout, deadline passed). Not
-/// thrown for "there is nothing": a VMI without a memory request, no KubeVirt CR.
+/// thrown for "there is nothing": no such VMI, no KubeVirt CR.
 class LookupFailed : public std::runtime_error {
  public:
   using std::runtime_error::runtime_error;
 };
 
-/// Facts the webhook may need from the API, looked up only when needed.
-/// Each call answers by `deadline` or throws LookupFailed.
+/// Facts the webhook needs from the API. Each call answers by `deadline` or
+/// throws LookupFailed.
 class ClusterLookup {
  public:
   virtual ~ClusterLookup() = default;
-  /// spec.domain.resources.requests.memory of the VMI; nullopt when it has none.
-  virtual std::optional<std::string> VmiMemoryRequest(const std::string& ns, const std::string& name,
-                                                      Deadline deadline) = 0;
-  /// The cluster's memoryOvercommit (see MemoryOvercommitOf); nullopt without a KubeVirt CR.
-  virtual std::optional<std::string> ClusterMemoryOvercommit(Deadline deadline) = 0;
+  /// The VMI object as the API serves it; nullopt when there is none (404).
+  virtual std::optional<nlohmann::json> Vmi(const std::string& ns, const std::string& name, Deadline deadline) = 0;
+  /// The list of KubeVirt CRs (kubevirt.io/v1 kubevirts, all namespaces);
+  /// nullopt when the API has no such resource (404).
+  virtual std::optional<nlohmann::json> KubeVirts(Deadline deadline) = 0;
 };
 
-/// spec.domain.resources.requests.memory of a VMI object, if it is a string.
-std::optional<std::string> VmiMemoryRequestOf(const nlohmann::json& vmi);
-/// spec.configuration.developerConfiguration.memoryOvercommit of the first
-/// KubeVirt CR in a list; KubeVirt's default (100) when that CR leaves it
-/// unset; nullopt when the list holds no KubeVirt CR.
-std::optional<std::string> MemoryOvercommitOf(const nlohmann::json& kubevirt_list);
+/// What the cluster's KubeVirt CR (the first of a kubevirts list) tells
+/// gm::DeriveLauncherShape: status.observedKubeVirtVersion (none while an
+/// upgrade runs: targetKubeVirtVersion differs), and
+/// spec.configuration.developerConfiguration.memoryOvercommit and
+/// cpuAllocationRatio, with KubeVirt's defaults (100, 10) where the CR leaves
+/// them unset. Nothing when the list holds no KubeVirt CR.
+gm::ShapeOptions ShapeOptionsOf(const nlohmann::json& kubevirt_list);
+
+/// A CPU share in cores as a Kubernetes quantity: "200m", "4", "0.0666667"
+/// (whole millicores where it is one, else up to 9 decimals).
+std::string CpuQuantity(double cores);
+/// A memory share in bytes as a Kubernetes quantity: whole bytes ("4294967296").
+std::string MemoryQuantity(double bytes);
 
 /// A Go duration ("10s", "4.5s", "1m0s", "300ms"), as the API server writes
 /// the `timeout` query parameter of a webhook call; nullopt if it is not one.
@@ -102,19 +113,19 @@ NativeSidecars NativeSidecarsByVersion(const ServerVersion& version);
 struct AdmissionResult {
   int http_status = 200;      // 400 for a malformed AdmissionReview
   nlohmann::json body;        // the AdmissionReview answer, or a metav1 Status (400)
-  /// injected, injected_without_memory_request (a lookup failed: the sidecar
-  /// gets no memory-request input rather than a guessed one), not_launcher,
+  /// injected, injected_lookup_failed (a lookup got no answer: the sidecar
+  /// gets only the shares that need no guess — none without the VMI), not_launcher,
   /// opted_out, already_injected, not_understood, no_native_sidecars,
   /// native_sidecars_unknown (the server's version is not known yet),
   /// name_conflict (the pod has a container named guest-exporter that the
   /// webhook did not inject, or no free volume name), malformed
   std::string decision;
-  std::string detail;         // why, for the log (the failed lookup)
+  std::string detail;         // why, for the log (the failed lookup, a share that is not derived)
 };
 
 /// Every decision Admit can take, for counters that start at zero.
 inline constexpr const char* kAdmissionDecisions[] = {
-    "injected",       "injected_without_memory_request", "not_launcher",       "opted_out",
+    "injected",       "injected_lookup_failed",          "not_launcher",       "opted_out",
     "already_injected", "not_understood",                "no_native_sidecars", "native_sidecars_unknown",
     "name_conflict",  "malformed"};
 

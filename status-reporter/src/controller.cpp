@@ -93,21 +93,19 @@ class KubeReviewer final : public TokenReviewer {
   const std::string audience_;
 };
 
-// The webhook's two lookups. They end by the admission's deadline (the API
-// server's own timeout, less a margin), so the webhook answers in time
+// The webhook's two lookups: the pod's VMI and the KubeVirt CR. They end by
+// the admission's deadline (the API server's own timeout, less a margin), so
+// the webhook answers in time
 // whatever the API does. Their client makes one attempt per request: a
 // retry after a 429's Retry-After would overrun that deadline.
 class KubeLookup final : public ClusterLookup {
  public:
   explicit KubeLookup(kube::Client& c) : c_(c) {}
-  std::optional<std::string> VmiMemoryRequest(const std::string& ns, const std::string& name,
-                                              Deadline deadline) override {
-    const auto vmi = Get(kube::ObjectPath("kubevirt.io/v1", "virtualmachineinstances", ns, name), deadline);
-    return vmi ? VmiMemoryRequestOf(*vmi) : std::nullopt;
+  std::optional<json> Vmi(const std::string& ns, const std::string& name, Deadline deadline) override {
+    return Get(kube::ObjectPath("kubevirt.io/v1", "virtualmachineinstances", ns, name), deadline);
   }
-  std::optional<std::string> ClusterMemoryOvercommit(Deadline deadline) override {
-    const auto list = Get(kube::CollectionPath("kubevirt.io/v1", "kubevirts"), deadline);
-    return list ? MemoryOvercommitOf(*list) : std::nullopt;
+  std::optional<json> KubeVirts(Deadline deadline) override {
+    return Get(kube::CollectionPath("kubevirt.io/v1", "kubevirts"), deadline);
   }
 
  private:

@@ -17,19 +17,26 @@
 #include <string>
 
 #include "admission.h"
+#include "gm/quantity.h"
 
 namespace {
 
 using nlohmann::json;
 
-// Lookups answer at once, the way a healthy API server without a KubeVirt CR
-// would: the fuzzer explores the webhook, not the network.
-class NoLookups final : public gm::reporter::ClusterLookup {
+// Lookups answer at once, the way a healthy API server would: the VMI of a
+// 2-vCPU VM with an IOThread pool and a KubeVirt CR, so that every pod the
+// fuzzer makes up goes through gm::DeriveLauncherShape. The fuzzer explores
+// the webhook, not the network.
+class FixedLookups final : public gm::reporter::ClusterLookup {
  public:
-  std::optional<std::string> VmiMemoryRequest(const std::string&, const std::string&, gm::reporter::Deadline) override {
-    return std::nullopt;
+  std::optional<json> Vmi(const std::string&, const std::string&, gm::reporter::Deadline) override {
+    return json::parse(R"({"spec":{"domain":{"cpu":{"cores":2},"memory":{"guest":"2Gi"},
+        "ioThreadsPolicy":"supplementalPool","ioThreads":{"supplementalPoolThreadCount":1}}}})");
   }
-  std::optional<std::string> ClusterMemoryOvercommit(gm::reporter::Deadline) override { return std::nullopt; }
+  std::optional<json> KubeVirts(gm::reporter::Deadline) override {
+    return json::parse(R"({"items":[{"status":{"observedKubeVirtVersion":"v1.7.0"},
+        "spec":{"configuration":{"developerConfiguration":{"memoryOvercommit":150}}}}]})");
+  }
 };
 
 std::string Base64Decode(const std::string& in) {
@@ -81,7 +88,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   gm::reporter::InjectionConfig config;
   config.image = "registry.example/kubevirt-guest-metrics:0.1.0";
   config.reporter_url = "https://status-reporter.kubevirt-guest-metrics.svc:8443/v1/reports";
-  NoLookups lookups;
+  FixedLookups lookups;
   // A server with native sidecars, unless the body starts with a space (JSON
   // allows it; the seeds do not): then one without.
   const auto native = size > 0 && data[0] == ' ' ? gm::reporter::NativeSidecars::kNo : gm::reporter::NativeSidecars::kYes;
@@ -116,6 +123,14 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   }
   for (const char* probe : {"readinessProbe", "livenessProbe", "startupProbe"}) {
     if (sidecar.contains(probe)) std::abort();
+  }
+  // The guest's shares, whatever the pod says: quantities the sidecar takes
+  // (its flags refuse anything else, and it would not start), above zero.
+  for (const auto& e : sidecar.at("env")) {
+    const std::string name = e.at("name").get<std::string>();
+    if (name != "GUEST_EXPORTER_CPU_REQUEST" && name != "GUEST_EXPORTER_VMI_MEMORY_REQUEST") continue;
+    const auto v = gm::ParseQuantity(e.at("value").get<std::string>());
+    if (!v || !(*v > 0)) std::abort();
   }
   return 0;
 }

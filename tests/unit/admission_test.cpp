@@ -13,25 +13,43 @@ namespace {
 
 constexpr NativeSidecars kNative = NativeSidecars::kYes;
 
+// A VMI as the API serves it: 2 vCPUs, guest 2Gi, the memory request
+// KubeVirt's webhook set up to v1.6.3.
+json VmiObject() {
+  return json::parse(R"({"apiVersion": "kubevirt.io/v1", "kind": "VirtualMachineInstance",
+    "metadata": {"name": "vm-1", "namespace": "team-a"},
+    "spec": {"domain": {"cpu": {"cores": 2}, "memory": {"guest": "2Gi"},
+                        "resources": {"requests": {"memory": "2Gi"}}}}})");
+}
+
+// The cluster's KubeVirt CR: its observed version, and developerConfiguration.
+json KubeVirtList(const std::string& version, json dev = json::object()) {
+  json cr = {{"metadata", {{"name", "kubevirt"}, {"namespace", "kubevirt"}}},
+             {"spec", {{"configuration", {{"developerConfiguration", dev}}}}}};
+  if (!version.empty()) cr["status"] = {{"observedKubeVirtVersion", version}};
+  return {{"items", json::array({cr})}};
+}
+
+// The API, answering from memory: a tiny real ClusterLookup.
 class Lookup final : public ClusterLookup {
  public:
-  std::optional<std::string> vmi_request;
-  std::optional<std::string> overcommit;
+  std::optional<json> vmi = VmiObject();
+  std::optional<json> kubevirts = json{{"items", json::array()}};
   bool vmi_fails = false;
   bool cluster_fails = false;
   int calls = 0;
   Deadline last_deadline{};
-  std::optional<std::string> VmiMemoryRequest(const std::string&, const std::string&, Deadline d) override {
+  std::optional<json> Vmi(const std::string&, const std::string&, Deadline d) override {
     ++calls;
     last_deadline = d;
     if (vmi_fails) throw LookupFailed("GET vmi: timed out");
-    return vmi_request;
+    return vmi;
   }
-  std::optional<std::string> ClusterMemoryOvercommit(Deadline d) override {
+  std::optional<json> KubeVirts(Deadline d) override {
     ++calls;
     last_deadline = d;
     if (cluster_fails) throw LookupFailed("GET kubevirts: 503");
-    return overcommit;
+    return kubevirts;
   }
 };
 
@@ -87,7 +105,6 @@ InjectionConfig Config() {
 
 TEST_CASE("a launcher pod gets guest-exporter appended as a native sidecar, compute untouched") {
   Lookup lookup;
-  lookup.vmi_request = "2Gi";
   const auto res = Admit(Review(LauncherPod()), Config(), lookup, Soon(), kNative);
   REQUIRE(res.http_status == 200);
   CHECK(res.decision == "injected");
@@ -121,29 +138,172 @@ TEST_CASE("a launcher pod gets guest-exporter appended as a native sidecar, comp
   CHECK(EnvValue(c, "GUEST_EXPORTER_VMI_NAME") == "vm-1");
   CHECK(EnvValue(c, "GUEST_EXPORTER_POD_UID") == "fieldRef:metadata.uid");
   CHECK(EnvValue(c, "GUEST_EXPORTER_NODE_NAME") == "fieldRef:spec.nodeName");
-  CHECK(EnvValue(c, "GUEST_EXPORTER_CPU_REQUEST") == "200m");
-  CHECK(EnvValue(c, "GUEST_EXPORTER_MEMORY_REQUEST") == "2262Mi");
-  CHECK(EnvValue(c, "GUEST_EXPORTER_VMI_MEMORY_REQUEST") == "2Gi");
   CHECK(EnvValue(c, "GUEST_EXPORTER_REPORTER_URL") == Config().reporter_url);
   CHECK(patch[1]["value"]["projected"]["sources"][0]["serviceAccountToken"]["audience"] == "kubevirt-guest-metrics");
   // Burstable pod: no CPU limit added to the VM's pod.
   CHECK_FALSE(c["resources"]["limits"].contains("cpu"));
 }
 
-TEST_CASE("memory request source: the overhead annotation avoids any lookup; else VMI, else cluster") {
-  Lookup lookup;
-  auto pod = LauncherPod();
-  pod["metadata"]["annotations"]["kubevirt.io/memory-overhead-bytes"] = "224395264";
-  std::string decision;
-  auto patch = InjectionPatch(pod, "team-a", Config(), lookup, decision, Soon(), kNative);
-  REQUIRE(patch);
-  CHECK(EnvValue((*patch)[0]["value"], "GUEST_EXPORTER_MEMORY_OVERHEAD") == "224395264");
-  CHECK(lookup.calls == 0);
+// The guest's shares, as the sidecar gets them: GUEST_EXPORTER_CPU_REQUEST =
+// the vCPUs' share of the compute CPU request, GUEST_EXPORTER_VMI_MEMORY_REQUEST
+// = the guest's memory request without overhead, and none of the raw inputs
+// whose precedence in the sidecar would pick compute − overhead first.
+namespace {
 
-  lookup.overcommit = "150";
-  patch = InjectionPatch(LauncherPod(), "team-a", Config(), lookup, decision, Soon(), kNative);
-  CHECK(EnvValue((*patch)[0]["value"], "GUEST_EXPORTER_CLUSTER_MEMORY_OVERCOMMIT") == "150");
-  CHECK(EnvValue((*patch)[0]["value"], "GUEST_EXPORTER_VMI_MEMORY_REQUEST") == "<absent>");
+struct Shares {
+  std::string cpu, memory, decision, detail;
+};
+
+Shares SharesFor(const json& pod, Lookup& lookup) {
+  std::string decision, detail;
+  const auto patch = InjectionPatch(pod, "team-a", Config(), lookup, decision, Soon(), kNative, &detail);
+  REQUIRE(patch);
+  const json& c = (*patch)[0]["value"];
+  for (const char* raw : {"GUEST_EXPORTER_MEMORY_REQUEST", "GUEST_EXPORTER_MEMORY_OVERHEAD",
+                          "GUEST_EXPORTER_CLUSTER_MEMORY_OVERCOMMIT"}) {
+    CHECK_MESSAGE(EnvValue(c, raw) == "<absent>", raw);
+  }
+  return {EnvValue(c, "GUEST_EXPORTER_CPU_REQUEST"), EnvValue(c, "GUEST_EXPORTER_VMI_MEMORY_REQUEST"), decision,
+          detail};
+}
+
+json PodWith(const std::string& image, json requests, json annotations = json::object()) {
+  json pod = LauncherPod();
+  pod["spec"]["containers"][0]["image"] = image;
+  pod["spec"]["containers"][0]["resources"] = {{"requests", requests}};
+  for (auto& [k, v] : annotations.items()) pod["metadata"]["annotations"][k] = v;
+  return pod;
+}
+
+}  // namespace
+
+TEST_CASE("webhook shares: default VM - 100m per vCPU, the VMI's memory request; both lookups made") {
+  Lookup lookup;
+  const auto s = SharesFor(LauncherPod(), lookup);
+  CHECK(s.cpu == "200m");
+  CHECK(s.memory == "2147483648");  // 2Gi, not the compute request's 2262Mi
+  CHECK(s.decision == "injected");
+  CHECK(s.detail.empty());
+  CHECK(lookup.calls == 2);
+
+  // v1.9: the overhead annotation; the guest's share is compute − overhead.
+  lookup.kubevirts = KubeVirtList("v1.9.0");
+  const auto v19 = SharesFor(PodWith("quay.io/kubevirt/virt-launcher:v1.9.0", {{"cpu", "200m"}, {"memory", "2262Mi"}},
+                                     {{"kubevirt.io/memory-overhead-bytes", "224395264"}}),
+                             lookup);
+  CHECK(v19.cpu == "200m");
+  CHECK(v19.memory == std::to_string(2262LL * 1048576 - 224395264));
+}
+
+TEST_CASE(
+    "webhook shares: an IOThread pool is not the vCPUs' - 300m for 2 vCPUs + 1 pool CPU gives 200m "
+    "(6.67 -> 10)") {
+  Lookup lookup;
+  lookup.vmi->at("spec")["domain"]["ioThreadsPolicy"] = "supplementalPool";
+  lookup.vmi->at("spec")["domain"]["ioThreads"] = {{"supplementalPoolThreadCount", 1}};
+  const json pod = PodWith("quay.io/kubevirt/virt-launcher", {{"cpu", "300m"}, {"memory", "2262Mi"}});
+
+  // The KubeVirt CR says which release rendered the pod.
+  lookup.kubevirts = KubeVirtList("v1.5.2");
+  auto s = SharesFor(pod, lookup);
+  CHECK(s.cpu == "200m");
+  CHECK(s.decision == "injected");
+
+  // No version anywhere (untagged image, no observedKubeVirtVersion): the
+  // cluster's cpuAllocationRatio (KubeVirt's default 10 when the CR leaves it
+  // unset) tells the rules apart.
+  lookup.kubevirts = KubeVirtList("");
+  s = SharesFor(pod, lookup);
+  CHECK(s.cpu == "200m");
+
+  // No KubeVirt CR at all: nothing tells them apart, so no CPU share, and the
+  // log says what to give. The memory share does not need it.
+  lookup.kubevirts = json{{"items", json::array()}};
+  s = SharesFor(pod, lookup);
+  CHECK(s.cpu == "<absent>");
+  CHECK(s.memory == "2147483648");
+  CHECK(s.decision == "injected");
+  CHECK(s.detail.find("no CPU share: the KubeVirt version is unknown") != std::string::npos);
+  CHECK(s.detail.find("give the version or the cluster's cpuAllocationRatio") != std::string::npos);
+  CHECK(s.detail.find("\"team-a/virt-launcher-vm-1-*\"") != std::string::npos);
+}
+
+TEST_CASE("webhook shares: dedicated CPUs with an isolated emulator thread - 4 of the 5 CPUs are the vCPUs'") {
+  Lookup lookup;
+  lookup.vmi->at("spec")["domain"]["cpu"] = {{"cores", 4}, {"dedicatedCpuPlacement", true},
+                                              {"isolateEmulatorThread", true}};
+  lookup.kubevirts = KubeVirtList("v1.6.0");
+  const auto s = SharesFor(PodWith("quay.io/kubevirt/virt-launcher:v1.6.0", {{"cpu", "5"}, {"memory", "2262Mi"}}),
+                           lookup);
+  CHECK(s.cpu == "4");  // ratio 1.0, not 4 ÷ 5
+}
+
+TEST_CASE("webhook shares: an explicit CPU request is all the vCPUs', pool or not") {
+  Lookup lookup;
+  lookup.vmi->at("spec")["domain"]["cpu"] = {{"sockets", 2}, {"cores", 2}};
+  lookup.vmi->at("spec")["domain"]["resources"]["requests"]["cpu"] = "500m";
+  lookup.vmi->at("spec")["domain"]["ioThreadsPolicy"] = "supplementalPool";
+  lookup.vmi->at("spec")["domain"]["ioThreads"] = {{"supplementalPoolThreadCount", 1}};
+  lookup.kubevirts = KubeVirtList("v1.7.0");
+  const auto s = SharesFor(PodWith("quay.io/kubevirt/virt-launcher:v1.7.0", {{"cpu", "500m"}, {"memory", "2262Mi"}}),
+                           lookup);
+  CHECK(s.cpu == "500m");  // 4 vCPUs: ratio 8.0
+}
+
+TEST_CASE(
+    "webhook shares: hugepages on v1.9 - the compute memory request is the overhead alone; "
+    "the guest's is the pages") {
+  Lookup lookup;
+  json& domain = lookup.vmi->at("spec")["domain"];
+  domain["memory"] = {{"guest", "4Gi"}, {"hugepages", {{"pageSize", "1Gi"}}}};
+  domain["resources"] = {{"requests", {{"memory", "4Gi"}}}};
+  lookup.kubevirts = KubeVirtList("v1.9.0");
+  const auto s = SharesFor(PodWith("quay.io/kubevirt/virt-launcher:v1.9.0",
+                                   {{"cpu", "200m"}, {"memory", "300Mi"}, {"hugepages-1Gi", "4Gi"}},
+                                   {{"kubevirt.io/memory-overhead-bytes", "314572800"}}),
+                           lookup);
+  CHECK(s.memory == "4294967296");  // 4Gi: ratio 1.0 (compute − overhead would be 0)
+  CHECK(s.cpu == "200m");
+}
+
+TEST_CASE("webhook shares: v1.6.4+ without a VMI memory request - guest × 100 ÷ the CR's memoryOvercommit") {
+  Lookup lookup;
+  lookup.vmi->at("spec")["domain"]["resources"] = json::object();
+  lookup.vmi->at("spec")["domain"]["memory"]["guest"] = "6Gi";
+  lookup.kubevirts = KubeVirtList("v1.7.0", {{"memoryOvercommit", 150}});
+  auto s = SharesFor(PodWith("quay.io/kubevirt/virt-launcher:v1.7.0", {{"cpu", "200m"}, {"memory", "4396Mi"}}),
+                     lookup);
+  CHECK(s.memory == "4294967296");  // 6Gi × 100 ÷ 150 = 4Gi: ratio 1.5
+
+  // No KubeVirt CR: the overcommit is unknown, so no memory share (no guess of 100).
+  lookup.kubevirts = json{{"items", json::array()}};
+  s = SharesFor(PodWith("quay.io/kubevirt/virt-launcher:v1.7.0", {{"cpu", "200m"}, {"memory", "4396Mi"}}), lookup);
+  CHECK(s.memory == "<absent>");
+  CHECK(s.cpu == "200m");
+  CHECK(s.detail.find("no memory share: ") != std::string::npos);
+}
+
+TEST_CASE("webhook shares: no such VMI - the sidecar goes in without shares, and that is no lookup failure") {
+  Lookup lookup;
+  lookup.vmi.reset();
+  const auto s = SharesFor(LauncherPod(), lookup);
+  CHECK(s.cpu == "<absent>");
+  CHECK(s.memory == "<absent>");
+  CHECK(s.decision == "injected");
+  CHECK(s.detail == "pod \"team-a/virt-launcher-vm-1-*\": no VMI \"vm-1\" in the namespace: no shares");
+  CHECK(lookup.calls == 1);
+}
+
+TEST_CASE("webhook shares: quantities the sidecar parses: whole millicores, else decimals; whole bytes") {
+  CHECK(CpuQuantity(0.2) == "200m");
+  CHECK(CpuQuantity(0.3 * 2 / 3) == "200m");
+  CHECK(CpuQuantity(4) == "4");
+  CHECK(CpuQuantity(1.5) == "1500m");
+  CHECK(CpuQuantity(0.1 * 2 / 3) == "0.066666667");
+  CHECK(CpuQuantity(1e-9) == "0.000000001");  // 1n, never "0"
+  CHECK(MemoryQuantity(4294967296.0) == "4294967296");
+  CHECK(MemoryQuantity(6.0 * 1073741824 * 100 / 150) == "4294967296");
+  CHECK(MemoryQuantity(8.0 * 1073741824 * 100 / 150) == "5726623061");
 }
 
 TEST_CASE("a Guaranteed pod stays Guaranteed: the sidecar's limits equal its requests") {
@@ -231,49 +391,72 @@ TEST_CASE("malformed AdmissionReviews get a clear 400") {
   CHECK_FALSE(r.body["response"].contains("patch"));
 }
 
-TEST_CASE("a failed lookup injects the sidecar without a memory-request input, never a guess") {
+TEST_CASE("webhook shares: a failed lookup injects the sidecar without the shares that need it, never a guess") {
   Lookup lookup;
   lookup.vmi_fails = true;
-  lookup.overcommit = "150";  // would be wrong for a VMI with its own request
+  lookup.kubevirts = KubeVirtList("v1.5.2", {{"memoryOvercommit", 150}});
   const Deadline deadline = Soon();
   std::string decision, detail;
   auto patch = InjectionPatch(LauncherPod(), "team-a", Config(), lookup, decision, deadline, kNative, &detail);
   REQUIRE(patch);
-  CHECK(decision == "injected_without_memory_request");
-  CHECK(detail == "GET vmi: timed out");
+  CHECK(decision == "injected_lookup_failed");
+  CHECK(detail == "pod \"team-a/virt-launcher-vm-1-*\": GET vmi: timed out");
   CHECK(lookup.calls == 1);  // no second lookup after a failure
   CHECK(lookup.last_deadline == deadline);
   const json& c = (*patch)[0]["value"];
-  for (const char* name : {"GUEST_EXPORTER_MEMORY_OVERHEAD", "GUEST_EXPORTER_VMI_MEMORY_REQUEST",
+  // Not the raw compute request (200m would be wrong for a VMI with an
+  // IOThread pool), and no memory input at all.
+  for (const char* name : {"GUEST_EXPORTER_CPU_REQUEST", "GUEST_EXPORTER_MEMORY_REQUEST",
+                           "GUEST_EXPORTER_MEMORY_OVERHEAD", "GUEST_EXPORTER_VMI_MEMORY_REQUEST",
                            "GUEST_EXPORTER_CLUSTER_MEMORY_OVERCOMMIT"}) {
-    CHECK(EnvValue(c, name) == "<absent>");
+    CHECK_MESSAGE(EnvValue(c, name) == "<absent>", name);
   }
-  CHECK(EnvValue(c, "GUEST_EXPORTER_MEMORY_REQUEST") == "2262Mi");
 
+  // The KubeVirt CR gets no answer: what the pod and the VMI fix alone still
+  // goes in (2 vCPUs at 200m, the VMI's 2Gi); the failure is counted.
   Lookup second;
   second.cluster_fails = true;
   const auto res = Admit(Review(LauncherPod()), Config(), second, Soon(), kNative);
-  CHECK(res.decision == "injected_without_memory_request");
-  CHECK(res.detail == "GET kubevirts: 503");
+  CHECK(res.decision == "injected_lookup_failed");
+  CHECK(res.detail == "pod \"team-a/virt-launcher-vm-1-*\": GET kubevirts: 503");
   CHECK(res.body["response"]["allowed"] == true);
-  CHECK(res.body["response"]["patchType"] == "JSONPatch");
+  REQUIRE(res.body["response"]["patchType"] == "JSONPatch");
+  const json c2 = Decode(res.body["response"]["patch"])[0]["value"];
+  CHECK(EnvValue(c2, "GUEST_EXPORTER_CPU_REQUEST") == "200m");
+  CHECK(EnvValue(c2, "GUEST_EXPORTER_VMI_MEMORY_REQUEST") == "2147483648");
 }
 
-TEST_CASE("lookup answers: the VMI's memory request; the KubeVirt CR's memoryOvercommit or KubeVirt's default") {
-  CHECK(VmiMemoryRequestOf(json::parse(R"({"spec":{"domain":{"resources":{"requests":{"memory":"2Gi"}}}}})")) == "2Gi");
-  CHECK_FALSE(VmiMemoryRequestOf(json::parse(R"({"spec":{"domain":{"resources":{}}}})")));
-  CHECK_FALSE(VmiMemoryRequestOf(json::parse(R"({"spec":{"domain":{"resources":{"requests":{"memory":2}}}}})")));
-  CHECK_FALSE(VmiMemoryRequestOf(json::parse("[]")));
-
-  CHECK(MemoryOvercommitOf(json::parse(
-            R"({"items":[{"spec":{"configuration":{"developerConfiguration":{"memoryOvercommit":150}}}}]})")) == "150");
-  // Unset (or nonsense) in the CR: KubeVirt uses 100.
-  CHECK(MemoryOvercommitOf(json::parse(R"({"items":[{"spec":{"configuration":{}}}]})")) == "100");
-  CHECK(MemoryOvercommitOf(json::parse(
-            R"({"items":[{"spec":{"configuration":{"developerConfiguration":{"memoryOvercommit":"x"}}}}]})")) == "100");
+TEST_CASE(
+    "webhook shares: the KubeVirt CR gives the observed version, memoryOvercommit and "
+    "cpuAllocationRatio, else KubeVirt's defaults") {
+  auto o = ShapeOptionsOf(KubeVirtList("v1.5.2", {{"memoryOvercommit", 150}, {"cpuAllocationRatio", 4}}));
+  REQUIRE(o.kubevirt_version);
+  CHECK(o.kubevirt_version->ToString() == "v1.5.2");
+  CHECK(o.cluster_memory_overcommit == 150.0);
+  CHECK(o.cluster_cpu_allocation_ratio == 4.0);
+  // Unset (or nonsense) in the CR: KubeVirt uses 100 and 10; no version while it deploys.
+  o = ShapeOptionsOf(KubeVirtList("", {{"memoryOvercommit", "x"}, {"cpuAllocationRatio", -1}}));
+  CHECK_FALSE(o.kubevirt_version);
+  CHECK(o.cluster_memory_overcommit == 100.0);
+  CHECK(o.cluster_cpu_allocation_ratio == 10.0);
+  o = ShapeOptionsOf(json::parse(R"({"items":[{"spec":{"configuration":{}}}]})"));
+  CHECK(o.cluster_memory_overcommit == 100.0);
+  CHECK(ShapeOptionsOf(KubeVirtList("not a version")).kubevirt_version == std::nullopt);
+  // Mid-upgrade, either release may render a pod: no version from the CR.
+  json upgrading = KubeVirtList("v1.5.1");
+  upgrading["items"][0]["status"]["targetKubeVirtVersion"] = "v1.5.2";
+  CHECK_FALSE(ShapeOptionsOf(upgrading).kubevirt_version);
+  CHECK(ShapeOptionsOf(upgrading).cluster_cpu_allocation_ratio == 10.0);
+  upgrading["items"][0]["status"]["observedKubeVirtVersion"] = "v1.5.2";  // done
+  REQUIRE(ShapeOptionsOf(upgrading).kubevirt_version);
+  CHECK(ShapeOptionsOf(upgrading).kubevirt_version->ToString() == "v1.5.2");
   // No KubeVirt CR: nothing to say.
-  CHECK_FALSE(MemoryOvercommitOf(json::parse(R"({"items":[]})")));
-  CHECK_FALSE(MemoryOvercommitOf(json::parse(R"({})")));
+  for (const char* none : {R"({"items":[]})", "{}", "[]"}) {
+    o = ShapeOptionsOf(json::parse(none));
+    CHECK_FALSE(o.kubevirt_version);
+    CHECK_FALSE(o.cluster_memory_overcommit);
+    CHECK_FALSE(o.cluster_cpu_allocation_ratio);
+  }
 }
 
 TEST_CASE("Go durations, as the API server writes the webhook's timeout parameter") {
@@ -391,7 +574,6 @@ TEST_CASE("a container named guest-exporter that the webhook did not inject: adm
 
 TEST_CASE("without native sidecars, or before the server's version is known, launcher pods go in unchanged") {
   Lookup lookup;
-  lookup.vmi_request = "2Gi";
   auto res = Admit(Review(LauncherPod()), Config(), lookup, Soon(), NativeSidecars::kNo);
   CHECK(res.decision == "no_native_sidecars");
   CHECK(res.body["response"] == json::parse(R"({"uid":"req-1","allowed":true})"));

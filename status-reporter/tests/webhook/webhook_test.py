@@ -47,9 +47,14 @@ REPORTS_URL = "https://gm-status-reporter.gm-system.svc/v1/reports"
 LEADER_LABEL = "guestmetrics.kubevirt.io/leader"
 OPT_OUT_LABEL = "guestmetrics.kubevirt.io/inject"
 SIDECAR = "guest-exporter"
-# The three ways the sidecar learns the memory request without overhead.
-MEMORY_INPUTS = ("GUEST_EXPORTER_MEMORY_OVERHEAD", "GUEST_EXPORTER_VMI_MEMORY_REQUEST",
-                 "GUEST_EXPORTER_CLUSTER_MEMORY_OVERCOMMIT")
+# The guest's shares of the compute requests (gm::DeriveLauncherShape): the
+# vCPUs' CPU request and the guest's memory request without overhead.
+SHARES = ("GUEST_EXPORTER_CPU_REQUEST", "GUEST_EXPORTER_VMI_MEMORY_REQUEST")
+# Raw inputs the webhook no longer passes: the sidecar's precedence would pick
+# compute - overhead (wrong with hugepages or overcommitGuestOverhead) first.
+RAW_INPUTS = ("GUEST_EXPORTER_MEMORY_REQUEST", "GUEST_EXPORTER_MEMORY_OVERHEAD",
+              "GUEST_EXPORTER_CLUSTER_MEMORY_OVERCOMMIT")
+Mi = 1024 * 1024
 
 VMIS = "/apis/kubevirt.io/v1/namespaces/{ns}/virtualmachineinstances"
 PODS = "/api/v1/namespaces/{ns}/pods"
@@ -188,14 +193,14 @@ class JsonPatchHelperTest(unittest.TestCase):
 
 
 def launcher_pod(vmi, ns, uid="11111111-2222-3333-4444-555555555555", overhead=None, guaranteed=False,
-                 labels=None, annotations=None):
+                 labels=None, annotations=None, image="quay.io/kubevirt/virt-launcher:v1.3.0", cpu="200m"):
     """A virt-launcher pod as KubeVirt (v1.3 and on, non-root) renders it."""
     if guaranteed:
         compute_res = {"requests": {"cpu": "2", "memory": "2294Mi", "devices.kubevirt.io/kvm": "1"},
                        "limits": {"cpu": "2", "memory": "2294Mi", "devices.kubevirt.io/kvm": "1"}}
         init_res = {"requests": {"cpu": "10m", "memory": "40M"}, "limits": {"cpu": "10m", "memory": "40M"}}
     else:
-        compute_res = {"requests": {"cpu": "200m", "memory": "2294Mi", "ephemeral-storage": "50M",
+        compute_res = {"requests": {"cpu": cpu, "memory": "2294Mi", "ephemeral-storage": "50M",
                                     "devices.kubevirt.io/kvm": "1", "devices.kubevirt.io/tun": "1"},
                        "limits": {"devices.kubevirt.io/kvm": "1", "devices.kubevirt.io/tun": "1"}}
         init_res = {"requests": {"cpu": "10m", "memory": "1M"}, "limits": {"cpu": "100m", "memory": "40M"}}
@@ -218,7 +223,7 @@ def launcher_pod(vmi, ns, uid="11111111-2222-3333-4444-555555555555", overhead=N
             "automountServiceAccountToken": False,
             "securityContext": {"runAsUser": 107, "runAsGroup": 107, "runAsNonRoot": True, "fsGroup": 107},
             "containers": [{
-                "name": "compute", "image": "quay.io/kubevirt/virt-launcher:v1.3.0",
+                "name": "compute", "image": image,
                 "command": ["/usr/bin/virt-launcher-monitor", "--qemu-timeout", "321s", "--name", vmi, "--uid", uid,
                             "--namespace", ns, "--kubevirt-share-dir", "/var/run/kubevirt",
                             "--ephemeral-disk-dir", "/var/run/kubevirt-ephemeral-disks",
@@ -261,11 +266,11 @@ def launcher_pod(vmi, ns, uid="11111111-2222-3333-4444-555555555555", overhead=N
     }
 
 
-def vmi_object(name, memory_request=None):
+def vmi_object(name, memory_request=None, **domain):
     resources = {"requests": {"memory": memory_request}} if memory_request else {}
     return {"apiVersion": "kubevirt.io/v1", "kind": "VirtualMachineInstance", "metadata": {"name": name},
             "spec": {"domain": {"cpu": {"cores": 2}, "memory": {"guest": "2Gi"}, "resources": resources,
-                                "devices": {}}}}
+                                "devices": {}, **domain}}}
 
 
 def review(obj, uid="req-1", ns=None, operation="CREATE", kind=None, sub_resource=None):
@@ -289,6 +294,13 @@ def env_of(container):
     for e in container.get("env", []):
         out[e["name"]] = e["value"] if "value" in e else "fieldRef:" + e["valueFrom"]["fieldRef"]["fieldPath"]
     return out
+
+
+def shares_of(env):
+    """The guest's shares the sidecar got; it never gets a raw input."""
+    raw = [k for k in RAW_INPUTS if k in env]
+    assert not raw, f"raw inputs passed: {raw}"
+    return {k: env[k] for k in SHARES if k in env}
 
 
 def sidecar_of(pod):
@@ -498,19 +510,27 @@ class WebhookCalls:
     def on(self):
         return self.stack or Env.main
 
-    def set_kubevirt_cr(self, present, overcommit=None):
-        """The cluster's one KubeVirt CR, with or without memoryOvercommit."""
+    def set_kubevirt_cr(self, present, overcommit=None, version=None):
+        """The cluster's one KubeVirt CR, with or without memoryOvercommit and
+        status.observedKubeVirtVersion (written through its status subresource)."""
         self.on().api("DELETE", KUBEVIRTS + "/kubevirt", expect=(200, 404))
         if present:
             dev = {"memoryOvercommit": overcommit} if overcommit is not None else {}
             self.on().api("POST", KUBEVIRTS, {"apiVersion": "kubevirt.io/v1", "kind": "KubeVirt",
                                     "metadata": {"name": "kubevirt", "namespace": "kubevirt"},
                                     "spec": {"configuration": {"developerConfiguration": dev}}})
+            if version:
+                self.on().api("PATCH", KUBEVIRTS + "/kubevirt/status",
+                              {"status": {"observedKubeVirtVersion": version}}, ctype="application/merge-patch+json")
         self.on().api("POST", "/fixture/requests/reset")
 
-    def create_vmi(self, name, memory_request=None):
-        self.on().api("POST", VMIS.format(ns=self.ns), vmi_object(name, memory_request))
+    def create_vmi(self, name, memory_request=None, **domain):
+        self.on().api("POST", VMIS.format(ns=self.ns), vmi_object(name, memory_request, **domain))
         self.on().api("POST", "/fixture/requests/reset")
+
+    # The webhook's two lookups for a launcher pod whose VMI exists.
+    def both_lookups(self, vmi):
+        return [("get", "virtualmachineinstances", self.ns, vmi, 200), ("list", "kubevirts", "", "", 200)]
 
     def lookups(self):
         """The reporter's requests that are not its informers' list/watch."""
@@ -573,6 +593,7 @@ class WebhookTest(WebhookCalls, unittest.TestCase):
     # -- injection ----------------------------------------------------------------
 
     def test_injects_a_native_sidecar_and_leaves_compute_alone(self):
+        self.create_vmi("vm-a", memory_request="2Gi")
         pod = launcher_pod("vm-a", self.ns, overhead="224395264")
         before = self.decisions()
         out, patch, _ = self.mutate(pod)
@@ -613,19 +634,17 @@ class WebhookTest(WebhookCalls, unittest.TestCase):
             "audience": AUDIENCE, "expirationSeconds": 7200,
             "path": os.path.basename(env["GUEST_EXPORTER_TOKEN_FILE"])})
 
-        # Identity from the pod, ratio inputs from the compute container and
-        # the overhead annotation; no API lookup was needed.
+        # Identity from the pod; the guest's shares from the compute container,
+        # the overhead annotation, the VMI and the KubeVirt CR.
         self.assertEqual(env["GUEST_EXPORTER_VMI_NAME"], "vm-a")  # kubevirt.io/domain, not vm.kubevirt.io/name
         self.assertEqual(env["GUEST_EXPORTER_VMI_NAMESPACE"], "fieldRef:metadata.namespace")
         self.assertEqual(env["GUEST_EXPORTER_POD_NAME"], "fieldRef:metadata.name")
         self.assertEqual(env["GUEST_EXPORTER_POD_UID"], "fieldRef:metadata.uid")
         self.assertEqual(env["GUEST_EXPORTER_NODE_NAME"], "fieldRef:spec.nodeName")
-        self.assertEqual(env["GUEST_EXPORTER_CPU_REQUEST"], "200m")
-        self.assertEqual(env["GUEST_EXPORTER_MEMORY_REQUEST"], "2294Mi")
-        self.assertEqual(env["GUEST_EXPORTER_MEMORY_OVERHEAD"], "224395264")
-        self.assertNotIn("GUEST_EXPORTER_VMI_MEMORY_REQUEST", env)
-        self.assertNotIn("GUEST_EXPORTER_CLUSTER_MEMORY_OVERCOMMIT", env)
-        self.assertEqual(self.lookups(), [])
+        # 2 vCPUs at 100m; compute 2294Mi - overhead 224395264 bytes.
+        self.assertEqual(shares_of(env), {"GUEST_EXPORTER_CPU_REQUEST": "200m",
+                                          "GUEST_EXPORTER_VMI_MEMORY_REQUEST": str(2294 * Mi - 224395264)})
+        self.assertEqual(self.lookups(), self.both_lookups("vm-a"))
         self.assertEqual(env["GUEST_EXPORTER_REPORTER_URL"], REPORTS_URL)
         self.assertEqual(env["GUEST_EXPORTER_REPORTER_CA_PEM"], Env.ca_pem)
         self.assertEqual(env["GUEST_EXPORTER_GUEST_INFO_INTERVAL"], "60")
@@ -660,31 +679,60 @@ class WebhookTest(WebhookCalls, unittest.TestCase):
         self.create_vmi("vm-b", memory_request="2Gi")
         out, _, _ = self.mutate(launcher_pod("vm-b", self.ns))
         env = env_of(sidecar_of(out))
-        self.assertEqual(env["GUEST_EXPORTER_VMI_MEMORY_REQUEST"], "2Gi")
-        self.assertEqual([k for k in MEMORY_INPUTS if k in env], ["GUEST_EXPORTER_VMI_MEMORY_REQUEST"])
-        # One GET of that VMI, nothing else.
-        self.assertEqual(self.lookups(), [("get", "virtualmachineinstances", self.ns, "vm-b", 200)])
+        self.assertEqual(shares_of(env), {"GUEST_EXPORTER_CPU_REQUEST": "200m",
+                                          "GUEST_EXPORTER_VMI_MEMORY_REQUEST": str(2048 * Mi)})
+        # One GET of that VMI, one list of KubeVirt CRs, nothing else.
+        self.assertEqual(self.lookups(), self.both_lookups("vm-b"))
 
     def test_memory_overcommit_comes_from_the_kubevirt_cr_when_the_vmi_sets_no_request(self):
+        # KubeVirt v1.6.4+ leaves the VMI's memory request unset.
         self.create_vmi("vm-c")
-        self.set_kubevirt_cr(present=True, overcommit=150)
-        out, _, _ = self.mutate(launcher_pod("vm-c", self.ns))
+        self.set_kubevirt_cr(present=True, overcommit=150, version="v1.7.0")
+        pod = launcher_pod("vm-c", self.ns, image="quay.io/kubevirt/virt-launcher:v1.7.0")
+        out, _, _ = self.mutate(pod)
         env = env_of(sidecar_of(out))
-        self.assertEqual([k for k in MEMORY_INPUTS if k in env], ["GUEST_EXPORTER_CLUSTER_MEMORY_OVERCOMMIT"])
-        self.assertEqual(env["GUEST_EXPORTER_CLUSTER_MEMORY_OVERCOMMIT"], "150")
-        self.assertEqual(self.lookups(), [("get", "virtualmachineinstances", self.ns, "vm-c", 200),
-                                          ("list", "kubevirts", "", "", 200)])
+        # guest 2Gi x 100 / 150, in whole bytes
+        self.assertEqual(shares_of(env)["GUEST_EXPORTER_VMI_MEMORY_REQUEST"], str(2048 * Mi * 100 // 150))
+        self.assertEqual(self.lookups(), self.both_lookups("vm-c"))
 
         # A CR without memoryOvercommit: KubeVirt's default, 100.
-        self.set_kubevirt_cr(present=True, overcommit=None)
-        out, _, _ = self.mutate(launcher_pod("vm-c", self.ns))
-        self.assertEqual(env_of(sidecar_of(out))["GUEST_EXPORTER_CLUSTER_MEMORY_OVERCOMMIT"], "100")
+        self.set_kubevirt_cr(present=True, overcommit=None, version="v1.7.0")
+        out, _, _ = self.mutate(pod)
+        self.assertEqual(shares_of(env_of(sidecar_of(out)))["GUEST_EXPORTER_VMI_MEMORY_REQUEST"], str(2048 * Mi))
 
-        # No KubeVirt CR at all: no input rather than a guess.
+        # No KubeVirt CR at all: no memory share rather than a guess; the CPU's
+        # needs only the pod and the VMI.
         self.set_kubevirt_cr(present=False)
-        out, _, _ = self.mutate(launcher_pod("vm-c", self.ns))
-        env = env_of(sidecar_of(out))
-        self.assertEqual([k for k in MEMORY_INPUTS if k in env], [])
+        out, _, _ = self.mutate(pod)
+        self.assertEqual(shares_of(env_of(sidecar_of(out))), {"GUEST_EXPORTER_CPU_REQUEST": "200m"})
+
+    def test_an_iothreads_vmi_gets_the_vcpus_share_of_the_cpu_request(self):
+        # 2 vCPUs and a supplemental IOThread pool of 1: KubeVirt v1.5.2+
+        # requests (2 + 1) / 10 = 300m. The vCPUs' share is 200m: ratio 10, not 6.67.
+        self.create_vmi("vm-io", memory_request="2Gi", ioThreadsPolicy="supplementalPool",
+                        ioThreads={"supplementalPoolThreadCount": 1})
+        pod = launcher_pod("vm-io", self.ns, image="registry.example/kubevirt/virt-launcher@sha256:" + "0" * 64,
+                           cpu="300m")
+        self.set_kubevirt_cr(present=True, version="v1.5.2")
+        out, _, _ = self.mutate(pod)
+        self.assertEqual(shares_of(env_of(sidecar_of(out))), {"GUEST_EXPORTER_CPU_REQUEST": "200m",
+                                                               "GUEST_EXPORTER_VMI_MEMORY_REQUEST": str(2048 * Mi)})
+        self.assertEqual(self.lookups(), self.both_lookups("vm-io"))
+
+        # No version anywhere (the image is a digest), but a CR: its
+        # cpuAllocationRatio (KubeVirt's 10 when unset) tells the rules apart.
+        self.set_kubevirt_cr(present=True)
+        out, _, _ = self.mutate(pod)
+        self.assertEqual(shares_of(env_of(sidecar_of(out)))["GUEST_EXPORTER_CPU_REQUEST"], "200m")
+
+        # Nothing tells them apart: no CPU share, and the log says what to give.
+        self.set_kubevirt_cr(present=False)
+        before = self.decisions()
+        out, _, _ = self.mutate(pod)
+        self.assert_counted(before, "injected")
+        self.assertEqual(shares_of(env_of(sidecar_of(out))), {"GUEST_EXPORTER_VMI_MEMORY_REQUEST": str(2048 * Mi)})
+        self.on().wait_for_log(r"no CPU share: the KubeVirt version is unknown.*give the version or the "
+                               r"cluster's cpuAllocationRatio")
 
     def test_guaranteed_pod_stays_guaranteed(self):
         pod = launcher_pod("vm-d", self.ns, overhead="224395264", guaranteed=True)
@@ -738,7 +786,7 @@ class WebhookTest(WebhookCalls, unittest.TestCase):
         self.assertEqual(sidecar_of(tgt_out), sidecar_of(src_out))
         self.assertEqual(tgt_out["spec"]["containers"], target["spec"]["containers"])
         self.assertEqual(tgt_out["spec"]["affinity"], target["spec"]["affinity"])
-        self.assertEqual(env_of(sidecar_of(tgt_out))["GUEST_EXPORTER_VMI_MEMORY_REQUEST"], "2Gi")
+        self.assertEqual(env_of(sidecar_of(tgt_out))["GUEST_EXPORTER_VMI_MEMORY_REQUEST"], str(2048 * Mi))
 
     def test_root_launcher_gets_the_system_uri(self):
         pod = launcher_pod("vm-h", self.ns, overhead="1")
@@ -881,13 +929,14 @@ class WebhookTest(WebhookCalls, unittest.TestCase):
         admin("POST", "/fixture/faults", {"verb": "get", "resource": "virtualmachineinstances",
                                           "delaySeconds": 8, "count": -1})
         # The API server waits 3 s (it says so in ?timeout=); the webhook
-        # answers before, with the sidecar and no memory-request input.
+        # answers before, with the sidecar and no shares: without the VMI any
+        # value would be a guess (the raw 200m is wrong for an IOThread pool).
+        before = self.decisions()
         out, _, resp = self.mutate(launcher_pod("vm-k", self.ns), query="?timeout=3s")
         self.assertLess(resp["_elapsed"], 3.0)
-        env = env_of(sidecar_of(out))
-        self.assertEqual([k for k in MEMORY_INPUTS if k in env], [])
-        self.assertEqual(env["GUEST_EXPORTER_MEMORY_REQUEST"], "2294Mi")
-        self.assertIn("injected_without_memory_request", _reporter_log())
+        self.assertEqual(shares_of(env_of(sidecar_of(out))), {})
+        self.assert_counted(before, "injected_lookup_failed")
+        self.assertIn("injected_lookup_failed", _reporter_log())
         # Without the parameter: the API server's default (10 s), and the
         # lookup's own 2 s limit.
         _, _, resp = self.mutate(launcher_pod("vm-k", self.ns), query="")
@@ -899,34 +948,42 @@ class WebhookTest(WebhookCalls, unittest.TestCase):
                                           "code": 429, "retryAfterSeconds": 5, "count": -1})
         out, _, resp = self.mutate(launcher_pod("vm-l", self.ns), query="?timeout=5s")
         self.assertLess(resp["_elapsed"], 2.0, "a Retry-After is not waited for")
-        env = env_of(sidecar_of(out))
-        self.assertEqual([k for k in MEMORY_INPUTS if k in env], [])
+        self.assertEqual(shares_of(env_of(sidecar_of(out))), {})
         # One attempt, and no fallback to the cluster's overcommit.
         self.assertEqual(self.lookups(), [("get", "virtualmachineinstances", self.ns, "vm-l", 429)])
 
     def test_failing_kubevirt_lookup_gives_no_memory_input(self):
-        self.create_vmi("vm-m")  # no request: the KubeVirt CR would be asked next
-        self.set_kubevirt_cr(present=True, overcommit=150)
+        self.create_vmi("vm-m")  # no request: the guest's share needs the CR's memoryOvercommit
+        self.set_kubevirt_cr(present=True, overcommit=150, version="v1.7.0")
         admin("POST", "/fixture/faults", {"verb": "list", "resource": "kubevirts", "code": 503, "count": -1})
-        out, _, _ = self.mutate(launcher_pod("vm-m", self.ns), query="?timeout=5s")
-        env = env_of(sidecar_of(out))
-        self.assertEqual([k for k in MEMORY_INPUTS if k in env], [])
+        before = self.decisions()
+        out, _, _ = self.mutate(launcher_pod("vm-m", self.ns, image="quay.io/kubevirt/virt-launcher:v1.7.0"),
+                                query="?timeout=5s")
+        # The CPU share needs only the pod and the VMI; no memory share, no guess.
+        self.assertEqual(shares_of(env_of(sidecar_of(out))), {"GUEST_EXPORTER_CPU_REQUEST": "200m"})
+        self.assert_counted(before, "injected_lookup_failed")
         self.assertEqual(self.lookups(), [("get", "virtualmachineinstances", self.ns, "vm-m", 200),
                                           ("list", "kubevirts", "", "", 503)])
 
     def test_a_missing_vmi_is_no_failure(self):
-        # The VMI is gone (or not yet visible): ask the cluster's overcommit.
+        # The VMI is gone (or not yet visible): nothing to derive shares from,
+        # and nothing else to ask.
         self.set_kubevirt_cr(present=True, overcommit=120)
+        before = self.decisions()
         out, _, _ = self.mutate(launcher_pod("vm-gone", self.ns))
-        self.assertEqual(env_of(sidecar_of(out))["GUEST_EXPORTER_CLUSTER_MEMORY_OVERCOMMIT"], "120")
+        self.assert_counted(before, "injected")
+        self.assertEqual(shares_of(env_of(sidecar_of(out))), {})
+        self.assertEqual(self.lookups(), [("get", "virtualmachineinstances", self.ns, "vm-gone", 404)])
 
     # -- the sidecar it injects exists --------------------------------------------------
 
     def test_injected_settings_are_known_to_guest_exporter(self):
         if not EXPORTER_BIN or not os.access(EXPORTER_BIN, os.X_OK):
             self.skipTest("no guest-exporter binary (--guest-exporter)")
+        self.create_vmi("vm-n", memory_request="2Gi")
         out, _, _ = self.mutate(launcher_pod("vm-n", self.ns, overhead="1"))
         c = sidecar_of(out)
+        self.assertEqual(set(shares_of(env_of(c))), set(SHARES))
         help_text = subprocess.run([EXPORTER_BIN, "--help"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                    text=True, timeout=10).stdout
         known = set(re.findall(r"GUEST_EXPORTER_[A-Z0-9_]+", help_text))
