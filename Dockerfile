@@ -17,8 +17,8 @@ RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
       build-essential cmake pkg-config \
       libvirt-dev prometheus-cpp-dev libcli11-dev libspdlog-dev doctest-dev \
-      nlohmann-json3-dev libcurl4-openssl-dev libcpp-httplib-dev libssl-dev libyaml-cpp-dev \
-      libgnutls28-dev \
+      nlohmann-json3-dev libcurl4-openssl-dev libssl-dev libyaml-cpp-dev \
+      libgnutls28-dev libboost-dev \
  && rm -rf /var/lib/apt/lists/*
 
 # Only what the two binaries are built from, so that edits to docs, tests or
@@ -45,9 +45,9 @@ RUN GM_REVISION="${REVISION}" cmake -S . -B /build -DCMAKE_BUILD_TYPE=Release -D
 FROM docker.io/library/debian:bookworm-slim
 
 # libvirt0: libvirt.so.0 + libvirt-qemu.so.0 (guest-exporter)
-# libcurl4: the OpenSSL libcurl (gm::kube's API client; guest-exporter's reports
-#   use GnuTLS, which libvirt0 already brings)
-# libcpp-httplib0.11 + libssl3: status-reporter's HTTPS/HTTP listeners
+# libcurl4: the OpenSSL libcurl (gm::kube's API client); guest-exporter's reports
+#   use libcurl's GnuTLS build (libcurl3-gnutls), which libvirt0 already brings
+# libssl3: status-reporter's HTTPS listener (Boost.Beast/Asio are header-only)
 # libyaml-cpp0.7: status-reporter's kubeconfig parsing (gm::kube)
 # libprometheus-cpp-core1.0, libspdlog1.10, libfmt9: both
 # Below, the ldd check fails the build if a binary needs a library that no
@@ -55,7 +55,7 @@ FROM docker.io/library/debian:bookworm-slim
 # writable by 107 (the injector may mount an emptyDir over it).
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-      libvirt0 libcurl4 libcpp-httplib0.11 libssl3 \
+      libvirt0 libcurl4 libssl3 \
       libyaml-cpp0.7 libprometheus-cpp-core1.0 libspdlog1.10 libfmt9 \
  && apt-get clean \
  && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin /var/log/apt /var/log/dpkg.log

@@ -34,7 +34,7 @@ Ratios ComputeRatios(const RatioInputs& in) {
   if (in.guest_vcpus == 0) {
     out.why_missing = "no live vCPU count";
   } else if (!in.compute_cpu_request || *in.compute_cpu_request <= 0) {
-    out.why_missing = "no CPU request on the compute container";
+    out.why_missing = "no vCPU share of the compute CPU request (--cpu-request)";
   } else {
     out.cpu_allocation = in.guest_vcpus / *in.compute_cpu_request;
   }

@@ -336,10 +336,12 @@ int main(int argc, char** argv) {
 
   Flag(app, "pod-name", o.pod_name, "Name of the launcher pod this sidecar runs in (Downward API)");
   Flag(app, "pod-uid", o.pod_uid, "UID of the launcher pod (Downward API)");
-  Flag(app, "cpu-request", o.cpu_request, "CPU request of the compute container, a quantity such as 200m");
+  Flag(app, "cpu-request", o.cpu_request, "Cores of the compute container's CPU request that belong to the guest's vCPUs, "
+       "a quantity such as 200m (the webhook derives it per VM shape; on a plain host, the request)");
   Flag(app, "memory-request", o.memory_request, "Memory request of the compute container, a quantity such as 2Gi");
   Flag(app, "memory-overhead", o.memory_overhead, "Virtualization overhead (pod annotation kubevirt.io/memory-overhead-bytes)");
-  Flag(app, "vmi-memory-request", o.vmi_memory_request, "The VMI's spec.domain.resources.requests.memory");
+  Flag(app, "vmi-memory-request", o.vmi_memory_request, "The guest's memory request without virtualization overhead (the webhook derives it per VM "
+       "shape: the VMI's request, hugepages, or guest x 100 / memoryOvercommit)");
   Flag(app, "cluster-memory-overcommit", o.cluster_memory_overcommit, "The cluster's memoryOvercommit percentage");
   Flag(app, "reporter-url", o.reporter_url, "status-reporter URL to push reports to (empty: no reports)");
   Flag(app, "reporter-ca-file", o.reporter_ca_file, "CA certificate of the status-reporter");

@@ -88,7 +88,10 @@ bool WorkQueue::Get(std::string& key) {
     if (waiting_.empty()) {
       cv_.wait(lock);
     } else {
-      cv_.wait_until(lock, waiting_.begin()->first);
+      // A copy: wait_until reads its deadline again after waking, and while
+      // it waits (unlocked) another thread may erase that entry.
+      const Clock::time_point next_due = waiting_.begin()->first;
+      cv_.wait_until(lock, next_due);
     }
   }
   key = std::move(queue_.front());
