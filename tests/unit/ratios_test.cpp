@@ -69,7 +69,7 @@ TEST_CASE("missing inputs give no ratio and say why") {
   const auto r = ComputeRatios(in);
   CHECK_FALSE(r.cpu_allocation);
   CHECK_FALSE(r.memory_overcommit);
-  CHECK(r.why_missing.find("no CPU request") != std::string::npos);
+  CHECK(r.why_missing.find("no vCPU share of the compute CPU request") != std::string::npos);
   CHECK(r.why_missing.find("no memory request without overhead") != std::string::npos);
   in.compute_cpu_request = 0;
   CHECK_FALSE(ComputeRatios(in).cpu_allocation);
