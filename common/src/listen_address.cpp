@@ -15,17 +15,20 @@ ListenAddress ParseListenAddress(const std::string& address) {
     if (close == std::string::npos) throw fail("has an unclosed '['");
     host = address.substr(1, close - 1);
     if (host.empty()) throw fail("has an empty IPv6 literal");
-    if (close + 1 >= address.size() || address[close + 1] != ':') throw fail("has no ':port' after ']'");
+    if (close + 1 >= address.size() || address[close + 1] != ':')
+      throw fail("has no ':port' after ']'");
     port_text = address.substr(close + 2);
   } else {
     const auto colon = address.rfind(':');
     if (colon == std::string::npos) throw fail("has no ':port'");
     host = address.substr(0, colon);
     // "::1:80" is ambiguous; Go's net.SplitHostPort refuses it the same way.
-    if (host.find(':') != std::string::npos) throw fail("has an IPv6 literal without brackets; write [addr]:port");
+    if (host.find(':') != std::string::npos)
+      throw fail("has an IPv6 literal without brackets; write [addr]:port");
     port_text = address.substr(colon + 1);
   }
-  if (port_text.empty() || port_text.size() > 5 || port_text.find_first_not_of("0123456789") != std::string::npos) {
+  if (port_text.empty() || port_text.size() > 5 ||
+      port_text.find_first_not_of("0123456789") != std::string::npos) {
     throw fail("has an invalid port '" + port_text + "'");
   }
   const unsigned long port = std::stoul(port_text);

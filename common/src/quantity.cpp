@@ -15,9 +15,21 @@ struct Suffix {
 
 // Binary suffixes first so "Mi" is not read as "M" followed by junk.
 constexpr Suffix kSuffixes[] = {
-    {"Ki", 1024.0}, {"Mi", 1048576.0}, {"Gi", 1073741824.0}, {"Ti", 1099511627776.0},
-    {"Pi", 1125899906842624.0}, {"Ei", 1152921504606846976.0},
-    {"n", 1e-9}, {"u", 1e-6}, {"m", 1e-3}, {"k", 1e3}, {"M", 1e6}, {"G", 1e9}, {"T", 1e12}, {"P", 1e15}, {"E", 1e18},
+    {"Ki", 1024.0},
+    {"Mi", 1048576.0},
+    {"Gi", 1073741824.0},
+    {"Ti", 1099511627776.0},
+    {"Pi", 1125899906842624.0},
+    {"Ei", 1152921504606846976.0},
+    {"n", 1e-9},
+    {"u", 1e-6},
+    {"m", 1e-3},
+    {"k", 1e3},
+    {"M", 1e6},
+    {"G", 1e9},
+    {"T", 1e12},
+    {"P", 1e15},
+    {"E", 1e18},
 };
 
 std::optional<double> Fail(std::string* error, std::string msg) {
@@ -34,7 +46,8 @@ std::optional<double> ParseQuantity(std::string_view text, std::string* error) {
   size_t i = 0;
   if (text[i] == '+' || text[i] == '-') ++i;
   const size_t digits_start = i;
-  while (i < text.size() && (std::isdigit(static_cast<unsigned char>(text[i])) || text[i] == '.')) ++i;
+  while (i < text.size() && (std::isdigit(static_cast<unsigned char>(text[i])) || text[i] == '.'))
+    ++i;
   if (i == digits_start) return Fail(error, quoted + " does not start with a number");
   const std::string number(text.substr(0, i));
   if (number.find('.') != number.rfind('.')) return Fail(error, quoted + " has two decimal points");
@@ -53,7 +66,8 @@ std::optional<double> ParseQuantity(std::string_view text, std::string* error) {
       // exponent needs digits ("1e" is not a quantity; apimachinery refuses it).
       const std::string_view exp = rest.substr(1);
       const size_t sign = !exp.empty() && (exp[0] == '+' || exp[0] == '-') ? 1 : 0;
-      if (exp.size() == sign || exp.find_first_not_of("0123456789", sign) != std::string_view::npos) {
+      if (exp.size() == sign ||
+          exp.find_first_not_of("0123456789", sign) != std::string_view::npos) {
         return Fail(error, quoted + " has an invalid exponent");
       }
       const long e = std::strtol(std::string(exp).c_str(), nullptr, 10);
@@ -68,7 +82,8 @@ std::optional<double> ParseQuantity(std::string_view text, std::string* error) {
           break;
         }
       }
-      if (!matched) return Fail(error, quoted + " has an unknown suffix '" + std::string(rest) + "'");
+      if (!matched)
+        return Fail(error, quoted + " has an unknown suffix '" + std::string(rest) + "'");
     }
   }
   if (!std::isfinite(value)) return Fail(error, quoted + " is out of range");

@@ -7,10 +7,14 @@ namespace gm {
 
 const char* MemoryRequestSourceName(MemoryRequestSource s) {
   switch (s) {
-    case MemoryRequestSource::kComputeMinusOverhead: return "compute-minus-overhead";
-    case MemoryRequestSource::kVmiRequest: return "vmi-request";
-    case MemoryRequestSource::kClusterOvercommit: return "cluster-memory-overcommit";
-    case MemoryRequestSource::kNone: return "none";
+    case MemoryRequestSource::kComputeMinusOverhead:
+      return "compute-minus-overhead";
+    case MemoryRequestSource::kVmiRequest:
+      return "vmi-request";
+    case MemoryRequestSource::kClusterOvercommit:
+      return "cluster-memory-overcommit";
+    case MemoryRequestSource::kNone:
+      return "none";
   }
   return "none";
 }
@@ -23,8 +27,10 @@ MemoryRequest MemoryRequestWithoutOverhead(const RatioInputs& in) {
   if (in.vmi_memory_request && *in.vmi_memory_request > 0) {
     return {*in.vmi_memory_request, MemoryRequestSource::kVmiRequest};
   }
-  if (in.cluster_memory_overcommit && *in.cluster_memory_overcommit > 0 && in.guest_memory_bytes > 0) {
-    return {in.guest_memory_bytes * 100.0 / *in.cluster_memory_overcommit, MemoryRequestSource::kClusterOvercommit};
+  if (in.cluster_memory_overcommit && *in.cluster_memory_overcommit > 0 &&
+      in.guest_memory_bytes > 0) {
+    return {in.guest_memory_bytes * 100.0 / *in.cluster_memory_overcommit,
+            MemoryRequestSource::kClusterOvercommit};
   }
   return {};
 }
@@ -44,7 +50,9 @@ Ratios ComputeRatios(const RatioInputs& in) {
     out.why_missing += (out.why_missing.empty() ? "" : "; ") + std::string("no live guest memory");
   } else if (mem.source == MemoryRequestSource::kNone) {
     out.why_missing += (out.why_missing.empty() ? "" : "; ") +
-                       std::string("no memory request without overhead (no overhead annotation, VMI request or cluster memoryOvercommit)");
+                       std::string(
+                           "no memory request without overhead (no overhead annotation, VMI "
+                           "request or cluster memoryOvercommit)");
   } else {
     out.memory_overcommit = in.guest_memory_bytes / mem.bytes;
   }

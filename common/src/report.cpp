@@ -1,10 +1,9 @@
 #include "gm/report.h"
 
-#include <nlohmann/json.hpp>
-
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <nlohmann/json.hpp>
 
 namespace gm {
 
@@ -44,7 +43,9 @@ std::string EncodeReport(const Report& r) {
          {"loadReason", r.load_reason},
          {"memoryRequestSource", r.memory_request_source}};
   if (r.load) {
-    j["load"] = {{"load1m", r.load->load1m}, {"load5m", r.load->load5m}, {"load15m", r.load->load15m},
+    j["load"] = {{"load1m", r.load->load1m},
+                 {"load5m", r.load->load5m},
+                 {"load15m", r.load->load15m},
                  {"ageSeconds", r.load->age_seconds}};
   }
   if (r.cpu_allocation_ratio) j["cpuAllocationRatio"] = *r.cpu_allocation_ratio;
@@ -72,7 +73,8 @@ std::string String(const json& obj, const char* key, size_t max_len) {
   const json& v = Field(obj, key);
   if (!v.is_string()) throw Invalid{std::string(key) + " must be a string"};
   auto s = v.get<std::string>();
-  if (s.size() > max_len) throw Invalid{std::string(key) + " is longer than " + std::to_string(max_len)};
+  if (s.size() > max_len)
+    throw Invalid{std::string(key) + " is longer than " + std::to_string(max_len)};
   return s;
 }
 
@@ -104,9 +106,11 @@ double Number(const json& obj, const char* key, const std::string& name, double 
   const double d = it->get<double>();
   if (!std::isfinite(d)) throw Invalid{name + " is not a finite number"};
   if (d < min || d > max) {
-    throw Invalid{name + " is " + Show(d) + ", out of range [" + Show(min) + ", " + Show(max) + "]"};
+    throw Invalid{name + " is " + Show(d) + ", out of range [" + Show(min) + ", " + Show(max) +
+                  "]"};
   }
-  if (std::fpclassify(d) == FP_SUBNORMAL) throw Invalid{name + " is subnormal (" + Show(d) + "); send 0 or a normal number"};
+  if (std::fpclassify(d) == FP_SUBNORMAL)
+    throw Invalid{name + " is subnormal (" + Show(d) + "); send 0 or a normal number"};
   return d;
 }
 
@@ -157,7 +161,8 @@ std::optional<Report> DecodeReport(std::string_view body, std::string& error) {
   }
   try {
     if (String(j, "apiVersion", 64) != kReportApiVersion || String(j, "kind", 32) != kReportKind) {
-      throw Invalid{std::string("apiVersion/kind must be ") + kReportApiVersion + "/" + kReportKind};
+      throw Invalid{std::string("apiVersion/kind must be ") + kReportApiVersion + "/" +
+                    kReportKind};
     }
     Report r;
     r.namespace_ = String(j, "namespace", 63);
@@ -172,7 +177,8 @@ std::optional<Report> DecodeReport(std::string_view body, std::string& error) {
     r.vcpus = static_cast<unsigned>(WholeNumber(j, "vcpus", 0, kMaxVcpus, true));
     r.memory_bytes = WholeNumber(j, "memoryBytes", 0, kMaxMemoryBytes, false);
     r.load_reason = String(j, "loadReason", 64);
-    r.memory_request_source = j.contains("memoryRequestSource") ? String(j, "memoryRequestSource", 64) : "";
+    r.memory_request_source =
+        j.contains("memoryRequestSource") ? String(j, "memoryRequestSource", 64) : "";
     if (j.contains("load") && !j["load"].is_null()) {
       const json& l = j["load"];
       if (!l.is_object()) throw Invalid{"load must be an object"};

@@ -42,8 +42,8 @@ SelfMetrics::SelfMetrics(const std::string& libvirt_version)
                         .Name("guest_exporter_poll_duration_seconds")
                         .Help("Time taken by one load read of one domain (libvirt and agent).")
                         .Register(*registry_)
-                        .Add({}, prometheus::Histogram::BucketBoundaries{
-                                     0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30})),
+                        .Add({}, prometheus::Histogram::BucketBoundaries{0.001, 0.005, 0.01, 0.05,
+                                                                         0.1, 0.5, 1, 5, 10, 30})),
       reports_ok(prometheus::BuildCounter()
                      .Name("guest_exporter_reports_total")
                      .Help("Reports pushed to the status-reporter, by result.")
@@ -72,7 +72,8 @@ SelfMetrics::SelfMetrics(const std::string& libvirt_version)
 }
 
 void SelfMetrics::CountPoll(Reason reason) {
-  if (auto it = polls_by_reason_.find(reason); it != polls_by_reason_.end()) it->second->Increment();
+  if (auto it = polls_by_reason_.find(reason); it != polls_by_reason_.end())
+    it->second->Increment();
 }
 
 namespace {
@@ -107,30 +108,39 @@ std::string RenderMetrics(const std::vector<DomainView>& domains, const std::str
                           std::chrono::seconds interval, const RatioInputs& requests,
                           const SelfMetrics& self) {
   using prometheus::MetricType;
-  const std::string every = "; sampled from the guest agent every " + std::to_string(interval.count()) +
+  const std::string every = "; sampled from the guest agent every " +
+                            std::to_string(interval.count()) +
                             "s, absent when the agent gives no load or the sample is stale.";
-  auto load1 = Family("kubevirt_vmi_guest_load_1m",
-                      "Guest load average over 1 minute, in runnable threads" + every, MetricType::Gauge);
-  auto load5 = Family("kubevirt_vmi_guest_load_5m",
-                      "Guest load average over 5 minutes, in runnable threads" + every, MetricType::Gauge);
-  auto load15 = Family("kubevirt_vmi_guest_load_15m",
-                       "Guest load average over 15 minutes, in runnable threads" + every, MetricType::Gauge);
-  auto status = Family("guest_exporter_guest_load_status",
-                       "Why a running domain has or lacks guest load: one series per domain with the "
-                       "reason label set (ok, agent_disconnected, command_not_found, stale, ...); always 1.",
-                       MetricType::Gauge);
-  auto last = Family("guest_exporter_last_sample_timestamp_seconds",
-                     "Unix time of the last good load sample of a running domain.", MetricType::Gauge);
-  auto vcpus = Family("guest_exporter_guest_vcpus", "Live vCPUs of the domain, from libvirt.", MetricType::Gauge);
-  auto memory = Family("guest_exporter_guest_memory_bytes", "Live guest memory of the domain, from libvirt.",
-                       MetricType::Gauge);
-  auto cpu_ratio = Family("kubevirt_vmi_cpu_allocation_ratio",
-                          "Guest vCPUs divided by the compute container's CPU request in cores (see docs/ratios.md).",
-                          MetricType::Gauge);
-  auto mem_ratio = Family("kubevirt_vmi_memory_overcommit_ratio",
-                          "Guest memory divided by the memory request without virtualization overhead (see "
-                          "docs/ratios.md).",
-                          MetricType::Gauge);
+  auto load1 =
+      Family("kubevirt_vmi_guest_load_1m",
+             "Guest load average over 1 minute, in runnable threads" + every, MetricType::Gauge);
+  auto load5 =
+      Family("kubevirt_vmi_guest_load_5m",
+             "Guest load average over 5 minutes, in runnable threads" + every, MetricType::Gauge);
+  auto load15 =
+      Family("kubevirt_vmi_guest_load_15m",
+             "Guest load average over 15 minutes, in runnable threads" + every, MetricType::Gauge);
+  auto status =
+      Family("guest_exporter_guest_load_status",
+             "Why a running domain has or lacks guest load: one series per domain with the "
+             "reason label set (ok, agent_disconnected, command_not_found, stale, ...); always 1.",
+             MetricType::Gauge);
+  auto last =
+      Family("guest_exporter_last_sample_timestamp_seconds",
+             "Unix time of the last good load sample of a running domain.", MetricType::Gauge);
+  auto vcpus = Family("guest_exporter_guest_vcpus", "Live vCPUs of the domain, from libvirt.",
+                      MetricType::Gauge);
+  auto memory = Family("guest_exporter_guest_memory_bytes",
+                       "Live guest memory of the domain, from libvirt.", MetricType::Gauge);
+  auto cpu_ratio = Family(
+      "kubevirt_vmi_cpu_allocation_ratio",
+      "Guest vCPUs divided by the compute container's CPU request in cores (see docs/ratios.md).",
+      MetricType::Gauge);
+  auto mem_ratio =
+      Family("kubevirt_vmi_memory_overcommit_ratio",
+             "Guest memory divided by the memory request without virtualization overhead (see "
+             "docs/ratios.md).",
+             MetricType::Gauge);
 
   for (const auto& d : domains) {
     std::vector<prometheus::ClientMetric::Label> id{
@@ -155,11 +165,13 @@ std::string RenderMetrics(const std::vector<DomainView>& domains, const std::str
   }
 
   std::vector<prometheus::MetricFamily> families;
-  for (auto* f : {&load1, &load5, &load15, &status, &last, &vcpus, &memory, &cpu_ratio, &mem_ratio}) {
+  for (auto* f :
+       {&load1, &load5, &load15, &status, &last, &vcpus, &memory, &cpu_ratio, &mem_ratio}) {
     if (!f->metric.empty()) families.push_back(std::move(*f));
   }
   auto own = self.registry().Collect();
-  families.insert(families.end(), std::make_move_iterator(own.begin()), std::make_move_iterator(own.end()));
+  families.insert(families.end(), std::make_move_iterator(own.begin()),
+                  std::make_move_iterator(own.end()));
   return prometheus::TextSerializer().Serialize(families);
 }
 

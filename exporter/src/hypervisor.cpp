@@ -5,7 +5,9 @@
 namespace gm::exporter {
 
 namespace {
-bool Contains(const std::string& s, const char* needle) { return s.find(needle) != std::string::npos; }
+bool Contains(const std::string& s, const char* needle) {
+  return s.find(needle) != std::string::npos;
+}
 }  // namespace
 
 Reason ClassifyError(const LibvirtError& e) {
@@ -17,7 +19,8 @@ Reason ClassifyError(const LibvirtError& e) {
       return Contains(e.message, "not configured") ? Reason::kNoAgent : Reason::kUnsupported;
     case VIR_ERR_AGENT_UNRESPONSIVE:
       // libvirt uses one code for "not connected" and for a reply that never came.
-      return Contains(e.message, "not connected") ? Reason::kAgentDisconnected : Reason::kAgentTimeout;
+      return Contains(e.message, "not connected") ? Reason::kAgentDisconnected
+                                                  : Reason::kAgentTimeout;
     case VIR_ERR_AGENT_UNSYNCED:
       return Reason::kAgentTimeout;
     case VIR_ERR_OPERATION_TIMEOUT:
@@ -41,7 +44,8 @@ Reason ClassifyError(const LibvirtError& e) {
 }
 
 bool MeansGuestInfoLacksLoad(const LibvirtError& e) {
-  return (e.code == VIR_ERR_INVALID_ARG && Contains(e.message, "unsupported guest information types")) ||
+  return (e.code == VIR_ERR_INVALID_ARG &&
+          Contains(e.message, "unsupported guest information types")) ||
          e.code == VIR_ERR_NO_SUPPORT;
 }
 

@@ -20,7 +20,7 @@ struct LibvirtError {
 struct DomainInfo {
   std::string name;
   std::string uuid;
-  unsigned vcpus = 0;             // current (live) vCPUs
+  unsigned vcpus = 0;                 // current (live) vCPUs
   unsigned long long memory_kib = 0;  // current guest memory
 };
 

@@ -31,14 +31,30 @@ Call<T> Failed() {
 TypedParam Copy(const virTypedParameter& p) {
   TypedParam out{p.field, 0};
   switch (p.type) {
-    case VIR_TYPED_PARAM_INT: out.value = p.value.i; break;
-    case VIR_TYPED_PARAM_UINT: out.value = p.value.ui; break;
-    case VIR_TYPED_PARAM_LLONG: out.value = p.value.l; break;
-    case VIR_TYPED_PARAM_ULLONG: out.value = p.value.ul; break;
-    case VIR_TYPED_PARAM_DOUBLE: out.value = p.value.d; break;
-    case VIR_TYPED_PARAM_BOOLEAN: out.value = p.value.b != 0; break;
-    case VIR_TYPED_PARAM_STRING: out.value = std::string(p.value.s ? p.value.s : ""); break;
-    default: out.value = std::string("<unknown type>"); break;
+    case VIR_TYPED_PARAM_INT:
+      out.value = p.value.i;
+      break;
+    case VIR_TYPED_PARAM_UINT:
+      out.value = p.value.ui;
+      break;
+    case VIR_TYPED_PARAM_LLONG:
+      out.value = p.value.l;
+      break;
+    case VIR_TYPED_PARAM_ULLONG:
+      out.value = p.value.ul;
+      break;
+    case VIR_TYPED_PARAM_DOUBLE:
+      out.value = p.value.d;
+      break;
+    case VIR_TYPED_PARAM_BOOLEAN:
+      out.value = p.value.b != 0;
+      break;
+    case VIR_TYPED_PARAM_STRING:
+      out.value = std::string(p.value.s ? p.value.s : "");
+      break;
+    default:
+      out.value = std::string("<unknown type>");
+      break;
   }
   return out;
 }
@@ -85,8 +101,8 @@ Call<std::vector<TypedParam>> LibvirtHypervisor::GuestInfoLoad(const std::string
   return out;
 }
 
-Call<std::string> LibvirtHypervisor::AgentCommand(const std::string& domain, const std::string& command,
-                                                  int timeout_seconds) {
+Call<std::string> LibvirtHypervisor::AgentCommand(const std::string& domain,
+                                                  const std::string& command, int timeout_seconds) {
   Scope scope(guard_);
   DomainRef dom(virDomainLookupByName(conn_, domain.c_str()));
   if (!dom) return Failed<std::string>();

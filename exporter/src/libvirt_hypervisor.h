@@ -31,8 +31,12 @@ class LibvirtHypervisor final : public Hypervisor {
  private:
   struct Scope {
     const CallGuard& g;
-    explicit Scope(const CallGuard& guard) : g(guard) { if (g) g(true); }
-    ~Scope() { if (g) g(false); }
+    explicit Scope(const CallGuard& guard) : g(guard) {
+      if (g) g(true);
+    }
+    ~Scope() {
+      if (g) g(false);
+    }
   };
   virConnectPtr conn_;
   CallGuard guard_;

@@ -1,11 +1,10 @@
 // guest-exporter: the sidecar that turns a VM's guest load into Prometheus gauges.
 
-#include <CLI/CLI.hpp>
 #include <libvirt/libvirt.h>
 #include <spdlog/spdlog.h>
-
 #include <sys/resource.h>
 
+#include <CLI/CLI.hpp>
 #include <algorithm>
 #include <csignal>
 #include <cstdlib>
@@ -36,7 +35,8 @@ void OnSignal(int) {
 std::string LibvirtVersion() {
   unsigned long v = 0;
   if (virGetVersion(&v, nullptr, nullptr) != 0) return "unknown";
-  return std::to_string(v / 1000000) + "." + std::to_string(v / 1000 % 1000) + "." + std::to_string(v % 1000);
+  return std::to_string(v / 1000000) + "." + std::to_string(v / 1000 % 1000) + "." +
+         std::to_string(v % 1000);
 }
 
 struct Options {
@@ -108,8 +108,10 @@ std::string UsableSocketPath(const std::string& path) {
   if (std::filesystem::is_directory(dir, ec)) return path;
   if (std::filesystem::create_directories(dir, ec) && !ec) {
     // Owner and group only: /metrics is readable by whoever may connect.
-    std::filesystem::permissions(dir, std::filesystem::perms::owner_all | std::filesystem::perms::group_read |
-                                          std::filesystem::perms::group_exec,
+    std::filesystem::permissions(dir,
+                                 std::filesystem::perms::owner_all |
+                                     std::filesystem::perms::group_read |
+                                     std::filesystem::perms::group_exec,
                                  ec);
     spdlog::info("created the socket directory {} (mode 0750)", dir.string());
     return path;
@@ -126,8 +128,11 @@ void WarnIfFewDescriptors(const gm::exporter::HttpServerOptions& h) {
   if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY) return;
   const rlim_t needed = h.max_tcp_connections + h.max_unix_connections + 64;
   if (rl.rlim_cur < needed) {
-    spdlog::warn("RLIMIT_NOFILE is {}, below the {} descriptors the connection budgets may use; accepts pause while "
-                 "descriptors run out", rl.rlim_cur, needed);
+    spdlog::warn(
+        "RLIMIT_NOFILE is {}, below the {} descriptors the connection budgets may use; accepts "
+        "pause while "
+        "descriptors run out",
+        rl.rlim_cur, needed);
   }
 }
 
@@ -139,15 +144,18 @@ void WarnIfFewDescriptors(const gm::exporter::HttpServerOptions& h) {
 // healthy libvirt, only on a call nothing will end (e.g. a connect to a daemon
 // frozen before it answered: keepalive starts only once connected).
 std::chrono::seconds LongestLegitimateCall(const Options& o) {
-  const auto keepalive = std::chrono::seconds(o.keepalive_interval * (static_cast<int>(o.keepalive_count) + 1));
+  const auto keepalive =
+      std::chrono::seconds(o.keepalive_interval * (static_cast<int>(o.keepalive_count) + 1));
   return std::max(keepalive, std::chrono::seconds(o.agent_timeout + 30));
 }
 
 [[noreturn]] void ExitStuck(const gm::exporter::StuckThread& t) {
   using std::chrono::duration_cast;
   using std::chrono::seconds;
-  spdlog::critical("watchdog: the {} has been stuck for {} s (bound {} s); exiting so that the container is restarted",
-                   t.name, duration_cast<seconds>(t.stuck_for).count(), duration_cast<seconds>(t.bound).count());
+  spdlog::critical(
+      "watchdog: the {} has been stuck for {} s (bound {} s); exiting so that the container is "
+      "restarted",
+      t.name, duration_cast<seconds>(t.stuck_for).count(), duration_cast<seconds>(t.bound).count());
   spdlog::shutdown();  // flushes
   std::_Exit(70);      // no destructors: they would wait for the stuck thread
 }
@@ -169,9 +177,11 @@ int Serve(const Options& o) {
   requests.compute_memory_request = QuantityFlag("memory-request", o.memory_request);
   requests.memory_overhead = QuantityFlag("memory-overhead", o.memory_overhead);
   requests.vmi_memory_request = QuantityFlag("vmi-memory-request", o.vmi_memory_request);
-  requests.cluster_memory_overcommit = QuantityFlag("cluster-memory-overcommit", o.cluster_memory_overcommit);
+  requests.cluster_memory_overcommit =
+      QuantityFlag("cluster-memory-overcommit", o.cluster_memory_overcommit);
   if (!o.reporter_url.empty() && (o.pod_name.empty() || o.pod_uid.empty() || o.vmi_name.empty())) {
-    throw CLI::ValidationError("--reporter-url", "reports need --pod-name, --pod-uid, --vmi-namespace and --vmi-name");
+    throw CLI::ValidationError(
+        "--reporter-url", "reports need --pod-name, --pod-uid, --vmi-namespace and --vmi-name");
   }
   if (!o.reporter_url.empty()) {
     std::string error;
@@ -197,9 +207,11 @@ int Serve(const Options& o) {
   std::unique_ptr<HttpsReportSender> sender;
   std::unique_ptr<ReportLoop> reports;
   if (!o.reporter_url.empty()) {
-    sender = std::make_unique<HttpsReportSender>(HttpsTarget{o.reporter_url, o.reporter_ca_file, o.reporter_ca_pem, o.token_file});
+    sender = std::make_unique<HttpsReportSender>(
+        HttpsTarget{o.reporter_url, o.reporter_ca_file, o.reporter_ca_pem, o.token_file});
     reports = std::make_unique<ReportLoop>(
-        ReportLoopConfig{node, {o.pod_name, o.pod_uid}, requests, interval}, *sender, cache, metrics);
+        ReportLoopConfig{node, {o.pod_name, o.pod_uid}, requests, interval}, *sender, cache,
+        metrics);
     pc.on_change = [r = reports.get()] { r->Notify(); };
   }
   Poller poller(pc, cache, metrics);
@@ -223,7 +235,8 @@ int Serve(const Options& o) {
       [&](const HttpRequest& req) -> HttpResponse {
         if (req.path == "/metrics") {
           const auto now = Clock::now();
-          if (page.empty() || cache.generation() != page_generation || now - page_time > std::chrono::milliseconds(500)) {
+          if (page.empty() || cache.generation() != page_generation ||
+              now - page_time > std::chrono::milliseconds(500)) {
             poller.CheckHung(hang_deadline);
             page_generation = cache.generation();
             page = RenderMetrics(cache.Snapshot(now), node, interval, requests, metrics);
@@ -234,7 +247,8 @@ int Serve(const Options& o) {
         // Serving is all that health and readiness mean: the domain may not
         // exist yet. The injected sidecar has no probes (the watchdog restarts
         // it); these are for people, scripts and `guest-exporter probe`.
-        if (req.path == "/healthz" || req.path == "/readyz") return {200, "text/plain; charset=utf-8", "ok\n"};
+        if (req.path == "/healthz" || req.path == "/readyz")
+          return {200, "text/plain; charset=utf-8", "ok\n"};
         if (req.path == "/") return {200, "text/html; charset=utf-8", kLandingPage};
         return {404, "text/plain; charset=utf-8", "not found; try /metrics, /healthz or /readyz\n"};
       },
@@ -244,31 +258,40 @@ int Serve(const Options& o) {
   std::signal(SIGINT, OnSignal);
   std::signal(SIGPIPE, SIG_IGN);
 
-  spdlog::info("guest-exporter {} ({}) libvirt {}: uri={} interval={}s socket={} listen={}", gm::kVersion,
-               gm::kRevision, LibvirtVersion(), o.libvirt_uri, o.interval,
+  spdlog::info("guest-exporter {} ({}) libvirt {}: uri={} interval={}s socket={} listen={}",
+               gm::kVersion, gm::kRevision, LibvirtVersion(), o.libvirt_uri, o.interval,
                http_options.unix_socket.empty() ? "off" : http_options.unix_socket,
-               o.listen_address.empty() ? "off" : o.listen_address + " (port " + std::to_string(server.tcp_port()) + ")");
+               o.listen_address.empty()
+                   ? "off"
+                   : o.listen_address + " (port " + std::to_string(server.tcp_port()) + ")");
   // The watchdog. The serving thread answers a ping at once unless something
   // blocks it (it only ever serves from caches): 60 s is far beyond any
   // request. The polling thread is stuck when one libvirt call outlives
   // twice the longest a call can legitimately take.
   const auto safe = LongestLegitimateCall(o);
-  const auto poller_bound = o.watchdog_timeout > 0 ? std::chrono::seconds(o.watchdog_timeout) : 2 * safe;
+  const auto poller_bound =
+      o.watchdog_timeout > 0 ? std::chrono::seconds(o.watchdog_timeout) : 2 * safe;
   if (poller_bound <= safe) {
-    spdlog::warn("--watchdog-timeout {} s is not above the {} s a libvirt call may legitimately take; a slow but "
-                 "healthy libvirt can trip it", poller_bound.count(), safe.count());
+    spdlog::warn(
+        "--watchdog-timeout {} s is not above the {} s a libvirt call may legitimately take; a "
+        "slow but "
+        "healthy libvirt can trip it",
+        poller_bound.count(), safe.count());
   }
   const auto serving_bound = std::min<std::chrono::seconds>(std::chrono::seconds(60), poller_bound);
-  const auto period = std::clamp<std::chrono::seconds>(serving_bound / 2, std::chrono::seconds(1), std::chrono::seconds(30));
+  const auto period = std::clamp<std::chrono::seconds>(serving_bound / 2, std::chrono::seconds(1),
+                                                       std::chrono::seconds(30));
   PingHeartbeat heartbeat([&server](std::function<void()> f) { server.Ping(std::move(f)); });
   Watchdog watchdog(
-      {{"serving thread", serving_bound, [&](WatchdogClock::time_point now) { return heartbeat.StuckFor(now); },
+      {{"serving thread", serving_bound,
+        [&](WatchdogClock::time_point now) { return heartbeat.StuckFor(now); },
         [&](WatchdogClock::time_point now) { heartbeat.Ping(now); }},
        {"polling thread (in a libvirt call)", poller_bound,
         [&](WatchdogClock::time_point now) { return poller.CallRunningFor(now); }, nullptr}},
       period, ExitStuck);
-  spdlog::debug("watchdog: serving thread bound {} s, polling thread bound {} s, checked every {} s",
-                serving_bound.count(), poller_bound.count(), period.count());
+  spdlog::debug(
+      "watchdog: serving thread bound {} s, polling thread bound {} s, checked every {} s",
+      serving_bound.count(), poller_bound.count(), period.count());
 
   poller.Start();
   if (reports) reports->Start();
@@ -287,27 +310,38 @@ int Serve(const Options& o) {
 int main(int argc, char** argv) {
   Options o;
   CLI::App app{
-      "guest-exporter: reads each VM's guest load average (1m/5m/15m) through the pod's own libvirt\n"
+      "guest-exporter: reads each VM's guest load average (1m/5m/15m) through the pod's own "
+      "libvirt\n"
       "and serves it as Prometheus gauges on a unix socket and, optionally, on TCP.\n"
       "Every flag can also be set with the environment variable shown beside it."};
   app.set_version_flag("--version", std::string(gm::kVersion) + " (" + gm::kRevision + ")");
-  Flag(app, "libvirt-uri", o.libvirt_uri, "libvirt connection URI (non-root launcher default; root launchers use qemu:///system)");
-  Flag(app, "guest-info-interval", o.interval, "Seconds between load reads of each domain")->check(CLI::Range(1, 86400));
-  Flag(app, "max-sample-age", o.max_age_factor, "A sample older than this many intervals is dropped")->check(CLI::Range(1.0, 100.0));
-  Flag(app, "agent-timeout", o.agent_timeout, "Seconds the guest agent gets to answer guest-get-load")->check(CLI::Range(1, 300));
-  Flag(app, "vmi-namespace", o.vmi_namespace, "Namespace of the VMI (default: from the domain name <ns>_<name>)");
+  Flag(app, "libvirt-uri", o.libvirt_uri,
+       "libvirt connection URI (non-root launcher default; root launchers use qemu:///system)");
+  Flag(app, "guest-info-interval", o.interval, "Seconds between load reads of each domain")
+      ->check(CLI::Range(1, 86400));
+  Flag(app, "max-sample-age", o.max_age_factor,
+       "A sample older than this many intervals is dropped")
+      ->check(CLI::Range(1.0, 100.0));
+  Flag(app, "agent-timeout", o.agent_timeout,
+       "Seconds the guest agent gets to answer guest-get-load")
+      ->check(CLI::Range(1, 300));
+  Flag(app, "vmi-namespace", o.vmi_namespace,
+       "Namespace of the VMI (default: from the domain name <ns>_<name>)");
   Flag(app, "vmi-name", o.vmi_name, "Name of the VMI (default: from the domain name <ns>_<name>)");
   Flag(app, "node-name", o.node, "Node label value (default: the host name)");
   Flag(app, "socket", o.socket, "Unix socket serving /metrics, /healthz, /readyz (always on)");
   Flag(app, "listen-address", o.listen_address,
-       "TCP address for the same endpoints, host:port ([v6]:port; :port is every interface, dual-stack); empty "
+       "TCP address for the same endpoints, host:port ([v6]:port; :port is every interface, "
+       "dual-stack); empty "
        "turns TCP off");
   Flag(app, "http-request-timeout", o.http_request_timeout,
        "Seconds a client has for a whole request, from its first byte until its response is sent")
       ->check(CLI::Range(1, 600));
-  Flag(app, "http-idle-timeout", o.http_idle_timeout, "Seconds an idle keep-alive connection stays open")
+  Flag(app, "http-idle-timeout", o.http_idle_timeout,
+       "Seconds an idle keep-alive connection stays open")
       ->check(CLI::Range(1, 3600));
-  Flag(app, "http-max-tcp-connections", o.http_max_tcp_connections, "Open TCP connections at most; more are refused")
+  Flag(app, "http-max-tcp-connections", o.http_max_tcp_connections,
+       "Open TCP connections at most; more are refused")
       ->check(CLI::Range(1, 65536));
   Flag(app, "http-max-unix-connections", o.http_max_unix_connections,
        "Open unix-socket connections at most, a budget TCP clients cannot use")
@@ -320,47 +354,70 @@ int main(int argc, char** argv) {
   app.add_option("--log.format", o.log_format, "Alias of --log-format (logfmt is read as text)")
       ->transform(CLI::Transformer({{"logfmt", "text"}}))
       ->check(CLI::IsMember({"text", "json"}));
-  Flag(app, "reconnect-max-backoff", o.max_backoff, "Upper bound, in seconds, between reconnect attempts")->check(CLI::Range(1, 3600));
-  Flag(app, "keepalive-interval", o.keepalive_interval,
-       "Seconds of silence from libvirt before a keepalive probe; a frozen daemon is detected after "
-       "interval x (count + 1) s (default 30 x 4 = 120 s). The daemon's own pings (every 5 s by "
-       "default) keep a live connection from ever needing ours")
+  Flag(app, "reconnect-max-backoff", o.max_backoff,
+       "Upper bound, in seconds, between reconnect attempts")
+      ->check(CLI::Range(1, 3600));
+  Flag(
+      app, "keepalive-interval", o.keepalive_interval,
+      "Seconds of silence from libvirt before a keepalive probe; a frozen daemon is detected after "
+      "interval x (count + 1) s (default 30 x 4 = 120 s). The daemon's own pings (every 5 s by "
+      "default) keep a live connection from ever needing ours")
       ->check(CLI::Range(1, 600));
-  Flag(app, "keepalive-count", o.keepalive_count, "Unanswered keepalive probes before the connection is dropped")->check(CLI::Range(1, 100));
-  Flag(app, "call-deadline", o.call_deadline, "Seconds after which a libvirt call counts as hung")->check(CLI::Range(1, 3600));
+  Flag(app, "keepalive-count", o.keepalive_count,
+       "Unanswered keepalive probes before the connection is dropped")
+      ->check(CLI::Range(1, 100));
+  Flag(app, "call-deadline", o.call_deadline, "Seconds after which a libvirt call counts as hung")
+      ->check(CLI::Range(1, 3600));
   Flag(app, "watchdog-timeout", o.watchdog_timeout,
-       "Seconds one libvirt call may run before the process exits (non-zero) to be restarted; 0: twice the longest "
-       "a call can legitimately take, max(keepalive-interval x (keepalive-count + 1), agent-timeout + 30) (240 s by "
+       "Seconds one libvirt call may run before the process exits (non-zero) to be restarted; 0: "
+       "twice the longest "
+       "a call can legitimately take, max(keepalive-interval x (keepalive-count + 1), "
+       "agent-timeout + 30) (240 s by "
        "default). The serving thread's bound is the smaller of this and 60 s")
       ->check(CLI::Range(0, 86400));
 
   Flag(app, "pod-name", o.pod_name, "Name of the launcher pod this sidecar runs in (Downward API)");
   Flag(app, "pod-uid", o.pod_uid, "UID of the launcher pod (Downward API)");
-  Flag(app, "cpu-request", o.cpu_request, "Cores of the compute container's CPU request that belong to the guest's vCPUs, "
-       "a quantity such as 200m (the webhook derives it per VM shape; on a plain host, the request)");
-  Flag(app, "memory-request", o.memory_request, "Memory request of the compute container, a quantity such as 2Gi");
-  Flag(app, "memory-overhead", o.memory_overhead, "Virtualization overhead (pod annotation kubevirt.io/memory-overhead-bytes)");
-  Flag(app, "vmi-memory-request", o.vmi_memory_request, "The guest's memory request without virtualization overhead (the webhook derives it per VM "
+  Flag(app, "cpu-request", o.cpu_request,
+       "Cores of the compute container's CPU request that belong to the guest's vCPUs, "
+       "a quantity such as 200m (the webhook derives it per VM shape; on a plain host, the "
+       "request)");
+  Flag(app, "memory-request", o.memory_request,
+       "Memory request of the compute container, a quantity such as 2Gi");
+  Flag(app, "memory-overhead", o.memory_overhead,
+       "Virtualization overhead (pod annotation kubevirt.io/memory-overhead-bytes)");
+  Flag(app, "vmi-memory-request", o.vmi_memory_request,
+       "The guest's memory request without virtualization overhead (the webhook derives it per VM "
        "shape: the VMI's request, hugepages, or guest x 100 / memoryOvercommit)");
-  Flag(app, "cluster-memory-overcommit", o.cluster_memory_overcommit, "The cluster's memoryOvercommit percentage");
-  Flag(app, "reporter-url", o.reporter_url, "status-reporter URL to push reports to (empty: no reports)");
+  Flag(app, "cluster-memory-overcommit", o.cluster_memory_overcommit,
+       "The cluster's memoryOvercommit percentage");
+  Flag(app, "reporter-url", o.reporter_url,
+       "status-reporter URL to push reports to (empty: no reports)");
   Flag(app, "reporter-ca-file", o.reporter_ca_file, "CA certificate of the status-reporter");
-  Flag(app, "reporter-ca-pem", o.reporter_ca_pem, "The same CA as PEM text (the injector sets it); wins over --reporter-ca-file");
-  Flag(app, "token-file", o.token_file, "Projected service-account token sent with each report (re-read every time)");
+  Flag(app, "reporter-ca-pem", o.reporter_ca_pem,
+       "The same CA as PEM text (the injector sets it); wins over --reporter-ca-file");
+  Flag(app, "token-file", o.token_file,
+       "Projected service-account token sent with each report (re-read every time)");
 
   std::string probe_socket = o.socket;
   std::string probe_path = "/readyz";
   int probe_timeout_ms = 2000;
-  auto* probe = app.add_subcommand("probe", "Exit 0 when the running exporter answers 200 on its unix socket (for exec probes)");
-  probe->add_option("--socket", probe_socket, "Unix socket of the running exporter")->envname("GUEST_EXPORTER_SOCKET")->capture_default_str();
+  auto* probe = app.add_subcommand(
+      "probe", "Exit 0 when the running exporter answers 200 on its unix socket (for exec probes)");
+  probe->add_option("--socket", probe_socket, "Unix socket of the running exporter")
+      ->envname("GUEST_EXPORTER_SOCKET")
+      ->capture_default_str();
   probe->add_option("--path", probe_path, "Path to ask for")->capture_default_str();
-  probe->add_option("--timeout-ms", probe_timeout_ms, "Give up after this many milliseconds")->check(CLI::Range(1, 60000))->capture_default_str();
+  probe->add_option("--timeout-ms", probe_timeout_ms, "Give up after this many milliseconds")
+      ->check(CLI::Range(1, 60000))
+      ->capture_default_str();
 
   CLI11_PARSE(app, argc, argv);
 
   if (*probe) {
     std::string body, error;
-    const int status = gm::exporter::HttpGetUnix(probe_socket, probe_path, std::chrono::milliseconds(probe_timeout_ms), body, error);
+    const int status = gm::exporter::HttpGetUnix(
+        probe_socket, probe_path, std::chrono::milliseconds(probe_timeout_ms), body, error);
     if (status == 200) return 0;
     std::cerr << "probe " << probe_path << " on " << probe_socket << ": "
               << (status < 0 ? error : "HTTP " + std::to_string(status)) << "\n";

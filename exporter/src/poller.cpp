@@ -55,7 +55,8 @@ void Poller::Start() {
   virSetErrorFunc(nullptr, IgnoreLibvirtError);
   // The default event loop must exist before any connection is opened, or
   // keepalive and domain events never run.
-  if (virEventRegisterDefaultImpl() != 0) throw std::runtime_error("cannot start libvirt's event loop");
+  if (virEventRegisterDefaultImpl() != 0)
+    throw std::runtime_error("cannot start libvirt's event loop");
   // A disabled timer that Stop() fires, so virEventRunDefaultImpl() returns and
   // the thread sees stop_. No periodic wake-up: the sidecar idles for real.
   wake_timer_ = virEventAddTimeout(-1, NoopTimer, nullptr, nullptr);
@@ -133,8 +134,8 @@ void Poller::PollLoop() {
       lost = connection_lost_;
     }
     if (lost) {
-      spdlog::warn("libvirt connection to {} lost; reconnecting with backoff up to {} s", config_.uri,
-                   config_.max_backoff.count());
+      spdlog::warn("libvirt connection to {} lost; reconnecting with backoff up to {} s",
+                   config_.uri, config_.max_backoff.count());
       Disconnect();
       continue;
     }
@@ -162,30 +163,34 @@ bool Poller::Connect() {
     const std::string error = LastLibvirtError().message;
     if (failed_attempts_++ == 0) {
       first_failure_ = last_failure_log_ = now;
-      spdlog::warn("cannot connect to libvirt at {}: {}; retrying with backoff up to {} s", config_.uri, error,
-                   config_.max_backoff.count());
+      spdlog::warn("cannot connect to libvirt at {}: {}; retrying with backoff up to {} s",
+                   config_.uri, error, config_.max_backoff.count());
     } else if (now - last_failure_log_ >= kFailureReminder) {
       last_failure_log_ = now;
-      spdlog::warn("still cannot connect to libvirt at {} after {} failed attempts in {} s: {}", config_.uri,
-                   failed_attempts_, std::chrono::duration_cast<std::chrono::seconds>(now - first_failure_).count(),
+      spdlog::warn("still cannot connect to libvirt at {} after {} failed attempts in {} s: {}",
+                   config_.uri, failed_attempts_,
+                   std::chrono::duration_cast<std::chrono::seconds>(now - first_failure_).count(),
                    error);
     } else {
       spdlog::debug("cannot connect to libvirt at {}: {}", config_.uri, error);
     }
     return false;
   }
-  if (virConnectSetKeepAlive(conn, config_.keepalive_interval_seconds, config_.keepalive_count) < 0) {
+  if (virConnectSetKeepAlive(conn, config_.keepalive_interval_seconds, config_.keepalive_count) <
+      0) {
     // Local drivers (test, embed) have no keepalive; that is fine.
     spdlog::debug("keepalive not available on {}: {}", config_.uri, LastLibvirtError().message);
   }
   virConnectRegisterCloseCallback(conn, OnClose, this, nullptr);
-  lifecycle_cb_ = virConnectDomainEventRegisterAny(
-      conn, nullptr, VIR_DOMAIN_EVENT_ID_LIFECYCLE, VIR_DOMAIN_EVENT_CALLBACK(OnLifecycle), this, nullptr);
-  agent_cb_ = virConnectDomainEventRegisterAny(conn, nullptr, VIR_DOMAIN_EVENT_ID_AGENT_LIFECYCLE,
-                                               VIR_DOMAIN_EVENT_CALLBACK(OnAgentLifecycle), this, nullptr);
+  lifecycle_cb_ =
+      virConnectDomainEventRegisterAny(conn, nullptr, VIR_DOMAIN_EVENT_ID_LIFECYCLE,
+                                       VIR_DOMAIN_EVENT_CALLBACK(OnLifecycle), this, nullptr);
+  agent_cb_ =
+      virConnectDomainEventRegisterAny(conn, nullptr, VIR_DOMAIN_EVENT_ID_AGENT_LIFECYCLE,
+                                       VIR_DOMAIN_EVENT_CALLBACK(OnAgentLifecycle), this, nullptr);
   if (lifecycle_cb_ < 0 || agent_cb_ < 0) {
-    spdlog::warn("domain events unavailable on {} ({}); changes are seen at the next poll", config_.uri,
-                 LastLibvirtError().message);
+    spdlog::warn("domain events unavailable on {} ({}); changes are seen at the next poll",
+                 config_.uri, LastLibvirtError().message);
   }
   {
     std::lock_guard lock(mu_);
@@ -204,7 +209,8 @@ bool Poller::Connect() {
   next_read_.clear();
   metrics_.libvirt_up.Set(1);
   if (failed_attempts_ > 0) {
-    spdlog::info("connected to libvirt at {} after {} failed attempts in {} s", config_.uri, failed_attempts_,
+    spdlog::info("connected to libvirt at {} after {} failed attempts in {} s", config_.uri,
+                 failed_attempts_,
                  std::chrono::duration_cast<std::chrono::seconds>(now - first_failure_).count());
   } else {
     spdlog::info("connected to libvirt at {}", config_.uri);
@@ -261,8 +267,8 @@ void Poller::PollOnce() {
     cache_.Record(d.name, result, finished, std::chrono::system_clock::now());
     next_read_[d.name] = finished + config_.interval;
     if (result.reason == Reason::kOk) {
-      spdlog::debug("{}: load {:.2f} {:.2f} {:.2f}", d.name, result.load->load1m, result.load->load5m,
-                    result.load->load15m);
+      spdlog::debug("{}: load {:.2f} {:.2f} {:.2f}", d.name, result.load->load1m,
+                    result.load->load5m, result.load->load15m);
     } else {
       spdlog::debug("{}: no load ({}): {}", d.name, ReasonName(result.reason), result.detail);
     }

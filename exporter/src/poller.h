@@ -71,7 +71,8 @@ class Poller {
   /// How long the libvirt call in flight (connects included) has run at
   /// `now`; zero between calls. The watchdog's view of the polling thread:
   /// waiting for the next poll or for a reconnect is not being stuck.
-  std::chrono::steady_clock::duration CallRunningFor(std::chrono::steady_clock::time_point now) const {
+  std::chrono::steady_clock::duration CallRunningFor(
+      std::chrono::steady_clock::time_point now) const {
     const int64_t started = call_started_ns_;
     if (started == 0) return std::chrono::steady_clock::duration::zero();
     return std::max(now.time_since_epoch() - std::chrono::steady_clock::duration(started),
@@ -116,7 +117,8 @@ class Poller {
   int lifecycle_cb_ = -1;
   int agent_cb_ = -1;
   std::map<std::string, std::chrono::steady_clock::time_point> next_read_;
-  std::minstd_rand rng_{static_cast<unsigned>(std::chrono::steady_clock::now().time_since_epoch().count())};
+  std::minstd_rand rng_{
+      static_cast<unsigned>(std::chrono::steady_clock::now().time_since_epoch().count())};
   // The current burst of failed connects (0: connected or never tried).
   static constexpr std::chrono::minutes kFailureReminder{10};
   uint64_t failed_attempts_ = 0;

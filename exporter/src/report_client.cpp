@@ -25,7 +25,8 @@ Report BuildReport(const DomainView& d, const std::string& node, const PodRef& p
   r.memory_bytes = static_cast<double>(d.info.memory_kib) * 1024.0;
   r.load_reason = std::string(ReasonName(d.reason));
   if (d.load && d.sample_wall_time) {
-    const double age = std::max(0.0, std::chrono::duration<double>(now - *d.sample_wall_time).count());
+    const double age =
+        std::max(0.0, std::chrono::duration<double>(now - *d.sample_wall_time).count());
     r.load = ReportLoad{d.load->load1m, d.load->load5m, d.load->load15m, age};
   }
   const Ratios ratios = ComputeRatios(InputsFor(d, requests));
@@ -42,7 +43,8 @@ Report BuildReport(const DomainView& d, const std::string& node, const PodRef& p
 }
 
 bool ReportChanged(const Report& a, const Report& b) {
-  const auto load_differs = [](const std::optional<ReportLoad>& x, const std::optional<ReportLoad>& y) {
+  const auto load_differs = [](const std::optional<ReportLoad>& x,
+                               const std::optional<ReportLoad>& y) {
     if (x.has_value() != y.has_value()) return true;
     return x && (x->load1m != y->load1m || x->load5m != y->load5m || x->load15m != y->load15m);
   };
@@ -103,7 +105,9 @@ ReportLoop::ReportLoop(ReportLoopConfig config, ReportSender& sender, const Load
 
 ReportLoop::~ReportLoop() { Stop(); }
 
-void ReportLoop::Start() { thread_ = std::thread([this] { Loop(); }); }
+void ReportLoop::Start() {
+  thread_ = std::thread([this] { Loop(); });
+}
 
 void ReportLoop::Stop() {
   {
@@ -159,7 +163,8 @@ steady_clock::time_point ReportLoop::RunOnce(steady_clock::time_point now) {
       next = std::min(next, now + config_.interval);
     } else {
       metrics_.reports_failed.Increment();
-      st.backoff = st.backoff.count() == 0 ? config_.initial_backoff : std::min(st.backoff * 2, config_.max_backoff);
+      st.backoff = st.backoff.count() == 0 ? config_.initial_backoff
+                                           : std::min(st.backoff * 2, config_.max_backoff);
       const auto wait =
           std::chrono::duration_cast<std::chrono::milliseconds>(st.backoff * Jitter());
       st.retry_at = now + wait;

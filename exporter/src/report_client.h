@@ -84,7 +84,8 @@ struct ReportLoopConfig {
 
 class ReportLoop {
  public:
-  ReportLoop(ReportLoopConfig config, ReportSender& sender, const LoadCache& cache, SelfMetrics& metrics);
+  ReportLoop(ReportLoopConfig config, ReportSender& sender, const LoadCache& cache,
+             SelfMetrics& metrics);
   ~ReportLoop();
   void Start();
   void Stop();

@@ -25,7 +25,8 @@ constexpr int kMaxNameSuffix = 99;
 std::string Base64(const std::string& in) {
   std::string out(4 * ((in.size() + 2) / 3) + 1, '\0');
   const int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()),
-                                reinterpret_cast<const unsigned char*>(in.data()), static_cast<int>(in.size()));
+                                reinterpret_cast<const unsigned char*>(in.data()),
+                                static_cast<int>(in.size()));
   out.resize(static_cast<size_t>(n));
   return out;
 }
@@ -54,7 +55,8 @@ bool IsOurSidecar(const json& c) {
   if (Str(c, "name") != kSidecarName || Str(c, "restartPolicy") != "Always") return false;
   const json& env = At(c, "env");
   if (!env.is_array()) return false;
-  return std::any_of(env.begin(), env.end(), [](const json& e) { return Str(e, "name") == "GUEST_EXPORTER_VMI_NAME"; });
+  return std::any_of(env.begin(), env.end(),
+                     [](const json& e) { return Str(e, "name") == "GUEST_EXPORTER_VMI_NAME"; });
 }
 
 // `base`, else base-1 … base-99: the first name no volume of the pod has. A
@@ -179,19 +181,22 @@ ServerVersion ParseServerVersion(const json& body) {
   size_t a = 0, b = 0;
   const auto major = Digits(major_text, a);
   const auto minor = Digits(minor_text, b);
-  if (major && a == major_text.size() && minor && (b == minor_text.size() || minor_text.substr(b) == "+")) {
+  if (major && a == major_text.size() && minor &&
+      (b == minor_text.size() || minor_text.substr(b) == "+")) {
     v.major = *major;
     v.minor = *minor;
     return v;
   }
-  throw std::invalid_argument("the /version answer has no version: gitVersion " +
-                              json(v.git_version).dump(-1, ' ', false, json::error_handler_t::replace) +
-                              ", major " + json(major_text).dump(-1, ' ', false, json::error_handler_t::replace) +
-                              ", minor " + json(minor_text).dump(-1, ' ', false, json::error_handler_t::replace));
+  throw std::invalid_argument(
+      "the /version answer has no version: gitVersion " +
+      json(v.git_version).dump(-1, ' ', false, json::error_handler_t::replace) + ", major " +
+      json(major_text).dump(-1, ' ', false, json::error_handler_t::replace) + ", minor " +
+      json(minor_text).dump(-1, ' ', false, json::error_handler_t::replace));
 }
 
 NativeSidecars NativeSidecarsByVersion(const ServerVersion& v) {
-  return v.major > 1 || (v.major == 1 && v.minor >= 29) ? NativeSidecars::kYes : NativeSidecars::kNo;
+  return v.major > 1 || (v.major == 1 && v.minor >= 29) ? NativeSidecars::kYes
+                                                        : NativeSidecars::kNo;
 }
 
 std::optional<std::chrono::milliseconds> ParseGoDuration(std::string_view text) {
@@ -202,22 +207,31 @@ std::optional<std::chrono::milliseconds> ParseGoDuration(std::string_view text) 
   size_t i = 0;
   while (i < text.size()) {
     const size_t num_start = i;
-    while (i < text.size() && (std::isdigit(static_cast<unsigned char>(text[i])) || text[i] == '.')) ++i;
+    while (i < text.size() && (std::isdigit(static_cast<unsigned char>(text[i])) || text[i] == '.'))
+      ++i;
     if (i == num_start) return std::nullopt;
     const std::string number(text.substr(num_start, i - num_start));
     if (std::count(number.begin(), number.end(), '.') > 1 || number == ".") return std::nullopt;
     const double value = std::stod(number);
     const size_t unit_start = i;
-    while (i < text.size() && !std::isdigit(static_cast<unsigned char>(text[i])) && text[i] != '.') ++i;
+    while (i < text.size() && !std::isdigit(static_cast<unsigned char>(text[i])) && text[i] != '.')
+      ++i;
     const std::string_view unit = text.substr(unit_start, i - unit_start);
     double scale = 0;
-    if (unit == "h") scale = 3600e3;
-    else if (unit == "m") scale = 60e3;
-    else if (unit == "s") scale = 1e3;
-    else if (unit == "ms") scale = 1;
-    else if (unit == "us" || unit == "\u00b5s" || unit == "\u03bcs") scale = 1e-3;
-    else if (unit == "ns") scale = 1e-6;
-    else return std::nullopt;
+    if (unit == "h")
+      scale = 3600e3;
+    else if (unit == "m")
+      scale = 60e3;
+    else if (unit == "s")
+      scale = 1e3;
+    else if (unit == "ms")
+      scale = 1;
+    else if (unit == "us" || unit == "\u00b5s" || unit == "\u03bcs")
+      scale = 1e-3;
+    else if (unit == "ns")
+      scale = 1e-6;
+    else
+      return std::nullopt;
     total_ms += value * scale;
   }
   if (!std::isfinite(total_ms) || total_ms > 86400e3) return std::nullopt;
@@ -236,8 +250,9 @@ std::chrono::milliseconds LookupBudget(const std::string& timeout_param) {
   return std::max(milliseconds(0), t - margin);
 }
 
-std::optional<json> InjectionPatch(const json& pod, const std::string& ns, const InjectionConfig& cfg,
-                                   ClusterLookup& lookup, std::string& decision, Deadline deadline,
+std::optional<json> InjectionPatch(const json& pod, const std::string& ns,
+                                   const InjectionConfig& cfg, ClusterLookup& lookup,
+                                   std::string& decision, Deadline deadline,
                                    NativeSidecars native_sidecars, std::string* detail) {
   const json& meta = At(pod, "metadata");
   const json& spec = At(pod, "spec");
@@ -270,7 +285,8 @@ std::optional<json> InjectionPatch(const json& pod, const std::string& ns, const
   // without probes, never end and hold the VM back. Said once by the
   // version check, not per pod.
   if (native_sidecars != NativeSidecars::kYes) {
-    decision = native_sidecars == NativeSidecars::kNo ? "no_native_sidecars" : "native_sidecars_unknown";
+    decision =
+        native_sidecars == NativeSidecars::kNo ? "no_native_sidecars" : "native_sidecars_unknown";
     return std::nullopt;
   }
   // Names: the container keeps its (the PodMonitor and the docs find it by
@@ -281,8 +297,8 @@ std::optional<json> InjectionPatch(const json& pod, const std::string& ns, const
     if (HasContainerNamed(At(spec, list), kSidecarName)) {
       decision = "name_conflict";
       if (detail) {
-        *detail = "pod " + PodRef(meta, ns) + ": its " + list + " already have a container named " + kSidecarName +
-                  " that this webhook did not inject; admitted unchanged";
+        *detail = "pod " + PodRef(meta, ns) + ": its " + list + " already have a container named " +
+                  kSidecarName + " that this webhook did not inject; admitted unchanged";
       }
       return std::nullopt;
     }
@@ -293,7 +309,9 @@ std::optional<json> InjectionPatch(const json& pod, const std::string& ns, const
   const auto run_volume_name = FreeName(kRunVolume, volume_names);
   if (!token_volume_name || !run_volume_name) {
     decision = "name_conflict";
-    if (detail) *detail = "pod " + PodRef(meta, ns) + ": no free volume name for the sidecar; admitted unchanged";
+    if (detail)
+      *detail =
+          "pod " + PodRef(meta, ns) + ": no free volume name for the sidecar; admitted unchanged";
     return std::nullopt;
   }
   const json& compute = containers[0];
@@ -301,7 +319,8 @@ std::optional<json> InjectionPatch(const json& pod, const std::string& ns, const
   // Run as the launcher runs: its user reaches the libvirt socket, and no looser.
   const json& pod_sc = At(spec, "securityContext");
   const json& compute_sc = At(compute, "securityContext");
-  const json uid = At(compute_sc, "runAsUser").is_number() ? compute_sc["runAsUser"] : At(pod_sc, "runAsUser");
+  const json uid =
+      At(compute_sc, "runAsUser").is_number() ? compute_sc["runAsUser"] : At(pod_sc, "runAsUser");
   const bool root = !uid.is_number() || uid.get<int64_t>() == 0;
   json sc = {{"allowPrivilegeEscalation", false},
              {"capabilities", {{"drop", json::array({"ALL"})}}},
@@ -310,7 +329,8 @@ std::optional<json> InjectionPatch(const json& pod, const std::string& ns, const
   if (!root) {
     sc["runAsNonRoot"] = true;
     sc["runAsUser"] = uid;
-    const json gid = At(compute_sc, "runAsGroup").is_number() ? compute_sc["runAsGroup"] : At(pod_sc, "runAsGroup");
+    const json gid = At(compute_sc, "runAsGroup").is_number() ? compute_sc["runAsGroup"]
+                                                              : At(pod_sc, "runAsGroup");
     if (gid.is_number()) sc["runAsGroup"] = gid;
   }
 
@@ -328,8 +348,10 @@ std::optional<json> InjectionPatch(const json& pod, const std::string& ns, const
       Env("GUEST_EXPORTER_TOKEN_FILE", std::string(kTokenDir) + "/token"),
       Env("GUEST_EXPORTER_LOG_FORMAT", "json"),
   });
-  if (!cfg.reporter_url.empty()) env.push_back(Env("GUEST_EXPORTER_REPORTER_URL", cfg.reporter_url));
-  if (!cfg.reporter_ca_pem.empty()) env.push_back(Env("GUEST_EXPORTER_REPORTER_CA_PEM", cfg.reporter_ca_pem));
+  if (!cfg.reporter_url.empty())
+    env.push_back(Env("GUEST_EXPORTER_REPORTER_URL", cfg.reporter_url));
+  if (!cfg.reporter_ca_pem.empty())
+    env.push_back(Env("GUEST_EXPORTER_REPORTER_CA_PEM", cfg.reporter_ca_pem));
   // The guest's shares of the compute requests, not the requests: KubeVirt
   // adds CPUs for an IOThread pool or an isolated emulator thread and memory
   // for its overhead (docs/ratios.md, "Shapes"). They need the VMI and the
@@ -365,24 +387,29 @@ std::optional<json> InjectionPatch(const json& pod, const std::string& ns, const
   const auto add_why = [&why](const std::string& text) { why += (why.empty() ? "" : "; ") + text; };
   // Only what a quantity can say: 1n (Kubernetes' smallest unit) to an
   // exabyte's worth, never a 0 the sidecar would divide by.
-  if (shape && shape->vcpu_cpu_request && *shape->vcpu_cpu_request >= 1e-9 && *shape->vcpu_cpu_request < 1e12) {
+  if (shape && shape->vcpu_cpu_request && *shape->vcpu_cpu_request >= 1e-9 &&
+      *shape->vcpu_cpu_request < 1e12) {
     env.push_back(Env("GUEST_EXPORTER_CPU_REQUEST", CpuQuantity(*shape->vcpu_cpu_request)));
   } else if (shape) {
-    add_why("no CPU share: " + (shape->vcpu_cpu_request ? "the vCPUs' share is out of range" : shape->cpu_why));
+    add_why("no CPU share: " +
+            (shape->vcpu_cpu_request ? "the vCPUs' share is out of range" : shape->cpu_why));
   }
   if (shape && shape->guest_memory_request && *shape->guest_memory_request >= 1 &&
       *shape->guest_memory_request < 9e18) {
-    env.push_back(Env("GUEST_EXPORTER_VMI_MEMORY_REQUEST", MemoryQuantity(*shape->guest_memory_request)));
+    env.push_back(
+        Env("GUEST_EXPORTER_VMI_MEMORY_REQUEST", MemoryQuantity(*shape->guest_memory_request)));
   } else if (shape) {
-    add_why("no memory share: " +
-            (shape->guest_memory_request ? "the guest's share is out of range" : shape->memory_why));
+    add_why("no memory share: " + (shape->guest_memory_request ? "the guest's share is out of range"
+                                                               : shape->memory_why));
   }
   if (detail && !why.empty()) *detail = "pod " + PodRef(meta, ns) + ": " + why;
 
   json resources = {{"requests", {{"cpu", cfg.cpu}, {"memory", cfg.memory}}}};
   // A Guaranteed VM must stay Guaranteed: the sidecar's limits equal its requests.
-  if (IsGuaranteed(spec)) resources["limits"] = resources["requests"];
-  else resources["limits"] = {{"memory", cfg.memory}};
+  if (IsGuaranteed(spec))
+    resources["limits"] = resources["requests"];
+  else
+    resources["limits"] = {{"memory", cfg.memory}};
 
   json sidecar = {
       {"name", kSidecarName},
@@ -393,9 +420,10 @@ std::optional<json> InjectionPatch(const json& pod, const std::string& ns, const
       {"env", env},
       {"resources", resources},
       {"securityContext", sc},
-      {"volumeMounts", json::array({{{"name", "libvirt-runtime"}, {"mountPath", "/var/run/libvirt"}},
-                                    {{"name", *run_volume_name}, {"mountPath", kRunDir}},
-                                    {{"name", *token_volume_name}, {"mountPath", kTokenDir}, {"readOnly", true}}})},
+      {"volumeMounts",
+       json::array({{{"name", "libvirt-runtime"}, {"mountPath", "/var/run/libvirt"}},
+                    {{"name", *run_volume_name}, {"mountPath", kRunDir}},
+                    {{"name", *token_volume_name}, {"mountPath", kTokenDir}, {"readOnly", true}}})},
       // No probes. Its readiness would count toward the pod's Ready, which
       // KubeVirt copies into the VMI's: a monitoring sidecar must never gate
       // its VM. Liveness: guest-exporter's own watchdog exits when it is
@@ -408,16 +436,18 @@ std::optional<json> InjectionPatch(const json& pod, const std::string& ns, const
       {"name", *token_volume_name},
       {"projected",
        {{"sources", json::array({{{"serviceAccountToken",
-                                    {{"audience", cfg.audience},
-                                     {"expirationSeconds", cfg.token_expiration_seconds},
-                                     {"path", "token"}}}}})}}}};
-  const json run_volume = {{"name", *run_volume_name}, {"emptyDir", {{"medium", "Memory"}, {"sizeLimit", "1Mi"}}}};
+                                   {{"audience", cfg.audience},
+                                    {"expirationSeconds", cfg.token_expiration_seconds},
+                                    {"path", "token"}}}}})}}}};
+  const json run_volume = {{"name", *run_volume_name},
+                           {"emptyDir", {{"medium", "Memory"}, {"sizeLimit", "1Mi"}}}};
 
   json patch = json::array();
   if (At(spec, "initContainers").is_array()) {
     patch.push_back({{"op", "add"}, {"path", "/spec/initContainers/-"}, {"value", sidecar}});
   } else {
-    patch.push_back({{"op", "add"}, {"path", "/spec/initContainers"}, {"value", json::array({sidecar})}});
+    patch.push_back(
+        {{"op", "add"}, {"path", "/spec/initContainers"}, {"value", json::array({sidecar})}});
   }
   patch.push_back({{"op", "add"}, {"path", "/spec/volumes/-"}, {"value", token_volume}});
   patch.push_back({{"op", "add"}, {"path", "/spec/volumes/-"}, {"value", run_volume}});
@@ -425,8 +455,8 @@ std::optional<json> InjectionPatch(const json& pod, const std::string& ns, const
   return patch;
 }
 
-AdmissionResult Admit(const json& review, const InjectionConfig& cfg, ClusterLookup& lookup, Deadline deadline,
-                      NativeSidecars native_sidecars) {
+AdmissionResult Admit(const json& review, const InjectionConfig& cfg, ClusterLookup& lookup,
+                      Deadline deadline, NativeSidecars native_sidecars) {
   // A metav1 Status: the API server's client shows its message as the reason
   // the call failed (failurePolicy decides what then happens to the pod).
   const auto malformed = [](const std::string& why) {
@@ -443,7 +473,8 @@ AdmissionResult Admit(const json& review, const InjectionConfig& cfg, ClusterLoo
   };
   if (review.is_discarded()) return malformed("the body is not JSON");
   if (!review.is_object()) return malformed("not a JSON object");
-  if (Str(review, "apiVersion") != "admission.k8s.io/v1" || Str(review, "kind") != "AdmissionReview") {
+  if (Str(review, "apiVersion") != "admission.k8s.io/v1" ||
+      Str(review, "kind") != "AdmissionReview") {
     return malformed("apiVersion/kind must be admission.k8s.io/v1 AdmissionReview");
   }
   const json& req = At(review, "request");
@@ -458,13 +489,16 @@ AdmissionResult Admit(const json& review, const InjectionConfig& cfg, ClusterLoo
   const json& object = At(req, "object");
   if (Str(kind, "kind") == "Pod" && Str(kind, "group").empty() && Str(req, "subResource").empty() &&
       object.is_object() && Str(req, "operation") == "CREATE") {
-    if (auto patch = InjectionPatch(object, Str(req, "namespace"), cfg, lookup, decision, deadline, native_sidecars,
-                                    &detail)) {
+    if (auto patch = InjectionPatch(object, Str(req, "namespace"), cfg, lookup, decision, deadline,
+                                    native_sidecars, &detail)) {
       response["patchType"] = "JSONPatch";
       response["patch"] = Base64(patch->dump());
     }
   }
-  return {200, json{{"apiVersion", "admission.k8s.io/v1"}, {"kind", "AdmissionReview"}, {"response", response}},
+  return {200,
+          json{{"apiVersion", "admission.k8s.io/v1"},
+               {"kind", "AdmissionReview"},
+               {"response", response}},
           decision, detail};
 }
 

@@ -5,10 +5,10 @@
 // cluster's KubeVirt CR.
 
 #include <gm/launcher_shape.h>
-#include <nlohmann/json.hpp>
 
 #include <chrono>
 #include <cstddef>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -54,7 +54,8 @@ class ClusterLookup {
  public:
   virtual ~ClusterLookup() = default;
   /// The VMI object as the API serves it; nullopt when there is none (404).
-  virtual std::optional<nlohmann::json> Vmi(const std::string& ns, const std::string& name, Deadline deadline) = 0;
+  virtual std::optional<nlohmann::json> Vmi(const std::string& ns, const std::string& name,
+                                            Deadline deadline) = 0;
   /// The list of KubeVirt CRs (kubevirt.io/v1 kubevirts, all namespaces);
   /// nullopt when the API has no such resource (404).
   virtual std::optional<nlohmann::json> KubeVirts(Deadline deadline) = 0;
@@ -111,8 +112,8 @@ ServerVersion ParseServerVersion(const nlohmann::json& body);
 NativeSidecars NativeSidecarsByVersion(const ServerVersion& version);
 
 struct AdmissionResult {
-  int http_status = 200;      // 400 for a malformed AdmissionReview
-  nlohmann::json body;        // the AdmissionReview answer, or a metav1 Status (400)
+  int http_status = 200;  // 400 for a malformed AdmissionReview
+  nlohmann::json body;    // the AdmissionReview answer, or a metav1 Status (400)
   /// injected, injected_lookup_failed (a lookup got no answer: the sidecar
   /// gets only the shares that need no guess — none without the VMI), not_launcher,
   /// opted_out, already_injected, not_understood, no_native_sidecars,
@@ -120,28 +121,30 @@ struct AdmissionResult {
   /// name_conflict (the pod has a container named guest-exporter that the
   /// webhook did not inject, or no free volume name), malformed
   std::string decision;
-  std::string detail;         // why, for the log (the failed lookup, a share that is not derived)
+  std::string detail;  // why, for the log (the failed lookup, a share that is not derived)
 };
 
 /// Every decision Admit can take, for counters that start at zero.
 inline constexpr const char* kAdmissionDecisions[] = {
-    "injected",       "injected_lookup_failed",          "not_launcher",       "opted_out",
-    "already_injected", "not_understood",                "no_native_sidecars", "native_sidecars_unknown",
-    "name_conflict",  "malformed"};
+    "injected",           "injected_lookup_failed",  "not_launcher",
+    "opted_out",          "already_injected",        "not_understood",
+    "no_native_sidecars", "native_sidecars_unknown", "name_conflict",
+    "malformed"};
 
 /// Answers one AdmissionReview (admission.k8s.io/v1). Pods it does not
 /// understand, or cannot inject into safely, are allowed unchanged: a patch
 /// it returns never makes the API server refuse the pod. It never injects
 /// twice. `review` may be a discarded value (a body that is not JSON).
 /// Lookups end by `deadline`.
-AdmissionResult Admit(const nlohmann::json& review, const InjectionConfig& config, ClusterLookup& lookup,
-                      Deadline deadline, NativeSidecars native_sidecars);
+AdmissionResult Admit(const nlohmann::json& review, const InjectionConfig& config,
+                      ClusterLookup& lookup, Deadline deadline, NativeSidecars native_sidecars);
 
 /// The JSON patch for `pod` (namespace `ns`), or nullopt with `decision` set
 /// (and `detail`, when there is more to say) when the pod is left alone.
 std::optional<nlohmann::json> InjectionPatch(const nlohmann::json& pod, const std::string& ns,
                                              const InjectionConfig& config, ClusterLookup& lookup,
                                              std::string& decision, Deadline deadline,
-                                             NativeSidecars native_sidecars, std::string* detail = nullptr);
+                                             NativeSidecars native_sidecars,
+                                             std::string* detail = nullptr);
 
 }  // namespace gm::reporter

@@ -1,24 +1,24 @@
 #include "controller.h"
 
+#include <malloc.h>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
 #include <condition_variable>
 #include <fstream>
-#include <malloc.h>
 #include <mutex>
 #include <random>
 #include <sstream>
 
 #include "admission.h"
 #include "facts.h"
-#include "gm/listen_address.h"
 #include "gm/kube/client.h"
 #include "gm/kube/config.h"
 #include "gm/kube/informer.h"
 #include "gm/kube/leader.h"
 #include "gm/kube/paths.h"
 #include "gm/kube/workqueue.h"
+#include "gm/listen_address.h"
 #include "ingestion.h"
 #include "metrics.h"
 #include "reconciler.h"
@@ -43,7 +43,8 @@ std::string ReadFile(const std::string& path) {
   return ss.str();
 }
 
-WriteResult Write(kube::Client& client, const std::string& path, const json& patch, const kube::Query& query = {}) {
+WriteResult Write(kube::Client& client, const std::string& path, const json& patch,
+                  const kube::Query& query = {}) {
   try {
     return {200, "", client.Patch(path, patch, kube::kMergePatch, query)};
   } catch (const kube::ApiError& e) {
@@ -57,13 +58,16 @@ class KubeWriter final : public ObjectWriter {
   WriteResult PatchPod(const std::string& ns, const std::string& name, const json& patch) override {
     return Write(c_, kube::ObjectPath("v1", "pods", ns, name), patch);
   }
-  WriteResult PatchVmiStatus(const std::string& ns, const std::string& name, const json& patch) override {
+  WriteResult PatchVmiStatus(const std::string& ns, const std::string& name,
+                             const json& patch) override {
     // Strict: a CRD that prunes the fields answers 422 instead of keeping nothing.
-    return Write(c_, kube::ObjectPath("kubevirt.io/v1", "virtualmachineinstances", ns, name, "status"), patch,
-                 {{"fieldValidation", "Strict"}});
+    return Write(c_,
+                 kube::ObjectPath("kubevirt.io/v1", "virtualmachineinstances", ns, name, "status"),
+                 patch, {{"fieldValidation", "Strict"}});
   }
   WriteResult PatchVmi(const std::string& ns, const std::string& name, const json& patch) override {
-    return Write(c_, kube::ObjectPath("kubevirt.io/v1", "virtualmachineinstances", ns, name), patch);
+    return Write(c_, kube::ObjectPath("kubevirt.io/v1", "virtualmachineinstances", ns, name),
+                 patch);
   }
 
  private:
@@ -101,7 +105,8 @@ class KubeReviewer final : public TokenReviewer {
 class KubeLookup final : public ClusterLookup {
  public:
   explicit KubeLookup(kube::Client& c) : c_(c) {}
-  std::optional<json> Vmi(const std::string& ns, const std::string& name, Deadline deadline) override {
+  std::optional<json> Vmi(const std::string& ns, const std::string& name,
+                          Deadline deadline) override {
     return Get(kube::ObjectPath("kubevirt.io/v1", "virtualmachineinstances", ns, name), deadline);
   }
   std::optional<json> KubeVirts(Deadline deadline) override {
@@ -112,8 +117,10 @@ class KubeLookup final : public ClusterLookup {
   // nullopt: not found; LookupFailed: no answer in time.
   std::optional<json> Get(const std::string& path, Deadline deadline) {
     using std::chrono::milliseconds;
-    const auto left = std::chrono::duration_cast<milliseconds>(deadline - std::chrono::steady_clock::now());
-    if (left < milliseconds(50)) throw LookupFailed("GET " + path + ": no time left before the webhook's deadline");
+    const auto left =
+        std::chrono::duration_cast<milliseconds>(deadline - std::chrono::steady_clock::now());
+    if (left < milliseconds(50))
+      throw LookupFailed("GET " + path + ": no time left before the webhook's deadline");
     kube::RequestSpec spec;
     spec.path = path;
     spec.timeout = std::min<milliseconds>(left, std::chrono::seconds(2));
@@ -149,7 +156,8 @@ class SidecarSupport {
  public:
   SidecarSupport(kube::Client& c, const std::string& mode, ReporterMetrics& m)
       : c_(c), m_(m), by_version_(mode == "auto") {
-    if (!by_version_) Set(mode == "true" ? NativeSidecars::kYes : NativeSidecars::kNo, "--native-sidecars=" + mode);
+    if (!by_version_)
+      Set(mode == "true" ? NativeSidecars::kYes : NativeSidecars::kNo, "--native-sidecars=" + mode);
   }
   NativeSidecars Get() const { return state_.load(); }
 
@@ -169,7 +177,8 @@ class SidecarSupport {
         spec.timeout = std::chrono::seconds(5);
         spec.retry = false;
         spec.stop = &stop;
-        const ServerVersion v = ParseServerVersion(json::parse(c_.Request(spec).body, nullptr, false));
+        const ServerVersion v =
+            ParseServerVersion(json::parse(c_.Request(spec).body, nullptr, false));
         if (failing) spdlog::info("the API server's /version answers again");
         failing = false;
         backoff = kFirstBackoff;
@@ -178,15 +187,18 @@ class SidecarSupport {
         return;
       } catch (const std::exception& e) {
         if (!failing) {
-          spdlog::warn("cannot read the API server's /version, retrying with backoff (the webhook {}): {}",
-                       Get() == NativeSidecars::kYes ? "keeps injecting" : "injects nothing meanwhile",
-                       Escaped(e.what()));
+          spdlog::warn(
+              "cannot read the API server's /version, retrying with backoff (the webhook {}): {}",
+              Get() == NativeSidecars::kYes ? "keeps injecting" : "injects nothing meanwhile",
+              Escaped(e.what()));
         }
         failing = true;
-        wait = milliseconds(std::uniform_int_distribution<int64_t>(backoff.count() / 2, backoff.count())(rng));
+        wait = milliseconds(
+            std::uniform_int_distribution<int64_t>(backoff.count() / 2, backoff.count())(rng));
         backoff = std::min(backoff * 2, kPeriod);
       }
-      for (const auto until = std::chrono::steady_clock::now() + wait; !stop && std::chrono::steady_clock::now() < until;) {
+      for (const auto until = std::chrono::steady_clock::now() + wait;
+           !stop && std::chrono::steady_clock::now() < until;) {
         std::this_thread::sleep_for(std::chrono::milliseconds(200));
       }
     }
@@ -200,9 +212,11 @@ class SidecarSupport {
     if (now == NativeSidecars::kYes) {
       spdlog::info("{}: it has native sidecars; the webhook injects guest-exporter", source);
     } else {
-      spdlog::warn("{}: it has no native sidecars (SidecarContainers, on by default from Kubernetes 1.29); the "
-                   "webhook admits launcher pods unchanged (decision no_native_sidecars)",
-                   source);
+      spdlog::warn(
+          "{}: it has no native sidecars (SidecarContainers, on by default from Kubernetes 1.29); "
+          "the "
+          "webhook admits launcher pods unchanged (decision no_native_sidecars)",
+          source);
     }
   }
 
@@ -260,12 +274,15 @@ struct Controller::Impl final : FactsSource {
 
   explicit Impl(ControllerOptions opts)
       : o(std::move(opts)), store(std::chrono::seconds(o.report_max_age_seconds)) {
-    kube::Config cfg = o.kubeconfig.empty() ? kube::InClusterConfig() : kube::LoadKubeconfig(o.kubeconfig);
+    kube::Config cfg =
+        o.kubeconfig.empty() ? kube::InClusterConfig() : kube::LoadKubeconfig(o.kubeconfig);
     cfg.qps = o.qps;
     cfg.burst = o.burst;
     cfg.user_agent = "kubevirt-guest-metrics-status-reporter";
     kube::ClientOptions copts;
-    copts.observer = [this](const std::string& verb, int code, double) { metrics.CountApiRequest(verb, code); };
+    copts.observer = [this](const std::string& verb, int code, double) {
+      metrics.CountApiRequest(verb, code);
+    };
     client = std::make_unique<kube::Client>(cfg, copts);
     kube::ClientOptions lookup_opts = copts;
     lookup_opts.retry.max_attempts = 1;
@@ -279,15 +296,17 @@ struct Controller::Impl final : FactsSource {
     pod_opts.page_size = 100;
     pods = std::make_unique<kube::Informer<PodFacts>>(
         *client, pod_opts, Safe(&PodFromJson),
-        kube::InformerHandlers<PodFacts>{[this](const std::string&, const PodFacts& p) { Touch(Key(p.namespace_, p.vmi_name)); },
-                                         nullptr});
+        kube::InformerHandlers<PodFacts>{
+            [this](const std::string&, const PodFacts& p) { Touch(Key(p.namespace_, p.vmi_name)); },
+            nullptr});
     kube::InformerOptions vmi_opts;
     vmi_opts.path = kube::CollectionPath("kubevirt.io/v1", "virtualmachineinstances");
     vmi_opts.page_size = 100;
     vmis = std::make_unique<kube::Informer<VmiFacts>>(
         *client, vmi_opts, Safe(&VmiFromJson),
-        kube::InformerHandlers<VmiFacts>{[this](const std::string& key, const VmiFacts&) { Touch(key); },
-                                         [this](const std::string& key) { store.Erase(key); }});
+        kube::InformerHandlers<VmiFacts>{
+            [this](const std::string& key, const VmiFacts&) { Touch(key); },
+            [this](const std::string& key) { store.Erase(key); }});
 
     kube::LeaderElectionConfig le;
     le.lease_namespace = o.namespace_;
@@ -317,8 +336,9 @@ struct Controller::Impl final : FactsSource {
     lookup = std::make_unique<KubeLookup>(*lookup_client);
     sidecars = std::make_unique<SidecarSupport>(*lookup_client, o.native_sidecars, metrics);
     reconciler = std::make_unique<Reconciler>(store, *this, *writer, metrics);
-    ingestion = std::make_unique<Ingestion>([this] { return Serving(); }, *reviewer, tokens, *this, store,
-                                            [this](const std::string& key) { queue.Add(key); }, metrics);
+    ingestion =
+        std::make_unique<Ingestion>([this] { return Serving(); }, *reviewer, tokens, *this, store,
+                                    [this](const std::string& key) { queue.Add(key); }, metrics);
 
     injection.image = o.sidecar_image;
     injection.reporter_url = o.sidecar_reporter_url;
@@ -353,8 +373,10 @@ struct Controller::Impl final : FactsSource {
       const json review = json::parse(body, nullptr, false);
       AdmissionResult r = Admit(review, injection, *lookup, deadline, sidecars->Get());
       metrics.CountAdmission(r.decision);
-      if (r.detail.empty()) spdlog::debug("admission: {}", r.decision);
-      else spdlog::warn("admission: {}: {}", r.decision, r.detail);
+      if (r.detail.empty())
+        spdlog::debug("admission: {}", r.decision);
+      else
+        spdlog::warn("admission: {}: {}", r.decision, r.detail);
       return r;
     };
     servers = std::make_unique<Servers>(sc, ep);
@@ -370,9 +392,13 @@ struct Controller::Impl final : FactsSource {
   // Labels this replica's own pod while it leads, and unlabels it when it
   // stops. Outside a cluster there is no such pod: the 404 is harmless.
   void LabelSelfAsLeader(bool leading) {
-    const json patch = {{"metadata", {{"labels", {{kLeaderLabel, leading ? json("true") : json(nullptr)}}}}}};
-    const WriteResult r = Write(*client, kube::ObjectPath("v1", "pods", o.namespace_, o.identity), patch);
-    if (!r.ok()) spdlog::debug("cannot label pod {}/{} as leader={}: {}", o.namespace_, o.identity, leading, r.message);
+    const json patch = {
+        {"metadata", {{"labels", {{kLeaderLabel, leading ? json("true") : json(nullptr)}}}}}};
+    const WriteResult r =
+        Write(*client, kube::ObjectPath("v1", "pods", o.namespace_, o.identity), patch);
+    if (!r.ok())
+      spdlog::debug("cannot label pod {}/{} as leader={}: {}", o.namespace_, o.identity, leading,
+                    r.message);
   }
 
   // A pod or VMI changed: if the VMI has a report, check its record again.
@@ -405,8 +431,10 @@ struct Controller::Impl final : FactsSource {
         --writing;
       }
       writing_cv.notify_all();
-      if (out == Outcome::kRetry) queue.AddRateLimited(key);
-      else queue.Forget(key);
+      if (out == Outcome::kRetry)
+        queue.AddRateLimited(key);
+      else
+        queue.Forget(key);
       queue.Done(key);
     }
   }
@@ -420,7 +448,8 @@ struct Controller::Impl final : FactsSource {
     informer_threads.emplace_back([this] {
       // Polls, so that a stop before the first sync (API unreachable) is not held up.
       while (!stop) {
-        if (pods->WaitForSync(std::chrono::milliseconds(200)) && vmis->WaitForSync(std::chrono::milliseconds(200))) {
+        if (pods->WaitForSync(std::chrono::milliseconds(200)) &&
+            vmis->WaitForSync(std::chrono::milliseconds(200))) {
           metrics.caches_synced.Set(1);
           spdlog::info("caches synced: {} launcher pods, {} VMIs", pods->Size(), vmis->Size());
           ReturnFreedMemory();  // the list pages are gone; only the facts stay
@@ -455,7 +484,8 @@ struct Controller::Impl final : FactsSource {
   }
 };
 
-Controller::Controller(ControllerOptions options) : impl_(std::make_unique<Impl>(std::move(options))) {}
+Controller::Controller(ControllerOptions options)
+    : impl_(std::make_unique<Impl>(std::move(options))) {}
 Controller::~Controller() { impl_->Stop(); }
 void Controller::Start() { impl_->Start(); }
 void Controller::Stop() { impl_->Stop(); }

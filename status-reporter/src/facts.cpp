@@ -1,7 +1,6 @@
 #include "facts.h"
 
 #include <nlohmann/json.hpp>
-
 #include <stdexcept>
 
 namespace gm::reporter {
@@ -44,7 +43,8 @@ void RequireIdentity(const json& meta, const char* kind) {
 std::string Key(const std::string& ns, const std::string& name) { return ns + "/" + name; }
 
 uint64_t ResourceVersionNumber(const std::string& rv) {
-  if (rv.empty() || rv.size() > 19 || rv.find_first_not_of("0123456789") != std::string::npos) return 0;
+  if (rv.empty() || rv.size() > 19 || rv.find_first_not_of("0123456789") != std::string::npos)
+    return 0;
   return std::stoull(rv);
 }
 

@@ -3,10 +3,9 @@
 // Informers turn each object into these at once, so 10,000 VMIs cost a few MiB,
 // not the size of their JSON.
 
-#include <nlohmann/json_fwd.hpp>
-
 #include <cstdint>
 #include <map>
+#include <nlohmann/json_fwd.hpp>
 #include <optional>
 #include <string>
 
@@ -15,14 +14,15 @@ namespace gm::reporter {
 /// Annotation keys this project writes (on the launcher pod, and on the VMI
 /// when its CRD prunes the VEP 156 status fields).
 inline constexpr const char* kCpuRatioAnnotation = "guestmetrics.kubevirt.io/cpu-allocation-ratio";
-inline constexpr const char* kMemoryRatioAnnotation = "guestmetrics.kubevirt.io/memory-overcommit-ratio";
+inline constexpr const char* kMemoryRatioAnnotation =
+    "guestmetrics.kubevirt.io/memory-overcommit-ratio";
 
 struct PodFacts {
   std::string namespace_;
   std::string name;
   std::string uid;
   std::string node;
-  std::string vmi_name;  // annotation kubevirt.io/domain
+  std::string vmi_name;      // annotation kubevirt.io/domain
   bool is_launcher = false;  // label kubevirt.io=virt-launcher
   bool deleting = false;
   std::optional<std::string> cpu_ratio_annotation;
@@ -34,10 +34,10 @@ struct VmiFacts {
   std::string namespace_;
   std::string name;
   std::string uid;
-  std::string node_name;                       // status.nodeName
+  std::string node_name;                           // status.nodeName
   std::map<std::string, std::string> active_pods;  // status.activePods: pod UID → node
-  std::optional<double> status_cpu_ratio;      // status.currentCPUTopology.cpuAllocationRatio
-  std::optional<double> status_memory_ratio;   // status.memory.memoryOvercommitRatio
+  std::optional<double> status_cpu_ratio;          // status.currentCPUTopology.cpuAllocationRatio
+  std::optional<double> status_memory_ratio;       // status.memory.memoryOvercommitRatio
   std::optional<std::string> cpu_ratio_annotation;
   std::optional<std::string> memory_ratio_annotation;
   uint64_t resource_version = 0;  // metadata.resourceVersion; 0 when it is not a number

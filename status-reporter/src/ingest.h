@@ -25,6 +25,7 @@ struct Verdict {
 
 /// Accepts a report only from the VMI's current active launcher pod, as named
 /// by the caller's pod-bound token. `pod`/`vmi` are null when not cached.
-Verdict CheckReport(const Report& report, const TokenIdentity& who, const PodFacts* pod, const VmiFacts* vmi);
+Verdict CheckReport(const Report& report, const TokenIdentity& who, const PodFacts* pod,
+                    const VmiFacts* vmi);
 
 }  // namespace gm::reporter

@@ -26,7 +26,8 @@ std::string FirstExtra(const json& extra, const char* key) {
 
 ReviewResult ParseTokenReview(const json& response) {
   ReviewResult r;
-  const json status = response.is_object() ? response.value("status", json::object()) : json::object();
+  const json status =
+      response.is_object() ? response.value("status", json::object()) : json::object();
   if (!status.is_object()) {
     r.error = "TokenReview response has no status";
     return r;
@@ -77,8 +78,10 @@ Reply Ingestion::Handle(const std::string& authorization, const std::string& bod
   auto who = tokens_.Get(token, now);
   if (!who) {
     const ReviewResult review = reviewer_.Review(token);
-    if (review.api_failed) return Refuse(503, "tokenreview_failed", "cannot review the token now: " + review.error);
-    if (!review.authenticated) return Refuse(401, "unauthenticated", "token rejected: " + review.error);
+    if (review.api_failed)
+      return Refuse(503, "tokenreview_failed", "cannot review the token now: " + review.error);
+    if (!review.authenticated)
+      return Refuse(401, "unauthenticated", "token rejected: " + review.error);
     tokens_.Put(token, review.who, now);
     who = review.who;
   }

@@ -3,9 +3,8 @@
 // TokenReview (cached), validate the report, check it against the caches, store
 // it and queue the VMI for writing. Nothing is stored or queued on refusal.
 
-#include <nlohmann/json_fwd.hpp>
-
 #include <functional>
+#include <nlohmann/json_fwd.hpp>
 #include <optional>
 #include <string>
 
@@ -52,10 +51,16 @@ struct Reply {
 
 class Ingestion {
  public:
-  Ingestion(std::function<bool()> is_leader, TokenReviewer& reviewer, TokenCache& tokens, const FactsSource& facts,
-            ReportStore& store, std::function<void(const std::string& vmi_key)> enqueue, ReporterMetrics& metrics)
-      : is_leader_(std::move(is_leader)), reviewer_(reviewer), tokens_(tokens), facts_(facts), store_(store),
-        enqueue_(std::move(enqueue)), metrics_(metrics) {}
+  Ingestion(std::function<bool()> is_leader, TokenReviewer& reviewer, TokenCache& tokens,
+            const FactsSource& facts, ReportStore& store,
+            std::function<void(const std::string& vmi_key)> enqueue, ReporterMetrics& metrics)
+      : is_leader_(std::move(is_leader)),
+        reviewer_(reviewer),
+        tokens_(tokens),
+        facts_(facts),
+        store_(store),
+        enqueue_(std::move(enqueue)),
+        metrics_(metrics) {}
 
   /// Handles POST /v1/reports with its Authorization header and body.
   Reply Handle(const std::string& authorization, const std::string& body);

@@ -22,7 +22,8 @@ prometheus::Registry& Fresh(std::shared_ptr<prometheus::Registry>& r) {
 ReporterMetrics::ReporterMetrics()
     : leader(BuildGauge()
                  .Name("status_reporter_leader")
-                 .Help("1 while this replica holds the leader lease and serves reports and writes, else 0.")
+                 .Help("1 while this replica holds the leader lease and serves reports and writes, "
+                       "else 0.")
                  .Register(Fresh(registry_))
                  .Add({})),
       queue_depth(BuildGauge()
@@ -35,39 +36,47 @@ ReporterMetrics::ReporterMetrics()
                         .Help("1 once the pod and VMI caches have completed their first list.")
                         .Register(*registry_)
                         .Add({})),
-      reconcile_duration(prometheus::BuildHistogram()
-                             .Name("status_reporter_reconcile_duration_seconds")
-                             .Help("Time to bring one VMI and its launcher pod in line with its report.")
-                             .Register(*registry_)
-                             .Add({}, prometheus::Histogram::BucketBoundaries{0.001, 0.005, 0.01, 0.05, 0.1,
-                                                                              0.5, 1, 5, 10})),
-      native_sidecars(BuildGauge()
-                          .Name("status_reporter_native_sidecars")
-                          .Help("1 while the reporter believes the API server has native sidecars (from its "
-                                "/version, or --native-sidecars), so the webhook injects guest-exporter; else 0.")
-                          .Register(*registry_)
-                          .Add({})),
-      reports_(BuildCounter()
-                   .Name("status_reporter_reports_total")
-                   .Help("Reports from guest-exporter sidecars, by result (accepted or why refused).")
-                   .Register(*registry_)),
-      api_requests_(BuildCounter()
-                        .Name("status_reporter_api_requests_total")
-                        .Help("Requests to the Kubernetes API by verb and HTTP code (0: no answer).")
-                        .Register(*registry_)),
-      admissions_(BuildCounter()
-                      .Name("status_reporter_admissions_total")
-                      .Help("Webhook answers by decision: injected, or why the pod was admitted unchanged.")
-                      .Register(*registry_)),
+      reconcile_duration(
+          prometheus::BuildHistogram()
+              .Name("status_reporter_reconcile_duration_seconds")
+              .Help("Time to bring one VMI and its launcher pod in line with its report.")
+              .Register(*registry_)
+              .Add({}, prometheus::Histogram::BucketBoundaries{0.001, 0.005, 0.01, 0.05, 0.1, 0.5,
+                                                               1, 5, 10})),
+      native_sidecars(
+          BuildGauge()
+              .Name("status_reporter_native_sidecars")
+              .Help(
+                  "1 while the reporter believes the API server has native sidecars (from its "
+                  "/version, or --native-sidecars), so the webhook injects guest-exporter; else 0.")
+              .Register(*registry_)
+              .Add({})),
+      reports_(
+          BuildCounter()
+              .Name("status_reporter_reports_total")
+              .Help("Reports from guest-exporter sidecars, by result (accepted or why refused).")
+              .Register(*registry_)),
+      api_requests_(
+          BuildCounter()
+              .Name("status_reporter_api_requests_total")
+              .Help("Requests to the Kubernetes API by verb and HTTP code (0: no answer).")
+              .Register(*registry_)),
+      admissions_(
+          BuildCounter()
+              .Name("status_reporter_admissions_total")
+              .Help("Webhook answers by decision: injected, or why the pod was admitted unchanged.")
+              .Register(*registry_)),
       mode_status_(BuildGauge()
                        .Name("status_reporter_vmi_ratio_mode")
-                       .Help("Where VMI ratios are written: 1 on the mode in effect. 'status' when the VMI CRD keeps "
+                       .Help("Where VMI ratios are written: 1 on the mode in effect. 'status' when "
+                             "the VMI CRD keeps "
                              "the VEP 156 fields, 'annotations' when it prunes them.")
                        .Register(*registry_)
                        .Add({{"mode", "status"}})),
       mode_annotations_(BuildGauge()
                             .Name("status_reporter_vmi_ratio_mode")
-                            .Help("Where VMI ratios are written: 1 on the mode in effect. 'status' when the VMI CRD "
+                            .Help("Where VMI ratios are written: 1 on the mode in effect. 'status' "
+                                  "when the VMI CRD "
                                   "keeps the VEP 156 fields, 'annotations' when it prunes them.")
                             .Register(*registry_)
                             .Add({{"mode", "annotations"}})) {
@@ -82,7 +91,8 @@ ReporterMetrics::ReporterMetrics()
                         "not_active_pod", "stale_report", "not_leader", "tokenreview_failed"}) {
     reports_by_result_[r] = &reports_.Add({{"result", r}});  // known results start at 0
   }
-  for (const char* d : kAdmissionDecisions) admissions_by_decision_[d] = &admissions_.Add({{"decision", d}});
+  for (const char* d : kAdmissionDecisions)
+    admissions_by_decision_[d] = &admissions_.Add({{"decision", d}});
   mode_status_.Set(1);
 }
 
@@ -117,10 +127,14 @@ namespace {
 // Label values escaped as the text exposition format requires.
 void AppendEscaped(std::string& out, const std::string& v) {
   for (const char c : v) {
-    if (c == '\\') out += "\\\\";
-    else if (c == '"') out += "\\\"";
-    else if (c == '\n') out += "\\n";
-    else out += c;
+    if (c == '\\')
+      out += "\\\\";
+    else if (c == '"')
+      out += "\\\"";
+    else if (c == '\n')
+      out += "\\n";
+    else
+      out += c;
   }
 }
 
@@ -154,9 +168,11 @@ void AppendVmFamily(std::string& out, const char* name, const std::string& help,
 }  // namespace
 
 std::string RenderReporterMetrics(const std::vector<StoredReport>& fresh, const ReportStore& store,
-                                  Clock::time_point now, bool export_guest_load, const ReporterMetrics& self) {
+                                  Clock::time_point now, bool export_guest_load,
+                                  const ReporterMetrics& self) {
   const std::string sampled =
-      ", in runnable threads, as reported by the VM's guest-exporter sidecar; sampled every poll interval and "
+      ", in runnable threads, as reported by the VM's guest-exporter sidecar; sampled every poll "
+      "interval and "
       "absent when the guest agent gives no load or the sample is stale.";
   std::string out;
   out.reserve(fresh.size() * 5 * 128 + 8192);
@@ -166,17 +182,19 @@ std::string RenderReporterMetrics(const std::vector<StoredReport>& fresh, const 
       return (*s.report.load).*field;
     };
   };
-  AppendVmFamily(out, "kubevirt_vmi_guest_load_1m", "Guest load average over 1 minute" + sampled, fresh,
-                 load(&ReportLoad::load1m));
-  AppendVmFamily(out, "kubevirt_vmi_guest_load_5m", "Guest load average over 5 minutes" + sampled, fresh,
-                 load(&ReportLoad::load5m));
-  AppendVmFamily(out, "kubevirt_vmi_guest_load_15m", "Guest load average over 15 minutes" + sampled, fresh,
-                 load(&ReportLoad::load15m));
-  AppendVmFamily(out, "kubevirt_vmi_cpu_allocation_ratio",
-                 "Guest vCPUs divided by the compute container's CPU request in cores (see docs/ratios.md).", fresh,
-                 [](const StoredReport& s) { return s.report.cpu_allocation_ratio; });
+  AppendVmFamily(out, "kubevirt_vmi_guest_load_1m", "Guest load average over 1 minute" + sampled,
+                 fresh, load(&ReportLoad::load1m));
+  AppendVmFamily(out, "kubevirt_vmi_guest_load_5m", "Guest load average over 5 minutes" + sampled,
+                 fresh, load(&ReportLoad::load5m));
+  AppendVmFamily(out, "kubevirt_vmi_guest_load_15m", "Guest load average over 15 minutes" + sampled,
+                 fresh, load(&ReportLoad::load15m));
+  AppendVmFamily(
+      out, "kubevirt_vmi_cpu_allocation_ratio",
+      "Guest vCPUs divided by the compute container's CPU request in cores (see docs/ratios.md).",
+      fresh, [](const StoredReport& s) { return s.report.cpu_allocation_ratio; });
   AppendVmFamily(out, "kubevirt_vmi_memory_overcommit_ratio",
-                 "Guest memory divided by the memory request without virtualization overhead (see docs/ratios.md).",
+                 "Guest memory divided by the memory request without virtualization overhead (see "
+                 "docs/ratios.md).",
                  fresh, [](const StoredReport& s) { return s.report.memory_overcommit_ratio; });
   out += prometheus::TextSerializer().Serialize(self.registry().Collect());
   return out;

@@ -58,6 +58,7 @@ class ReporterMetrics {
 /// The /metrics body. `export_guest_load` off drops the guest-load gauges
 /// (for clusters whose KubeVirt already exports them).
 std::string RenderReporterMetrics(const std::vector<StoredReport>& fresh, const ReportStore& store,
-                                  Clock::time_point now, bool export_guest_load, const ReporterMetrics& self);
+                                  Clock::time_point now, bool export_guest_load,
+                                  const ReporterMetrics& self);
 
 }  // namespace gm::reporter

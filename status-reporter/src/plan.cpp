@@ -8,7 +8,9 @@ namespace gm::reporter {
 
 using nlohmann::json;
 
-const char* VmiRatioModeName(VmiRatioMode m) { return m == VmiRatioMode::kStatus ? "status" : "annotations"; }
+const char* VmiRatioModeName(VmiRatioMode m) {
+  return m == VmiRatioMode::kStatus ? "status" : "annotations";
+}
 
 std::optional<double> RoundedRatio(const std::optional<double>& ratio) {
   if (!ratio) return std::nullopt;
@@ -52,8 +54,10 @@ std::optional<json> VmiStatusPatch(const VmiFacts& vmi, const Report& r) {
   const auto cpu = RoundedRatio(r.cpu_allocation_ratio);
   const auto mem = RoundedRatio(r.memory_overcommit_ratio);
   json status = json::object();
-  if (cpu != vmi.status_cpu_ratio) status["currentCPUTopology"]["cpuAllocationRatio"] = cpu ? json(*cpu) : json(nullptr);
-  if (mem != vmi.status_memory_ratio) status["memory"]["memoryOvercommitRatio"] = mem ? json(*mem) : json(nullptr);
+  if (cpu != vmi.status_cpu_ratio)
+    status["currentCPUTopology"]["cpuAllocationRatio"] = cpu ? json(*cpu) : json(nullptr);
+  if (mem != vmi.status_memory_ratio)
+    status["memory"]["memoryOvercommitRatio"] = mem ? json(*mem) : json(nullptr);
   if (status.empty()) return std::nullopt;
   return json{{"status", status}};
 }

@@ -4,7 +4,6 @@
 // when everything already says so (writes are idempotent).
 
 #include <nlohmann/json.hpp>
-
 #include <optional>
 
 #include "facts.h"

@@ -19,7 +19,8 @@ Outcome Classify(const WriteResult& r, const std::string& what) {
     spdlog::debug("{}: HTTP {} ({}), will retry", what, r.code, r.message);
     return Outcome::kRetry;
   }
-  spdlog::error("{}: HTTP {}: {}", what, r.code, r.message);  // our patch is wrong: retrying cannot help
+  spdlog::error("{}: HTTP {}: {}", what, r.code,
+                r.message);  // our patch is wrong: retrying cannot help
   return Outcome::kDrop;
 }
 
@@ -116,7 +117,8 @@ Outcome Reconciler::WriteVmi(const VmiFacts& vmi, const Report& r) {
   if (const auto patch = VmiAnnotationPatch(vmi, annotated)) {
     const WriteResult res = writer_.PatchVmi(vmi.namespace_, vmi.name, *patch);
     const Outcome o = Classify(res, "annotate " + what);
-    if (o == Outcome::kDone) RememberAnswer(written_vmis_, Key(vmi.namespace_, vmi.name), res.object, &VmiFromJson);
+    if (o == Outcome::kDone)
+      RememberAnswer(written_vmis_, Key(vmi.namespace_, vmi.name), res.object, &VmiFromJson);
     return o;
   }
   return Outcome::kDone;

@@ -2,12 +2,11 @@
 // Brings one VMI and its launcher pod in line with the VMI's latest report.
 // Called by the leader's workers with a "namespace/name" key from the queue.
 
-#include <nlohmann/json.hpp>
-
 #include <atomic>
 #include <chrono>
 #include <map>
 #include <mutex>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <vector>
@@ -32,10 +31,13 @@ struct WriteResult {
 class ObjectWriter {
  public:
   virtual ~ObjectWriter() = default;
-  virtual WriteResult PatchPod(const std::string& ns, const std::string& name, const nlohmann::json& patch) = 0;
+  virtual WriteResult PatchPod(const std::string& ns, const std::string& name,
+                               const nlohmann::json& patch) = 0;
   /// Through the status subresource, with fieldValidation=Strict.
-  virtual WriteResult PatchVmiStatus(const std::string& ns, const std::string& name, const nlohmann::json& patch) = 0;
-  virtual WriteResult PatchVmi(const std::string& ns, const std::string& name, const nlohmann::json& patch) = 0;
+  virtual WriteResult PatchVmiStatus(const std::string& ns, const std::string& name,
+                                     const nlohmann::json& patch) = 0;
+  virtual WriteResult PatchVmi(const std::string& ns, const std::string& name,
+                               const nlohmann::json& patch) = 0;
 };
 
 /// Objects as the reconciler last wrote them, kept until the informer's cache
@@ -62,7 +64,8 @@ class RecentWrites {
 
   /// What we wrote, when it is newer than `cached`; else `cached`. An object
   /// the cache does not hold is taken as gone, whatever we wrote.
-  std::optional<Facts> Newest(const std::string& key, std::optional<Facts> cached, Clock::time_point now) {
+  std::optional<Facts> Newest(const std::string& key, std::optional<Facts> cached,
+                              Clock::time_point now) {
     std::lock_guard lock(mu_);
     const auto it = entries_.find(key);
     if (it == entries_.end()) return cached;
@@ -101,8 +104,8 @@ class Reconciler {
  public:
   /// `reprobe` is how often annotation mode tries the status fields again
   /// (a KubeVirt upgrade may bring a CRD that keeps them).
-  Reconciler(const ReportStore& store, const FactsSource& facts, ObjectWriter& writer, ReporterMetrics& metrics,
-             std::chrono::seconds reprobe = std::chrono::seconds(600));
+  Reconciler(const ReportStore& store, const FactsSource& facts, ObjectWriter& writer,
+             ReporterMetrics& metrics, std::chrono::seconds reprobe = std::chrono::seconds(600));
 
   Outcome Reconcile(const std::string& vmi_key);
   VmiRatioMode mode() const { return mode_; }

@@ -12,7 +12,7 @@ namespace gm::reporter {
 
 struct ReloadingCertificate::Pair {
   X509* leaf = nullptr;
-  STACK_OF(X509)* chain = nullptr;  // intermediates that follow the leaf in the file
+  STACK_OF(X509) * chain = nullptr;  // intermediates that follow the leaf in the file
   EVP_PKEY* key = nullptr;
   struct timespec cert_mtime {};
   struct timespec key_mtime {};
@@ -46,18 +46,22 @@ bool Same(const struct timespec& a, const struct timespec& b) {
 }
 
 // Reads the PEM pair; throws with a message naming the file and the problem.
-std::shared_ptr<const ReloadingCertificate::Pair> Load(const std::string& cert_file, const std::string& key_file) {
+std::shared_ptr<const ReloadingCertificate::Pair> Load(const std::string& cert_file,
+                                                       const std::string& key_file) {
   auto pair = std::make_shared<ReloadingCertificate::Pair>();
   MTime(cert_file, pair->cert_mtime);
   MTime(key_file, pair->key_mtime);
-  const auto fail = [](const std::string& what) { throw std::runtime_error(what + ": " + OpenSslError()); };
+  const auto fail = [](const std::string& what) {
+    throw std::runtime_error(what + ": " + OpenSslError());
+  };
 
   std::unique_ptr<BIO, decltype(&BIO_free)> certs(BIO_new_file(cert_file.c_str(), "r"), BIO_free);
   if (!certs) fail("cannot open TLS certificate '" + cert_file + "'");
   pair->leaf = PEM_read_bio_X509(certs.get(), nullptr, nullptr, nullptr);
   if (pair->leaf == nullptr) fail("no PEM certificate in '" + cert_file + "'");
   pair->chain = sk_X509_new_null();
-  while (X509* next = PEM_read_bio_X509(certs.get(), nullptr, nullptr, nullptr)) sk_X509_push(pair->chain, next);
+  while (X509* next = PEM_read_bio_X509(certs.get(), nullptr, nullptr, nullptr))
+    sk_X509_push(pair->chain, next);
   ERR_clear_error();  // the end of the file reads as an error
 
   std::unique_ptr<BIO, decltype(&BIO_free)> key(BIO_new_file(key_file.c_str(), "r"), BIO_free);
@@ -102,9 +106,12 @@ std::shared_ptr<const ReloadingCertificate::Pair> ReloadingCertificate::Current(
   const auto now = std::chrono::steady_clock::now();
   if (now - last_check_ < check_interval_) return current_;
   last_check_ = now;
-  struct timespec cert_mtime {}, key_mtime {};
-  if (!MTime(cert_file_, cert_mtime) || !MTime(key_file_, key_mtime)) return current_;  // mid-rotation
-  if (Same(cert_mtime, current_->cert_mtime) && Same(key_mtime, current_->key_mtime)) return current_;
+  struct timespec cert_mtime {
+  }, key_mtime{};
+  if (!MTime(cert_file_, cert_mtime) || !MTime(key_file_, key_mtime))
+    return current_;  // mid-rotation
+  if (Same(cert_mtime, current_->cert_mtime) && Same(key_mtime, current_->key_mtime))
+    return current_;
   try {
     current_ = Load(cert_file_, key_file_);
     spdlog::info("serving the renewed TLS certificate from '{}'", cert_file_);

@@ -1,7 +1,8 @@
 #include "token_cache.h"
 
-#include <nlohmann/json.hpp>
 #include <openssl/sha.h>
+
+#include <nlohmann/json.hpp>
 
 namespace gm::reporter {
 
@@ -13,13 +14,20 @@ std::optional<std::string> Base64UrlDecode(const std::string& in) {
   int bits = 0;
   for (const char c : in) {
     int v;
-    if (c >= 'A' && c <= 'Z') v = c - 'A';
-    else if (c >= 'a' && c <= 'z') v = c - 'a' + 26;
-    else if (c >= '0' && c <= '9') v = c - '0' + 52;
-    else if (c == '-' || c == '+') v = 62;
-    else if (c == '_' || c == '/') v = 63;
-    else if (c == '=') break;
-    else return std::nullopt;
+    if (c >= 'A' && c <= 'Z')
+      v = c - 'A';
+    else if (c >= 'a' && c <= 'z')
+      v = c - 'a' + 26;
+    else if (c >= '0' && c <= '9')
+      v = c - '0' + 52;
+    else if (c == '-' || c == '+')
+      v = 62;
+    else if (c == '_' || c == '/')
+      v = 63;
+    else if (c == '=')
+      break;
+    else
+      return std::nullopt;
     buf = (buf << 6) | static_cast<unsigned>(v);
     bits += 6;
     if (bits >= 8) {
@@ -39,7 +47,8 @@ std::optional<std::chrono::system_clock::time_point> JwtExpiry(const std::string
   const auto payload = Base64UrlDecode(token.substr(first + 1, second - first - 1));
   if (!payload) return std::nullopt;
   const auto claims = nlohmann::json::parse(*payload, nullptr, false);
-  if (claims.is_discarded() || !claims.is_object() || !claims.contains("exp") || !claims["exp"].is_number()) {
+  if (claims.is_discarded() || !claims.is_object() || !claims.contains("exp") ||
+      !claims["exp"].is_number()) {
     return std::nullopt;
   }
   return std::chrono::system_clock::time_point(std::chrono::seconds(claims["exp"].get<int64_t>()));
@@ -51,7 +60,8 @@ TokenCache::Digest TokenCache::Hash(const std::string& token) {
   return d;
 }
 
-std::optional<TokenIdentity> TokenCache::Get(const std::string& token, std::chrono::system_clock::time_point now) {
+std::optional<TokenIdentity> TokenCache::Get(const std::string& token,
+                                             std::chrono::system_clock::time_point now) {
   const Digest key = Hash(token);
   std::lock_guard lock(mu_);
   const auto it = entries_.find(key);
@@ -63,7 +73,8 @@ std::optional<TokenIdentity> TokenCache::Get(const std::string& token, std::chro
   return it->second.who;
 }
 
-void TokenCache::Put(const std::string& token, const TokenIdentity& who, std::chrono::system_clock::time_point now) {
+void TokenCache::Put(const std::string& token, const TokenIdentity& who,
+                     std::chrono::system_clock::time_point now) {
   auto expires = now + max_ttl_;
   if (const auto exp = JwtExpiry(token)) expires = std::min(expires, *exp);
   if (expires <= now) return;

@@ -26,10 +26,13 @@ class TokenCache {
   /// 10,000 VMIs, most of the default --qps. A cached token of a pod that has
   /// since gone is harmless: reports are also checked against the pod cache,
   /// and a pod that is not its VMI's active pod is refused.
-  explicit TokenCache(std::chrono::seconds max_ttl = std::chrono::seconds(3600)) : max_ttl_(max_ttl) {}
+  explicit TokenCache(std::chrono::seconds max_ttl = std::chrono::seconds(3600))
+      : max_ttl_(max_ttl) {}
 
-  std::optional<TokenIdentity> Get(const std::string& token, std::chrono::system_clock::time_point now);
-  void Put(const std::string& token, const TokenIdentity& who, std::chrono::system_clock::time_point now);
+  std::optional<TokenIdentity> Get(const std::string& token,
+                                   std::chrono::system_clock::time_point now);
+  void Put(const std::string& token, const TokenIdentity& who,
+           std::chrono::system_clock::time_point now);
   size_t size() const;
 
  private:

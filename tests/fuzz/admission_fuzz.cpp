@@ -6,13 +6,13 @@
 // pod already has (validation.go refuses duplicates), with every mount of the
 // sidecar naming a volume. Where the server has no native sidecars it must
 // not patch at all.
-#include <nlohmann/json.hpp>
 #include <openssl/evp.h>
 
 #include <chrono>
 #include <cstdint>
 #include <cstdlib>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 
@@ -43,7 +43,8 @@ std::string Base64Decode(const std::string& in) {
   if (in.size() % 4 != 0) std::abort();
   std::string out(in.size() / 4 * 3 + 1, '\0');
   const int n = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(out.data()),
-                                reinterpret_cast<const unsigned char*>(in.data()), static_cast<int>(in.size()));
+                                reinterpret_cast<const unsigned char*>(in.data()),
+                                static_cast<int>(in.size()));
   if (n < 0) std::abort();
   out.resize(static_cast<size_t>(n));
   size_t pad = 0;
@@ -72,7 +73,8 @@ std::map<std::string, int> Names(const json& pod, std::initializer_list<const ch
 }
 
 // What the patch added is new: no name it adds was in the pod, none twice.
-void CheckNoNewDuplicates(const std::map<std::string, int>& before, const std::map<std::string, int>& after) {
+void CheckNoNewDuplicates(const std::map<std::string, int>& before,
+                          const std::map<std::string, int>& after) {
   for (const auto& [name, count] : after) {
     const auto it = before.find(name);
     const int had = it == before.end() ? 0 : it->second;
@@ -91,18 +93,21 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   FixedLookups lookups;
   // A server with native sidecars, unless the body starts with a space (JSON
   // allows it; the seeds do not): then one without.
-  const auto native = size > 0 && data[0] == ' ' ? gm::reporter::NativeSidecars::kNo : gm::reporter::NativeSidecars::kYes;
-  const auto result = gm::reporter::Admit(review, config, lookups,
-                                          std::chrono::steady_clock::now() + std::chrono::seconds(1), native);
+  const auto native = size > 0 && data[0] == ' ' ? gm::reporter::NativeSidecars::kNo
+                                                 : gm::reporter::NativeSidecars::kYes;
+  const auto result = gm::reporter::Admit(
+      review, config, lookups, std::chrono::steady_clock::now() + std::chrono::seconds(1), native);
   if (result.http_status != 200 && result.http_status != 400) std::abort();
   if (result.decision.empty()) std::abort();
   if (result.http_status != 200) return 0;
   const auto& response = result.body.at("response");
   if (!response.contains("patch")) return 0;
   if (native != gm::reporter::NativeSidecars::kYes) std::abort();
-  if (!response.at("patch").is_string() || response.value("patchType", "") != "JSONPatch") std::abort();
+  if (!response.at("patch").is_string() || response.value("patchType", "") != "JSONPatch")
+    std::abort();
 
-  const json patch = json::parse(Base64Decode(response.at("patch").get<std::string>()), nullptr, false);
+  const json patch =
+      json::parse(Base64Decode(response.at("patch").get<std::string>()), nullptr, false);
   if (!patch.is_array()) std::abort();
   const json& pod = review.at("request").at("object");
   json out;
@@ -128,7 +133,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   // (its flags refuse anything else, and it would not start), above zero.
   for (const auto& e : sidecar.at("env")) {
     const std::string name = e.at("name").get<std::string>();
-    if (name != "GUEST_EXPORTER_CPU_REQUEST" && name != "GUEST_EXPORTER_VMI_MEMORY_REQUEST") continue;
+    if (name != "GUEST_EXPORTER_CPU_REQUEST" && name != "GUEST_EXPORTER_VMI_MEMORY_REQUEST")
+      continue;
     const auto v = gm::ParseQuantity(e.at("value").get<std::string>());
     if (!v || !(*v > 0)) std::abort();
   }

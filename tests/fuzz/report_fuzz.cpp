@@ -25,7 +25,8 @@ bool Sane(double d, double min, double max) {
 
 void CheckNumbers(const gm::Report& r) {
   Require(r.vcpus <= gm::kMaxVcpus);
-  Require(Sane(r.memory_bytes, 0, gm::kMaxMemoryBytes) && std::trunc(r.memory_bytes) == r.memory_bytes);
+  Require(Sane(r.memory_bytes, 0, gm::kMaxMemoryBytes) &&
+          std::trunc(r.memory_bytes) == r.memory_bytes);
   if (r.load) {
     Require(Sane(r.load->load1m, 0, gm::kMaxLoad) && Sane(r.load->load5m, 0, gm::kMaxLoad) &&
             Sane(r.load->load15m, 0, gm::kMaxLoad) &&
@@ -42,19 +43,21 @@ void CheckNumbers(const gm::Report& r) {
 }
 
 bool Same(const gm::Report& a, const gm::Report& b) {
-  const auto same_load = [](const std::optional<gm::ReportLoad>& x, const std::optional<gm::ReportLoad>& y) {
+  const auto same_load = [](const std::optional<gm::ReportLoad>& x,
+                            const std::optional<gm::ReportLoad>& y) {
     return x.has_value() == y.has_value() &&
            (!x || (x->load1m == y->load1m && x->load5m == y->load5m && x->load15m == y->load15m &&
                    x->age_seconds == y->age_seconds));
   };
-  const auto same_order = [](const std::optional<gm::ReportOrder>& x, const std::optional<gm::ReportOrder>& y) {
+  const auto same_order = [](const std::optional<gm::ReportOrder>& x,
+                             const std::optional<gm::ReportOrder>& y) {
     return x.has_value() == y.has_value() &&
            (!x || (x->sidecar_start_ms == y->sidecar_start_ms && x->sequence == y->sequence));
   };
   return a.namespace_ == b.namespace_ && a.vmi_name == b.vmi_name && a.pod_name == b.pod_name &&
          a.pod_uid == b.pod_uid && a.node == b.node && a.vcpus == b.vcpus &&
-         a.memory_bytes == b.memory_bytes && same_load(a.load, b.load) && a.load_reason == b.load_reason &&
-         a.cpu_allocation_ratio == b.cpu_allocation_ratio &&
+         a.memory_bytes == b.memory_bytes && same_load(a.load, b.load) &&
+         a.load_reason == b.load_reason && a.cpu_allocation_ratio == b.cpu_allocation_ratio &&
          a.memory_overcommit_ratio == b.memory_overcommit_ratio &&
          a.memory_request_source == b.memory_request_source && same_order(a.order, b.order);
 }
@@ -82,7 +85,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   CheckNumbers(*report);
   std::string again_error;
   const auto again = gm::DecodeReport(gm::EncodeReport(*report), again_error);
-  Require(again.has_value());  // what was accepted encodes to something accepted...
+  Require(again.has_value());      // what was accepted encodes to something accepted...
   Require(Same(*report, *again));  // ...that says the same
   return 0;
 }

@@ -35,8 +35,10 @@ class LibvirtDaemon {
   void Start() {
     std::filesystem::remove(dir_ + "/libvirt-sock");
     proc_ = std::make_unique<Process>(
-        std::vector<std::string>{LIBVIRTD_BIN, "--config", dir_ + "/libvirtd.conf", "--pid-file", dir_ + "/libvirtd.pid"},
-        std::map<std::string, std::string>{{"LIBVIRT_DRIVER_DIR", dir_ + "/no-drivers"}}, dir_ + "/libvirtd.log");
+        std::vector<std::string>{LIBVIRTD_BIN, "--config", dir_ + "/libvirtd.conf", "--pid-file",
+                                 dir_ + "/libvirtd.pid"},
+        std::map<std::string, std::string>{{"LIBVIRT_DRIVER_DIR", dir_ + "/no-drivers"}},
+        dir_ + "/libvirtd.log");
     REQUIRE(WaitUntil([&] { return std::filesystem::exists(dir_ + "/libvirt-sock"); }, 10s));
   }
   void Stop() { proc_.reset(); }
@@ -57,7 +59,8 @@ struct Conn {
 };
 
 std::string DomainXml(const std::string& name) {
-  return "<domain type='test'><name>" + name + "</name><memory unit='MiB'>1024</memory><vcpu>2</vcpu>"
+  return "<domain type='test'><name>" + name +
+         "</name><memory unit='MiB'>1024</memory><vcpu>2</vcpu>"
          "<os><type>hvm</type></os></domain>";
 }
 
@@ -67,13 +70,25 @@ struct Setup {
   std::string sock = dir.path + "/exporter.sock";
   std::unique_ptr<Process> exporter;
   void StartExporter(std::vector<std::string> extra) {
-    std::vector<std::string> argv{GUEST_EXPORTER_BIN, "--libvirt-uri", daemon.uri(), "--socket", sock,
-                                  "--listen-address", "", "--node-name", "n1", "--log-level", "debug"};
+    std::vector<std::string> argv{GUEST_EXPORTER_BIN,
+                                  "--libvirt-uri",
+                                  daemon.uri(),
+                                  "--socket",
+                                  sock,
+                                  "--listen-address",
+                                  "",
+                                  "--node-name",
+                                  "n1",
+                                  "--log-level",
+                                  "debug"};
     argv.insert(argv.end(), extra.begin(), extra.end());
-    exporter = std::make_unique<Process>(argv, std::map<std::string, std::string>{}, dir.path + "/exporter.log");
+    exporter = std::make_unique<Process>(argv, std::map<std::string, std::string>{},
+                                         dir.path + "/exporter.log");
   }
   std::string Metrics() { return Get(sock, "/metrics"); }
-  int Status(const std::string& labels) { return CountSeries(Metrics(), "guest_exporter_guest_load_status", labels); }
+  int Status(const std::string& labels) {
+    return CountSeries(Metrics(), "guest_exporter_guest_load_status", labels);
+  }
 };
 
 }  // namespace
@@ -83,13 +98,15 @@ TEST_CASE("domains appear and vanish through lifecycle events, long before the n
   Conn conn(s.daemon.uri());
   // A 600 s interval: only events can explain a change seen within seconds.
   s.StartExporter({"--guest-info-interval", "600"});
-  REQUIRE(WaitUntil([&] { return s.Status(R"(name="test")") == 1; }, 10s));  // the driver's default domain
+  REQUIRE(WaitUntil([&] { return s.Status(R"(name="test")") == 1; },
+                    10s));  // the driver's default domain
   CHECK(s.Status(R"(name="vm1")") == 0);
 
   SUBCASE("a transient domain: create, then destroy") {
     virDomainPtr d = virDomainCreateXML(conn.c, DomainXml("team-a_vm1").c_str(), 0);
     REQUIRE(d != nullptr);
-    CHECK(WaitUntil([&] { return s.Status(R"(namespace="team-a",name="vm1",node="n1")") == 1; }, 5s));
+    CHECK(
+        WaitUntil([&] { return s.Status(R"(namespace="team-a",name="vm1",node="n1")") == 1; }, 5s));
     REQUIRE(virDomainDestroy(d) == 0);
     CHECK(WaitUntil([&] { return s.Status(R"(name="vm1")") == 0; }, 5s));
     virDomainFree(d);
@@ -133,10 +150,12 @@ TEST_CASE("a daemon restart is followed by reconnection, without restarting the 
   CHECK(s.exporter->pid() == pid);
 }
 
-TEST_CASE("a frozen daemon: /metrics stays quick, data goes stale then vanishes, the exporter recovers") {
+TEST_CASE(
+    "a frozen daemon: /metrics stays quick, data goes stale then vanishes, the exporter recovers") {
   Setup s;
-  s.StartExporter({"--guest-info-interval", "1", "--max-sample-age", "2.5", "--keepalive-interval", "1",
-                   "--keepalive-count", "1", "--call-deadline", "1", "--reconnect-max-backoff", "1"});
+  s.StartExporter({"--guest-info-interval", "1", "--max-sample-age", "2.5", "--keepalive-interval",
+                   "1", "--keepalive-count", "1", "--call-deadline", "1", "--reconnect-max-backoff",
+                   "1"});
   REQUIRE(WaitUntil([&] { return s.Status(R"(name="test")") == 1; }, 10s));
 
   s.daemon.Freeze();
@@ -153,7 +172,8 @@ TEST_CASE("a frozen daemon: /metrics stays quick, data goes stale then vanishes,
     ++scrapes;
     std::this_thread::sleep_for(50ms);
   }
-  MESSAGE("scrapes while frozen: " << scrapes << ", slowest "
+  MESSAGE("scrapes while frozen: "
+          << scrapes << ", slowest "
           << std::chrono::duration_cast<std::chrono::microseconds>(slowest).count() << " us");
   CHECK(slowest < 200ms);
   std::string m = s.Metrics();
@@ -172,7 +192,8 @@ std::vector<std::string> LinesFrom(const std::string& file, size_t from) {
   in.seekg(static_cast<std::streamoff>(from));
   std::vector<std::string> out;
   for (std::string line; std::getline(in, line);) {
-    if (line.find("Z debug ") == std::string::npos) out.push_back(line);  // what an operator's log shows
+    if (line.find("Z debug ") == std::string::npos)
+      out.push_back(line);  // what an operator's log shows
   }
   return out;
 }
@@ -194,7 +215,8 @@ TEST_CASE("libvirt gone: reconnects back off up to the bound and the log says so
   const auto lines = LinesFrom(log, log0);
   std::ostringstream shown;
   for (size_t i = 0; i < std::min<size_t>(lines.size(), 5); ++i) shown << "\n  " << lines[i];
-  MESSAGE("in 8 s without libvirt: " << attempts << " connect attempts, " << lines.size() << " log lines:" << shown.str());
+  MESSAGE("in 8 s without libvirt: " << attempts << " connect attempts, " << lines.size()
+                                     << " log lines:" << shown.str());
   // 0.5 s, 1 s, then 2 s apart (with jitter): about 5 in 8 s. The bug made tens of thousands.
   CHECK(attempts >= 2);
   CHECK(attempts <= 12);
@@ -209,7 +231,9 @@ TEST_CASE("libvirt gone: reconnects back off up to the bound and the log says so
   CHECK_MESSAGE(summary, "a reconnect after a burst of failures says how many attempts failed");
 }
 
-TEST_CASE("watchdog: a libvirt call that nothing will end makes the exporter exit, saying which thread is stuck") {
+TEST_CASE(
+    "watchdog: a libvirt call that nothing will end makes the exporter exit, saying which thread "
+    "is stuck") {
   Setup s;
   // Frozen before the exporter connects: the connect waits for an answer and
   // keepalive, which starts only once connected, cannot end it.
@@ -222,13 +246,15 @@ TEST_CASE("watchdog: a libvirt call that nothing will end makes the exporter exi
   const std::string log((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   MESSAGE("exit code " << code);
   CHECK(code == 70);
-  CHECK(log.find("watchdog: the polling thread (in a libvirt call) has been stuck for") != std::string::npos);
+  CHECK(log.find("watchdog: the polling thread (in a libvirt call) has been stuck for") !=
+        std::string::npos);
 }
 
 TEST_CASE("watchdog: libvirt merely gone is not stuck") {
   Setup s;
   s.StartExporter({"--watchdog-timeout", "3", "--keepalive-interval", "1", "--keepalive-count", "1",
-                   "--agent-timeout", "1", "--guest-info-interval", "1", "--reconnect-max-backoff", "1"});
+                   "--agent-timeout", "1", "--guest-info-interval", "1", "--reconnect-max-backoff",
+                   "1"});
   REQUIRE(WaitUntil([&] { return s.Status(R"(name="test")") == 1; }, 10s));
   s.daemon.Stop();  // gone: the poller waits between reconnects, which is not being stuck
   std::this_thread::sleep_for(8s);

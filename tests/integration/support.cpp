@@ -32,7 +32,8 @@ TempDir::~TempDir() {
   std::filesystem::remove_all(path, ec);
 }
 
-Process::Process(std::vector<std::string> argv, std::map<std::string, std::string> env, std::string log_file) {
+Process::Process(std::vector<std::string> argv, std::map<std::string, std::string> env,
+                 std::string log_file) {
   pid_ = fork();
   if (pid_ < 0) throw std::runtime_error("fork failed");
   if (pid_ == 0) {
@@ -219,7 +220,8 @@ std::optional<double> Sample(const std::string& metrics, const std::string& seri
   return std::nullopt;
 }
 
-int CountSeries(const std::string& metrics, const std::string& name, const std::string& labels_part) {
+int CountSeries(const std::string& metrics, const std::string& name,
+                const std::string& labels_part) {
   std::istringstream in(metrics);
   int n = 0;
   for (std::string line; std::getline(in, line);) {

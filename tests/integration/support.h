@@ -65,6 +65,7 @@ std::string Get(const std::string& socket, const std::string& path, bool* ok = n
 std::optional<double> Sample(const std::string& metrics, const std::string& series);
 
 /// Number of samples of metric `name` whose label set contains `labels_part`.
-int CountSeries(const std::string& metrics, const std::string& name, const std::string& labels_part = "");
+int CountSeries(const std::string& metrics, const std::string& name,
+                const std::string& labels_part = "");
 
 }  // namespace gm::test

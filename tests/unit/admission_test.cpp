@@ -1,10 +1,9 @@
-#include <doctest/doctest.h>
+#include "admission.h"
 
+#include <doctest/doctest.h>
 #include <openssl/evp.h>
 
 #include <set>
-
-#include "admission.h"
 
 using namespace gm::reporter;
 using nlohmann::json;
@@ -73,14 +72,18 @@ json Review(const json& pod, const std::string& op = "CREATE") {
   return {{"apiVersion", "admission.k8s.io/v1"},
           {"kind", "AdmissionReview"},
           {"request",
-           {{"uid", "req-1"}, {"kind", {{"group", ""}, {"version", "v1"}, {"kind", "Pod"}}},
-            {"namespace", "team-a"}, {"operation", op}, {"object", pod}}}};
+           {{"uid", "req-1"},
+            {"kind", {{"group", ""}, {"version", "v1"}, {"kind", "Pod"}}},
+            {"namespace", "team-a"},
+            {"operation", op},
+            {"object", pod}}}};
 }
 
 json Decode(const std::string& b64) {
   std::string out(b64.size(), '\0');
   const int n = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(out.data()),
-                                reinterpret_cast<const unsigned char*>(b64.data()), static_cast<int>(b64.size()));
+                                reinterpret_cast<const unsigned char*>(b64.data()),
+                                static_cast<int>(b64.size()));
   out.resize(static_cast<size_t>(n));
   while (!out.empty() && out.back() == '\0') out.pop_back();  // padding
   return json::parse(out);
@@ -88,7 +91,10 @@ json Decode(const std::string& b64) {
 
 std::string EnvValue(const json& container, const std::string& name) {
   for (const auto& e : container["env"]) {
-    if (e["name"] == name) return e.contains("value") ? e["value"].get<std::string>() : "fieldRef:" + e["valueFrom"]["fieldRef"]["fieldPath"].get<std::string>();
+    if (e["name"] == name)
+      return e.contains("value")
+                 ? e["value"].get<std::string>()
+                 : "fieldRef:" + e["valueFrom"]["fieldRef"]["fieldPath"].get<std::string>();
   }
   return "<absent>";
 }
@@ -115,8 +121,10 @@ TEST_CASE("a launcher pod gets guest-exporter appended as a native sidecar, comp
   const json patch = Decode(resp["patch"]);
   REQUIRE(patch.size() == 3);
   CHECK(patch[0]["op"] == "add");
-  CHECK(patch[0]["path"] == "/spec/initContainers/-");  // appended after the existing init container
-  for (const auto& op : patch) CHECK(op["path"].get<std::string>().find("/spec/containers") == std::string::npos);
+  CHECK(patch[0]["path"] ==
+        "/spec/initContainers/-");  // appended after the existing init container
+  for (const auto& op : patch)
+    CHECK(op["path"].get<std::string>().find("/spec/containers") == std::string::npos);
 
   const json& c = patch[0]["value"];
   CHECK(c["name"] == "guest-exporter");
@@ -132,14 +140,17 @@ TEST_CASE("a launcher pod gets guest-exporter appended as a native sidecar, comp
   CHECK_FALSE(c.contains("readinessProbe"));
   CHECK_FALSE(c.contains("livenessProbe"));
   CHECK_FALSE(c.contains("startupProbe"));
-  CHECK(c["volumeMounts"][0] == json::parse(R"({"name":"libvirt-runtime","mountPath":"/var/run/libvirt"})"));
+  CHECK(c["volumeMounts"][0] ==
+        json::parse(R"({"name":"libvirt-runtime","mountPath":"/var/run/libvirt"})"));
 
-  CHECK(EnvValue(c, "GUEST_EXPORTER_LIBVIRT_URI") == "qemu+unix:///session?socket=/var/run/libvirt/virtqemud-sock");
+  CHECK(EnvValue(c, "GUEST_EXPORTER_LIBVIRT_URI") ==
+        "qemu+unix:///session?socket=/var/run/libvirt/virtqemud-sock");
   CHECK(EnvValue(c, "GUEST_EXPORTER_VMI_NAME") == "vm-1");
   CHECK(EnvValue(c, "GUEST_EXPORTER_POD_UID") == "fieldRef:metadata.uid");
   CHECK(EnvValue(c, "GUEST_EXPORTER_NODE_NAME") == "fieldRef:spec.nodeName");
   CHECK(EnvValue(c, "GUEST_EXPORTER_REPORTER_URL") == Config().reporter_url);
-  CHECK(patch[1]["value"]["projected"]["sources"][0]["serviceAccountToken"]["audience"] == "kubevirt-guest-metrics");
+  CHECK(patch[1]["value"]["projected"]["sources"][0]["serviceAccountToken"]["audience"] ==
+        "kubevirt-guest-metrics");
   // Burstable pod: no CPU limit added to the VM's pod.
   CHECK_FALSE(c["resources"]["limits"].contains("cpu"));
 }
@@ -156,15 +167,16 @@ struct Shares {
 
 Shares SharesFor(const json& pod, Lookup& lookup) {
   std::string decision, detail;
-  const auto patch = InjectionPatch(pod, "team-a", Config(), lookup, decision, Soon(), kNative, &detail);
+  const auto patch =
+      InjectionPatch(pod, "team-a", Config(), lookup, decision, Soon(), kNative, &detail);
   REQUIRE(patch);
   const json& c = (*patch)[0]["value"];
   for (const char* raw : {"GUEST_EXPORTER_MEMORY_REQUEST", "GUEST_EXPORTER_MEMORY_OVERHEAD",
                           "GUEST_EXPORTER_CLUSTER_MEMORY_OVERCOMMIT"}) {
     CHECK_MESSAGE(EnvValue(c, raw) == "<absent>", raw);
   }
-  return {EnvValue(c, "GUEST_EXPORTER_CPU_REQUEST"), EnvValue(c, "GUEST_EXPORTER_VMI_MEMORY_REQUEST"), decision,
-          detail};
+  return {EnvValue(c, "GUEST_EXPORTER_CPU_REQUEST"),
+          EnvValue(c, "GUEST_EXPORTER_VMI_MEMORY_REQUEST"), decision, detail};
 }
 
 json PodWith(const std::string& image, json requests, json annotations = json::object()) {
@@ -177,7 +189,8 @@ json PodWith(const std::string& image, json requests, json annotations = json::o
 
 }  // namespace
 
-TEST_CASE("webhook shares: default VM - 100m per vCPU, the VMI's memory request; both lookups made") {
+TEST_CASE(
+    "webhook shares: default VM - 100m per vCPU, the VMI's memory request; both lookups made") {
   Lookup lookup;
   const auto s = SharesFor(LauncherPod(), lookup);
   CHECK(s.cpu == "200m");
@@ -188,9 +201,10 @@ TEST_CASE("webhook shares: default VM - 100m per vCPU, the VMI's memory request;
 
   // v1.9: the overhead annotation; the guest's share is compute − overhead.
   lookup.kubevirts = KubeVirtList("v1.9.0");
-  const auto v19 = SharesFor(PodWith("quay.io/kubevirt/virt-launcher:v1.9.0", {{"cpu", "200m"}, {"memory", "2262Mi"}},
-                                     {{"kubevirt.io/memory-overhead-bytes", "224395264"}}),
-                             lookup);
+  const auto v19 = SharesFor(
+      PodWith("quay.io/kubevirt/virt-launcher:v1.9.0", {{"cpu", "200m"}, {"memory", "2262Mi"}},
+              {{"kubevirt.io/memory-overhead-bytes", "224395264"}}),
+      lookup);
   CHECK(v19.cpu == "200m");
   CHECK(v19.memory == std::to_string(2262LL * 1048576 - 224395264));
 }
@@ -201,7 +215,8 @@ TEST_CASE(
   Lookup lookup;
   lookup.vmi->at("spec")["domain"]["ioThreadsPolicy"] = "supplementalPool";
   lookup.vmi->at("spec")["domain"]["ioThreads"] = {{"supplementalPoolThreadCount", 1}};
-  const json pod = PodWith("quay.io/kubevirt/virt-launcher", {{"cpu", "300m"}, {"memory", "2262Mi"}});
+  const json pod =
+      PodWith("quay.io/kubevirt/virt-launcher", {{"cpu", "300m"}, {"memory", "2262Mi"}});
 
   // The KubeVirt CR says which release rendered the pod.
   lookup.kubevirts = KubeVirtList("v1.5.2");
@@ -228,13 +243,16 @@ TEST_CASE(
   CHECK(s.detail.find("\"team-a/virt-launcher-vm-1-*\"") != std::string::npos);
 }
 
-TEST_CASE("webhook shares: dedicated CPUs with an isolated emulator thread - 4 of the 5 CPUs are the vCPUs'") {
+TEST_CASE(
+    "webhook shares: dedicated CPUs with an isolated emulator thread - 4 of the 5 CPUs are the "
+    "vCPUs'") {
   Lookup lookup;
-  lookup.vmi->at("spec")["domain"]["cpu"] = {{"cores", 4}, {"dedicatedCpuPlacement", true},
-                                              {"isolateEmulatorThread", true}};
+  lookup.vmi->at("spec")["domain"]["cpu"] = {
+      {"cores", 4}, {"dedicatedCpuPlacement", true}, {"isolateEmulatorThread", true}};
   lookup.kubevirts = KubeVirtList("v1.6.0");
-  const auto s = SharesFor(PodWith("quay.io/kubevirt/virt-launcher:v1.6.0", {{"cpu", "5"}, {"memory", "2262Mi"}}),
-                           lookup);
+  const auto s = SharesFor(
+      PodWith("quay.io/kubevirt/virt-launcher:v1.6.0", {{"cpu", "5"}, {"memory", "2262Mi"}}),
+      lookup);
   CHECK(s.cpu == "4");  // ratio 1.0, not 4 ÷ 5
 }
 
@@ -245,8 +263,9 @@ TEST_CASE("webhook shares: an explicit CPU request is all the vCPUs', pool or no
   lookup.vmi->at("spec")["domain"]["ioThreadsPolicy"] = "supplementalPool";
   lookup.vmi->at("spec")["domain"]["ioThreads"] = {{"supplementalPoolThreadCount", 1}};
   lookup.kubevirts = KubeVirtList("v1.7.0");
-  const auto s = SharesFor(PodWith("quay.io/kubevirt/virt-launcher:v1.7.0", {{"cpu", "500m"}, {"memory", "2262Mi"}}),
-                           lookup);
+  const auto s = SharesFor(
+      PodWith("quay.io/kubevirt/virt-launcher:v1.7.0", {{"cpu", "500m"}, {"memory", "2262Mi"}}),
+      lookup);
   CHECK(s.cpu == "500m");  // 4 vCPUs: ratio 8.0
 }
 
@@ -266,35 +285,44 @@ TEST_CASE(
   CHECK(s.cpu == "200m");
 }
 
-TEST_CASE("webhook shares: v1.6.4+ without a VMI memory request - guest × 100 ÷ the CR's memoryOvercommit") {
+TEST_CASE(
+    "webhook shares: v1.6.4+ without a VMI memory request - guest × 100 ÷ the CR's "
+    "memoryOvercommit") {
   Lookup lookup;
   lookup.vmi->at("spec")["domain"]["resources"] = json::object();
   lookup.vmi->at("spec")["domain"]["memory"]["guest"] = "6Gi";
   lookup.kubevirts = KubeVirtList("v1.7.0", {{"memoryOvercommit", 150}});
-  auto s = SharesFor(PodWith("quay.io/kubevirt/virt-launcher:v1.7.0", {{"cpu", "200m"}, {"memory", "4396Mi"}}),
-                     lookup);
+  auto s = SharesFor(
+      PodWith("quay.io/kubevirt/virt-launcher:v1.7.0", {{"cpu", "200m"}, {"memory", "4396Mi"}}),
+      lookup);
   CHECK(s.memory == "4294967296");  // 6Gi × 100 ÷ 150 = 4Gi: ratio 1.5
 
   // No KubeVirt CR: the overcommit is unknown, so no memory share (no guess of 100).
   lookup.kubevirts = json{{"items", json::array()}};
-  s = SharesFor(PodWith("quay.io/kubevirt/virt-launcher:v1.7.0", {{"cpu", "200m"}, {"memory", "4396Mi"}}), lookup);
+  s = SharesFor(
+      PodWith("quay.io/kubevirt/virt-launcher:v1.7.0", {{"cpu", "200m"}, {"memory", "4396Mi"}}),
+      lookup);
   CHECK(s.memory == "<absent>");
   CHECK(s.cpu == "200m");
   CHECK(s.detail.find("no memory share: ") != std::string::npos);
 }
 
-TEST_CASE("webhook shares: no such VMI - the sidecar goes in without shares, and that is no lookup failure") {
+TEST_CASE(
+    "webhook shares: no such VMI - the sidecar goes in without shares, and that is no lookup "
+    "failure") {
   Lookup lookup;
   lookup.vmi.reset();
   const auto s = SharesFor(LauncherPod(), lookup);
   CHECK(s.cpu == "<absent>");
   CHECK(s.memory == "<absent>");
   CHECK(s.decision == "injected");
-  CHECK(s.detail == "pod \"team-a/virt-launcher-vm-1-*\": no VMI \"vm-1\" in the namespace: no shares");
+  CHECK(s.detail ==
+        "pod \"team-a/virt-launcher-vm-1-*\": no VMI \"vm-1\" in the namespace: no shares");
   CHECK(lookup.calls == 1);
 }
 
-TEST_CASE("webhook shares: quantities the sidecar parses: whole millicores, else decimals; whole bytes") {
+TEST_CASE(
+    "webhook shares: quantities the sidecar parses: whole millicores, else decimals; whole bytes") {
   CHECK(CpuQuantity(0.2) == "200m");
   CHECK(CpuQuantity(0.3 * 2 / 3) == "200m");
   CHECK(CpuQuantity(4) == "4");
@@ -311,7 +339,8 @@ TEST_CASE("a Guaranteed pod stays Guaranteed: the sidecar's limits equal its req
   auto pod = LauncherPod();
   pod["spec"]["containers"][0]["resources"] = json::parse(
       R"({"requests":{"cpu":"2","memory":"2262Mi"},"limits":{"cpu":"2","memory":"2262Mi"}})");
-  pod["spec"]["initContainers"][0]["resources"] = json::parse(R"({"limits":{"cpu":"10m","memory":"40M"}})");
+  pod["spec"]["initContainers"][0]["resources"] =
+      json::parse(R"({"limits":{"cpu":"10m","memory":"40M"}})");
   std::string decision;
   const auto patch = InjectionPatch(pod, "team-a", Config(), lookup, decision, Soon(), kNative);
   REQUIRE(patch);
@@ -370,10 +399,14 @@ TEST_CASE("a root launcher gets the system URI and no forced non-root user") {
 TEST_CASE("malformed AdmissionReviews get a clear 400") {
   Lookup lookup;
   CHECK(Admit(json::parse("[]"), Config(), lookup, Soon(), kNative).http_status == 400);
-  auto r = Admit(json::parse(R"({"apiVersion":"admission.k8s.io/v1beta1","kind":"AdmissionReview"})"), Config(), lookup, Soon(), kNative);
+  auto r =
+      Admit(json::parse(R"({"apiVersion":"admission.k8s.io/v1beta1","kind":"AdmissionReview"})"),
+            Config(), lookup, Soon(), kNative);
   CHECK(r.http_status == 400);
   CHECK(r.body["message"].get<std::string>().find("admission.k8s.io/v1") != std::string::npos);
-  r = Admit(json::parse(R"({"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{}})"), Config(), lookup, Soon(), kNative);
+  r = Admit(
+      json::parse(R"({"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{}})"),
+      Config(), lookup, Soon(), kNative);
   // A metav1 Status, which the API server's client reads its message from.
   CHECK(r.body["kind"] == "Status");
   CHECK(r.body["apiVersion"] == "v1");
@@ -391,13 +424,16 @@ TEST_CASE("malformed AdmissionReviews get a clear 400") {
   CHECK_FALSE(r.body["response"].contains("patch"));
 }
 
-TEST_CASE("webhook shares: a failed lookup injects the sidecar without the shares that need it, never a guess") {
+TEST_CASE(
+    "webhook shares: a failed lookup injects the sidecar without the shares that need it, never a "
+    "guess") {
   Lookup lookup;
   lookup.vmi_fails = true;
   lookup.kubevirts = KubeVirtList("v1.5.2", {{"memoryOvercommit", 150}});
   const Deadline deadline = Soon();
   std::string decision, detail;
-  auto patch = InjectionPatch(LauncherPod(), "team-a", Config(), lookup, decision, deadline, kNative, &detail);
+  auto patch = InjectionPatch(LauncherPod(), "team-a", Config(), lookup, decision, deadline,
+                              kNative, &detail);
   REQUIRE(patch);
   CHECK(decision == "injected_lookup_failed");
   CHECK(detail == "pod \"team-a/virt-launcher-vm-1-*\": GET vmi: timed out");
@@ -429,7 +465,8 @@ TEST_CASE("webhook shares: a failed lookup injects the sidecar without the share
 TEST_CASE(
     "webhook shares: the KubeVirt CR gives the observed version, memoryOvercommit and "
     "cpuAllocationRatio, else KubeVirt's defaults") {
-  auto o = ShapeOptionsOf(KubeVirtList("v1.5.2", {{"memoryOvercommit", 150}, {"cpuAllocationRatio", 4}}));
+  auto o = ShapeOptionsOf(
+      KubeVirtList("v1.5.2", {{"memoryOvercommit", 150}, {"cpuAllocationRatio", 4}}));
   REQUIRE(o.kubevirt_version);
   CHECK(o.kubevirt_version->ToString() == "v1.5.2");
   CHECK(o.cluster_memory_overcommit == 150.0);
@@ -474,11 +511,12 @@ TEST_CASE("Go durations, as the API server writes the webhook's timeout paramete
   }
 }
 
-TEST_CASE("lookup budget: the API server's timeout less a margin; its default and maximum otherwise") {
+TEST_CASE(
+    "lookup budget: the API server's timeout less a margin; its default and maximum otherwise") {
   using std::chrono::milliseconds;
   CHECK(LookupBudget("5s") == milliseconds(4000));
   CHECK(LookupBudget("1s") == milliseconds(750));
-  CHECK(LookupBudget("") == milliseconds(8000));       // 10 s default
+  CHECK(LookupBudget("") == milliseconds(8000));  // 10 s default
   CHECK(LookupBudget("soon") == milliseconds(8000));
   CHECK(LookupBudget("0") == milliseconds(8000));
   CHECK(LookupBudget("10m0s") == milliseconds(24000));  // capped at 30 s
@@ -503,18 +541,22 @@ namespace {
 void CheckNamesUnique(const json& pod, const json& patch) {
   const json out = pod.patch(patch);
   std::set<std::string> volumes, containers;
-  for (const auto& v : out["spec"]["volumes"]) CHECK(volumes.insert(v["name"].get<std::string>()).second);
+  for (const auto& v : out["spec"]["volumes"])
+    CHECK(volumes.insert(v["name"].get<std::string>()).second);
   for (const char* list : {"containers", "initContainers", "ephemeralContainers"}) {
     if (!out["spec"].contains(list)) continue;
-    for (const auto& c : out["spec"][list]) CHECK(containers.insert(c["name"].get<std::string>()).second);
+    for (const auto& c : out["spec"][list])
+      CHECK(containers.insert(c["name"].get<std::string>()).second);
   }
   // Every mount of the sidecar has its volume.
-  for (const auto& m : out["spec"]["initContainers"].back()["volumeMounts"]) CHECK(volumes.count(m["name"].get<std::string>()));
+  for (const auto& m : out["spec"]["initContainers"].back()["volumeMounts"])
+    CHECK(volumes.count(m["name"].get<std::string>()));
 }
 
 }  // namespace
 
-TEST_CASE("volumes named like ours: the sidecar's volumes take free names, the pod's stay as they are") {
+TEST_CASE(
+    "volumes named like ours: the sidecar's volumes take free names, the pod's stay as they are") {
   Lookup lookup;
   auto pod = LauncherPod();
   for (const char* name : {"guest-exporter-run", "guest-metrics-token", "guest-metrics-token-1"}) {
@@ -532,22 +574,27 @@ TEST_CASE("volumes named like ours: the sidecar's volumes take free names, the p
   CHECK(volumes[4].contains("projected"));
   CHECK(volumes[5]["name"] == "guest-exporter-run-1");
   const json& mounts = out["spec"]["initContainers"].back()["volumeMounts"];
-  CHECK(mounts[1] == json::parse(R"({"name":"guest-exporter-run-1","mountPath":"/var/run/guest-exporter"})"));
+  CHECK(mounts[1] ==
+        json::parse(R"({"name":"guest-exporter-run-1","mountPath":"/var/run/guest-exporter"})"));
   CHECK(mounts[2]["name"] == "guest-metrics-token-2");
 
   // No free name left: the pod goes in unchanged, and says why.
   pod = LauncherPod();
   pod["spec"]["volumes"].push_back({{"name", "guest-exporter-run"}, {"emptyDir", json::object()}});
   for (int i = 1; i <= 99; ++i) {
-    pod["spec"]["volumes"].push_back({{"name", "guest-exporter-run-" + std::to_string(i)}, {"emptyDir", json::object()}});
+    pod["spec"]["volumes"].push_back(
+        {{"name", "guest-exporter-run-" + std::to_string(i)}, {"emptyDir", json::object()}});
   }
   std::string detail;
   CHECK_FALSE(InjectionPatch(pod, "ns", Config(), lookup, decision, Soon(), kNative, &detail));
   CHECK(decision == "name_conflict");
-  CHECK(detail == "pod \"ns/virt-launcher-vm-1-*\": no free volume name for the sidecar; admitted unchanged");
+  CHECK(detail ==
+        "pod \"ns/virt-launcher-vm-1-*\": no free volume name for the sidecar; admitted unchanged");
 }
 
-TEST_CASE("a container named guest-exporter that the webhook did not inject: admitted unchanged, name_conflict") {
+TEST_CASE(
+    "a container named guest-exporter that the webhook did not inject: admitted unchanged, "
+    "name_conflict") {
   Lookup lookup;
   for (const char* list : {"containers", "initContainers", "ephemeralContainers"}) {
     CAPTURE(list);
@@ -558,9 +605,10 @@ TEST_CASE("a container named guest-exporter that the webhook did not inject: adm
     std::string decision, detail;
     CHECK_FALSE(InjectionPatch(pod, "ns", Config(), lookup, decision, Soon(), kNative, &detail));
     CHECK(decision == "name_conflict");
-    CHECK(detail == std::string("pod \"ns/p\\n1\": its ") + list +
-                        " already have a container named guest-exporter that this webhook did not inject; "
-                        "admitted unchanged");
+    CHECK(detail ==
+          std::string("pod \"ns/p\\n1\": its ") + list +
+              " already have a container named guest-exporter that this webhook did not inject; "
+              "admitted unchanged");
     CHECK(lookup.calls == 0);
   }
   // Our own sidecar, from an earlier pass: already injected.
@@ -572,7 +620,9 @@ TEST_CASE("a container named guest-exporter that the webhook did not inject: adm
   CHECK(decision == "already_injected");
 }
 
-TEST_CASE("without native sidecars, or before the server's version is known, launcher pods go in unchanged") {
+TEST_CASE(
+    "without native sidecars, or before the server's version is known, launcher pods go in "
+    "unchanged") {
   Lookup lookup;
   auto res = Admit(Review(LauncherPod()), Config(), lookup, Soon(), NativeSidecars::kNo);
   CHECK(res.decision == "no_native_sidecars");
@@ -584,40 +634,51 @@ TEST_CASE("without native sidecars, or before the server's version is known, lau
   // What comes before still comes first.
   auto pod = LauncherPod();
   pod["metadata"]["labels"].erase("kubevirt.io");
-  CHECK(Admit(Review(pod), Config(), lookup, Soon(), NativeSidecars::kNo).decision == "not_launcher");
+  CHECK(Admit(Review(pod), Config(), lookup, Soon(), NativeSidecars::kNo).decision ==
+        "not_launcher");
 }
 
-TEST_CASE("/version bodies: gitVersion first, else major/minor; 1.29 and later have native sidecars") {
+TEST_CASE(
+    "/version bodies: gitVersion first, else major/minor; 1.29 and later have native sidecars") {
   struct Case {
     const char* body;
     int major, minor;
     NativeSidecars native;
   };
-  for (const Case& c : {
-           Case{R"({"major":"1","minor":"28+","gitVersion":"v1.28.3-gke.100","platform":"linux/amd64"})", 1, 28,
-                NativeSidecars::kNo},
-           Case{R"({"major":"1","minor":"30","gitVersion":"v1.30.0+k3s1"})", 1, 30, NativeSidecars::kYes},
-           Case{R"({"major":"1","minor":"29","gitVersion":"v1.29.0"})", 1, 29, NativeSidecars::kYes},
-           Case{R"({"major":"1","minor":"26","gitVersion":"v1.26.15-eks-adc7111"})", 1, 26, NativeSidecars::kNo},
-           Case{R"({"major":"1","minor":"33","gitVersion":"v1.33.1"})", 1, 33, NativeSidecars::kYes},
-           Case{R"({"major":"1","minor":"29+","gitVersion":"unknown"})", 1, 29, NativeSidecars::kYes},
-           Case{R"({"major":"1","minor":"27"})", 1, 27, NativeSidecars::kNo},
-           Case{R"({"gitVersion":"v2.0.0"})", 2, 0, NativeSidecars::kYes},
-       }) {
+  for (
+      const Case& c : {
+          Case{
+              R"({"major":"1","minor":"28+","gitVersion":"v1.28.3-gke.100","platform":"linux/amd64"})",
+              1, 28, NativeSidecars::kNo},
+          Case{R"({"major":"1","minor":"30","gitVersion":"v1.30.0+k3s1"})", 1, 30,
+               NativeSidecars::kYes},
+          Case{R"({"major":"1","minor":"29","gitVersion":"v1.29.0"})", 1, 29, NativeSidecars::kYes},
+          Case{R"({"major":"1","minor":"26","gitVersion":"v1.26.15-eks-adc7111"})", 1, 26,
+               NativeSidecars::kNo},
+          Case{R"({"major":"1","minor":"33","gitVersion":"v1.33.1"})", 1, 33, NativeSidecars::kYes},
+          Case{R"({"major":"1","minor":"29+","gitVersion":"unknown"})", 1, 29,
+               NativeSidecars::kYes},
+          Case{R"({"major":"1","minor":"27"})", 1, 27, NativeSidecars::kNo},
+          Case{R"({"gitVersion":"v2.0.0"})", 2, 0, NativeSidecars::kYes},
+      }) {
     CAPTURE(c.body);
     const ServerVersion v = ParseServerVersion(json::parse(c.body));
     CHECK(v.major == c.major);
     CHECK(v.minor == c.minor);
     CHECK(NativeSidecarsByVersion(v) == c.native);
   }
-  CHECK(ParseServerVersion(json::parse(R"({"gitVersion":"v1.28.3-gke.100"})")).git_version == "v1.28.3-gke.100");
-  for (const char* bad : {R"({})", R"([])", R"("v1.30.0")", R"({"gitVersion":"banana"})", R"({"gitVersion":"v1"})",
-                          R"({"gitVersion":"v1.x.0","major":"1","minor":"x"})", R"({"gitVersion":"v123456.1.0"})",
-                          R"({"major":1,"minor":30})", R"({"major":"1","minor":"30-"})", R"({"gitVersion":"v1.29beta"})"}) {
+  CHECK(ParseServerVersion(json::parse(R"({"gitVersion":"v1.28.3-gke.100"})")).git_version ==
+        "v1.28.3-gke.100");
+  for (const char* bad :
+       {R"({})", R"([])", R"("v1.30.0")", R"({"gitVersion":"banana"})", R"({"gitVersion":"v1"})",
+        R"({"gitVersion":"v1.x.0","major":"1","minor":"x"})", R"({"gitVersion":"v123456.1.0"})",
+        R"({"major":1,"minor":30})", R"({"major":"1","minor":"30-"})",
+        R"({"gitVersion":"v1.29beta"})"}) {
     CAPTURE(bad);
     CHECK_THROWS_AS(ParseServerVersion(json::parse(bad)), std::invalid_argument);
   }
-  CHECK_THROWS_WITH(ParseServerVersion(json::parse(R"({"gitVersion":"ban\nana"})")),
-                    R"(the /version answer has no version: gitVersion "ban\nana", major "", minor "")");
+  CHECK_THROWS_WITH(
+      ParseServerVersion(json::parse(R"({"gitVersion":"ban\nana"})")),
+      R"(the /version answer has no version: gitVersion "ban\nana", major "", minor "")");
   CHECK_THROWS_AS(ParseServerVersion(json::parse("{nope", nullptr, false)), std::invalid_argument);
 }

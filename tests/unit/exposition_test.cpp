@@ -1,12 +1,14 @@
-#include <doctest/doctest.h>
-
 #include "exposition.h"
+
+#include <doctest/doctest.h>
 
 using namespace gm::exporter;
 using namespace std::chrono_literals;
 
 namespace {
-bool Has(const std::string& text, const std::string& needle) { return text.find(needle) != std::string::npos; }
+bool Has(const std::string& text, const std::string& needle) {
+  return text.find(needle) != std::string::npos;
+}
 
 DomainView View(const char* ns, const char* name, std::optional<LoadAverage> load, Reason reason) {
   DomainView v;
@@ -24,21 +26,33 @@ TEST_CASE("load gauges carry namespace, name and node, and only for domains with
   const auto text = RenderMetrics({View("prod", "db", LoadAverage{1.5, 0.75, 0.25}, Reason::kOk),
                                    View("dev", "web", std::nullopt, Reason::kCommandNotFound)},
                                   "node-1", 120s, {}, self);
-  CHECK(Has(text, "kubevirt_vmi_guest_load_1m{namespace=\"prod\",name=\"db\",node=\"node-1\"} 1.5\n"));
-  CHECK(Has(text, "kubevirt_vmi_guest_load_5m{namespace=\"prod\",name=\"db\",node=\"node-1\"} 0.75\n"));
-  CHECK(Has(text, "kubevirt_vmi_guest_load_15m{namespace=\"prod\",name=\"db\",node=\"node-1\"} 0.25\n"));
+  CHECK(Has(text,
+            "kubevirt_vmi_guest_load_1m{namespace=\"prod\",name=\"db\",node=\"node-1\"} 1.5\n"));
+  CHECK(Has(text,
+            "kubevirt_vmi_guest_load_5m{namespace=\"prod\",name=\"db\",node=\"node-1\"} 0.75\n"));
+  CHECK(Has(text,
+            "kubevirt_vmi_guest_load_15m{namespace=\"prod\",name=\"db\",node=\"node-1\"} 0.25\n"));
   CHECK_FALSE(Has(text, "kubevirt_vmi_guest_load_1m{namespace=\"dev\""));
-  CHECK(Has(text, "guest_exporter_guest_load_status{namespace=\"dev\",name=\"web\",node=\"node-1\",reason=\"command_not_found\"} 1\n"));
-  CHECK(Has(text, "guest_exporter_guest_load_status{namespace=\"prod\",name=\"db\",node=\"node-1\",reason=\"ok\"} 1\n"));
-  CHECK(Has(text, "guest_exporter_last_sample_timestamp_seconds{namespace=\"prod\",name=\"db\",node=\"node-1\"} 1700000000\n"));
+  CHECK(Has(text,
+            "guest_exporter_guest_load_status{namespace=\"dev\",name=\"web\",node=\"node-1\","
+            "reason=\"command_not_found\"} 1\n"));
+  CHECK(Has(text,
+            "guest_exporter_guest_load_status{namespace=\"prod\",name=\"db\",node=\"node-1\","
+            "reason=\"ok\"} 1\n"));
+  CHECK(Has(text,
+            "guest_exporter_last_sample_timestamp_seconds{namespace=\"prod\",name=\"db\",node="
+            "\"node-1\"} 1700000000\n"));
   CHECK(text.back() == '\n');
 }
 
 TEST_CASE("HELP says how often values are sampled") {
   SelfMetrics self("9.0.0");
-  const auto text = RenderMetrics({View("a", "b", LoadAverage{1, 1, 1}, Reason::kOk)}, "n", 120s, {}, self);
-  CHECK(Has(text, "# HELP kubevirt_vmi_guest_load_1m Guest load average over 1 minute, in runnable threads; sampled "
-                  "from the guest agent every 120s"));
+  const auto text =
+      RenderMetrics({View("a", "b", LoadAverage{1, 1, 1}, Reason::kOk)}, "n", 120s, {}, self);
+  CHECK(Has(text,
+            "# HELP kubevirt_vmi_guest_load_1m Guest load average over 1 minute, in runnable "
+            "threads; sampled "
+            "from the guest agent every 120s"));
   CHECK(Has(text, "# TYPE kubevirt_vmi_guest_load_1m gauge\n"));
 }
 
@@ -56,7 +70,8 @@ TEST_CASE("with no domains there are no load families, but self-metrics remain")
 
 TEST_CASE("label values are escaped") {
   SelfMetrics self("9.0.0");
-  const auto text = RenderMetrics({View("", "we\"ird\\name", LoadAverage{1, 1, 1}, Reason::kOk)}, "n", 1s, {}, self);
+  const auto text = RenderMetrics({View("", "we\"ird\\name", LoadAverage{1, 1, 1}, Reason::kOk)},
+                                  "n", 1s, {}, self);
   CHECK(Has(text, R"(name="we\"ird\\name")"));
 }
 
@@ -67,7 +82,9 @@ TEST_CASE("live allocation always, ratios only where the pod's requests allow") 
   v.info.memory_kib = 6 * 1024 * 1024;  // 6Gi
   std::string text = RenderMetrics({v}, "n", 120s, {}, self);
   CHECK(Has(text, "guest_exporter_guest_vcpus{namespace=\"prod\",name=\"db\",node=\"n\"} 2\n"));
-  CHECK(Has(text, "guest_exporter_guest_memory_bytes{namespace=\"prod\",name=\"db\",node=\"n\"} 6442450944\n"));
+  CHECK(Has(
+      text,
+      "guest_exporter_guest_memory_bytes{namespace=\"prod\",name=\"db\",node=\"n\"} 6442450944\n"));
   CHECK_FALSE(Has(text, "kubevirt_vmi_cpu_allocation_ratio"));
   CHECK_FALSE(Has(text, "kubevirt_vmi_memory_overcommit_ratio"));
 
@@ -75,6 +92,9 @@ TEST_CASE("live allocation always, ratios only where the pod's requests allow") 
   requests.compute_cpu_request = 0.2;
   requests.vmi_memory_request = 4.0 * 1024 * 1024 * 1024;
   text = RenderMetrics({v}, "n", 120s, requests, self);
-  CHECK(Has(text, "kubevirt_vmi_cpu_allocation_ratio{namespace=\"prod\",name=\"db\",node=\"n\"} 10\n"));
-  CHECK(Has(text, "kubevirt_vmi_memory_overcommit_ratio{namespace=\"prod\",name=\"db\",node=\"n\"} 1.5\n"));
+  CHECK(Has(text,
+            "kubevirt_vmi_cpu_allocation_ratio{namespace=\"prod\",name=\"db\",node=\"n\"} 10\n"));
+  CHECK(
+      Has(text,
+          "kubevirt_vmi_memory_overcommit_ratio{namespace=\"prod\",name=\"db\",node=\"n\"} 1.5\n"));
 }

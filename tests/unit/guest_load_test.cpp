@@ -1,9 +1,9 @@
+#include "guest_load.h"
+
 #include <doctest/doctest.h>
 
 #include <limits>
 #include <set>
-
-#include "guest_load.h"
 
 using namespace gm::exporter;
 
@@ -23,8 +23,11 @@ TEST_CASE("guest info: three doubles give a sample") {
 }
 
 TEST_CASE("guest info: other info types around the load keys are ignored") {
-  std::vector<TypedParam> p{{"hostname", std::string("vm1")}, {"load.1m", 1.5}, {"user.count", 2u},
-                            {"load.5m", 1.0}, {"load.15m", 0.5}};
+  std::vector<TypedParam> p{{"hostname", std::string("vm1")},
+                            {"load.1m", 1.5},
+                            {"user.count", 2u},
+                            {"load.5m", 1.0},
+                            {"load.15m", 0.5}};
   const auto r = ParseGuestInfoLoad(p);
   REQUIRE(r.load);
   CHECK(r.load->load1m == doctest::Approx(1.5));
@@ -38,11 +41,14 @@ TEST_CASE("guest info: no load keys means the agent gave no load") {
 
 TEST_CASE("guest info: a missing key, a wrong type, NaN, negative or huge values are bad replies") {
   CHECK(ParseGuestInfoLoad({{"load.1m", 1.0}, {"load.15m", 1.0}}).reason == Reason::kBadReply);
-  CHECK(ParseGuestInfoLoad({{"load.1m", 1.0}, {"load.5m", 1ll}, {"load.15m", 1.0}}).reason == Reason::kBadReply);
-  CHECK(ParseGuestInfoLoad({{"load.1m", std::string("1.0")}, {"load.5m", 1.0}, {"load.15m", 1.0}}).reason ==
+  CHECK(ParseGuestInfoLoad({{"load.1m", 1.0}, {"load.5m", 1ll}, {"load.15m", 1.0}}).reason ==
         Reason::kBadReply);
-  CHECK(ParseGuestInfoLoad(Params(std::numeric_limits<double>::quiet_NaN(), 1, 1)).reason == Reason::kBadReply);
-  CHECK(ParseGuestInfoLoad(Params(1, std::numeric_limits<double>::infinity(), 1)).reason == Reason::kBadReply);
+  CHECK(ParseGuestInfoLoad({{"load.1m", std::string("1.0")}, {"load.5m", 1.0}, {"load.15m", 1.0}})
+            .reason == Reason::kBadReply);
+  CHECK(ParseGuestInfoLoad(Params(std::numeric_limits<double>::quiet_NaN(), 1, 1)).reason ==
+        Reason::kBadReply);
+  CHECK(ParseGuestInfoLoad(Params(1, std::numeric_limits<double>::infinity(), 1)).reason ==
+        Reason::kBadReply);
   CHECK(ParseGuestInfoLoad(Params(1, 1, -0.5)).reason == Reason::kBadReply);
   CHECK(ParseGuestInfoLoad(Params(1e12, 1, 1)).reason == Reason::kBadReply);
   const auto detail = ParseGuestInfoLoad(Params(1, 1, -0.5)).detail;
@@ -62,29 +68,34 @@ TEST_CASE("agent reply: the guest-get-load return object gives a sample") {
   CHECK(r.load->load5m == doctest::Approx(1.25));
   CHECK(r.load->load15m == doctest::Approx(0));
   // Integers are numbers too: an agent may print 0 rather than 0.0.
-  CHECK(ParseAgentLoadReply(R"({"return":{"load1m":3,"load5m":2,"load15m":1}})").reason == Reason::kOk);
+  CHECK(ParseAgentLoadReply(R"({"return":{"load1m":3,"load5m":2,"load15m":1}})").reason ==
+        Reason::kOk);
 }
 
 TEST_CASE("agent reply: CommandNotFound is a normal state, other errors are bad replies") {
   const auto nf = ParseAgentLoadReply(
       R"({"error":{"class":"CommandNotFound","desc":"The command guest-get-load has not been found"}})");
   CHECK(nf.reason == Reason::kCommandNotFound);
-  CHECK(ParseAgentLoadReply(R"({"error":{"class":"GenericError","desc":"x"}})").reason == Reason::kBadReply);
+  CHECK(ParseAgentLoadReply(R"({"error":{"class":"GenericError","desc":"x"}})").reason ==
+        Reason::kBadReply);
 }
 
-TEST_CASE("agent reply: garbage, wrong shapes, wrong types and bad values are refused with a reason") {
+TEST_CASE(
+    "agent reply: garbage, wrong shapes, wrong types and bad values are refused with a reason") {
   struct Case {
     const char* json;
     const char* detail;
   };
-  for (const Case& c : {Case{"", "not JSON"}, Case{"{\"return\":", "not JSON"}, Case{"[1,2,3]", "not a JSON object"},
-                        Case{"{}", "no \"return\""}, Case{R"({"return":[1]})", "no \"return\""},
-                        Case{R"({"return":{"load1m":1,"load5m":1}})", "load15m is missing"},
-                        Case{R"({"return":{"load1m":"1","load5m":1,"load15m":1}})", "load1m is not a number"},
-                        Case{R"({"return":{"load1m":null,"load5m":1,"load15m":1}})", "load1m is not a number"},
-                        Case{R"({"return":{"load1m":-1,"load5m":1,"load15m":1}})", "negative"},
-                        Case{R"({"return":{"load1m":1e999,"load5m":1,"load15m":1}})", "not JSON"},
-                        Case{R"({"return":{"load1m":1,"load5m":99999999,"load15m":1}})", "implausibly large"}}) {
+  for (const Case& c :
+       {Case{"", "not JSON"}, Case{"{\"return\":", "not JSON"},
+        Case{"[1,2,3]", "not a JSON object"}, Case{"{}", "no \"return\""},
+        Case{R"({"return":[1]})", "no \"return\""},
+        Case{R"({"return":{"load1m":1,"load5m":1}})", "load15m is missing"},
+        Case{R"({"return":{"load1m":"1","load5m":1,"load15m":1}})", "load1m is not a number"},
+        Case{R"({"return":{"load1m":null,"load5m":1,"load15m":1}})", "load1m is not a number"},
+        Case{R"({"return":{"load1m":-1,"load5m":1,"load15m":1}})", "negative"},
+        Case{R"({"return":{"load1m":1e999,"load5m":1,"load15m":1}})", "not JSON"},
+        Case{R"({"return":{"load1m":1,"load5m":99999999,"load15m":1}})", "implausibly large"}}) {
     const std::string json = c.json;
     CAPTURE(json);
     const auto r = ParseAgentLoadReply(c.json);
@@ -96,7 +107,8 @@ TEST_CASE("agent reply: garbage, wrong shapes, wrong types and bad values are re
 
 TEST_CASE("every reason has a distinct label value") {
   std::set<std::string_view> names;
-  for (int i = 0; i <= static_cast<int>(Reason::kStale); ++i) names.insert(ReasonName(static_cast<Reason>(i)));
+  for (int i = 0; i <= static_cast<int>(Reason::kStale); ++i)
+    names.insert(ReasonName(static_cast<Reason>(i)));
   CHECK(names.size() == static_cast<size_t>(Reason::kStale) + 1);
   CHECK(ReasonName(Reason::kCommandNotFound) == "command_not_found");
 }

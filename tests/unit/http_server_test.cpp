@@ -1,3 +1,5 @@
+#include "http_server.h"
+
 #include <doctest/doctest.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -8,7 +10,6 @@
 #include <thread>
 
 #include "http_protocol.h"
-#include "http_server.h"
 
 using namespace gm::exporter;
 using namespace std::chrono_literals;
@@ -82,8 +83,10 @@ TEST_CASE("keep-alive and pipelining answer every request in order on one connec
 
 TEST_CASE("bad requests get a clear 4xx") {
   Running r;
-  CHECK(Exchange(r.path, "POST /hello HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc").find("400 Bad Request") != std::string::npos);
-  CHECK(Exchange(r.path, "DELETE /hello HTTP/1.1\r\nConnection: close\r\n\r\n").find("405 Method Not Allowed") != std::string::npos);
+  CHECK(Exchange(r.path, "POST /hello HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc")
+            .find("400 Bad Request") != std::string::npos);
+  CHECK(Exchange(r.path, "DELETE /hello HTTP/1.1\r\nConnection: close\r\n\r\n")
+            .find("405 Method Not Allowed") != std::string::npos);
   CHECK(Exchange(r.path, "garbage\r\n\r\n").find("400 Bad Request") != std::string::npos);
   CHECK(Exchange(r.path, "GET /" + std::string(20000, 'a')).find("431") != std::string::npos);
   const auto head = Exchange(r.path, "HEAD /hello HTTP/1.0\r\n\r\n");
@@ -91,15 +94,20 @@ TEST_CASE("bad requests get a clear 4xx") {
   CHECK(head.find("hi") == std::string::npos);
 }
 
-TEST_CASE("a session answers pipelined requests one at a time and reads nothing while a response is unsent") {
-  const HttpHandler handler = [](const HttpRequest& r) -> HttpResponse { return {200, "text/plain", r.path + "\n"}; };
+TEST_CASE(
+    "a session answers pipelined requests one at a time and reads nothing while a response is "
+    "unsent") {
+  const HttpHandler handler = [](const HttpRequest& r) -> HttpResponse {
+    return {200, "text/plain", r.path + "\n"};
+  };
   HttpSession s(handler);
   const std::string req = "GET /a?q=1 HTTP/1.1\r\nHost: x\r\n\r\n";
   CHECK(s.wanted() == kMaxRequestHeaderBytes);
   s.Feed(req + req.substr(0, 10));  // one whole request and the start of the next
   REQUIRE(s.response_ready());
-  CHECK(s.response().find("\r\n\r\n/a\n") != std::string::npos);  // the query is not part of the path
-  CHECK(s.wanted() == 0);  // a client that does not read is not read from
+  CHECK(s.response().find("\r\n\r\n/a\n") !=
+        std::string::npos);  // the query is not part of the path
+  CHECK(s.wanted() == 0);    // a client that does not read is not read from
   s.ResponseSent();
   CHECK_FALSE(s.response_ready());
   CHECK(s.mid_request());  // the next request's deadline runs
@@ -111,7 +119,9 @@ TEST_CASE("a session answers pipelined requests one at a time and reads nothing 
 }
 
 TEST_CASE("a session refuses bodies, oversized heads and other methods with a clear status") {
-  const HttpHandler handler = [](const HttpRequest&) -> HttpResponse { return {200, "text/plain", "ok\n"}; };
+  const HttpHandler handler = [](const HttpRequest&) -> HttpResponse {
+    return {200, "text/plain", "ok\n"};
+  };
   auto answer = [&](const std::string& in) {
     HttpSession s(handler);
     s.Feed(in.substr(0, s.wanted()));
@@ -121,7 +131,8 @@ TEST_CASE("a session refuses bodies, oversized heads and other methods with a cl
   CHECK(body.rfind("HTTP/1.1 400", 0) == 0);
   CHECK(body.find("request bodies are not accepted") != std::string::npos);
   CHECK(body_closes);
-  CHECK(answer("GET / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n").first.rfind("HTTP/1.1 400", 0) == 0);
+  CHECK(answer("GET / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n")
+            .first.rfind("HTTP/1.1 400", 0) == 0);
   CHECK(answer("GET /" + std::string(9000, 'a')).first.rfind("HTTP/1.1 431", 0) == 0);
   auto [del, del_closes] = answer("DELETE / HTTP/1.1\r\nHost: x\r\n\r\n");
   CHECK(del.rfind("HTTP/1.1 405", 0) == 0);

@@ -1,6 +1,6 @@
-#include <doctest/doctest.h>
-
 #include "identity.h"
+
+#include <doctest/doctest.h>
 
 using namespace gm::exporter;
 

@@ -24,7 +24,8 @@ class FakeReviewer final : public TokenReviewer {
     ++calls;
     if (api_down) return {true, false, {}, "HTTP 503"};
     const auto it = answers.find(token);
-    return it != answers.end() ? it->second : ReviewResult{false, false, {}, "invalid bearer token"};
+    return it != answers.end() ? it->second
+                               : ReviewResult{false, false, {}, "invalid bearer token"};
   }
 };
 
@@ -38,8 +39,13 @@ struct Setup {
   ReporterMetrics metrics;
   std::vector<std::string> queued;
   bool leader = true;
-  Ingestion ingestion{[this] { return leader; }, reviewer, tokens, facts, store,
-                      [this](const std::string& k) { queued.push_back(k); }, metrics};
+  Ingestion ingestion{[this] { return leader; },
+                      reviewer,
+                      tokens,
+                      facts,
+                      store,
+                      [this](const std::string& k) { queued.push_back(k); },
+                      metrics};
   Setup() {
     PodFacts pod{"team-a", "launcher-1", "pod-uid-1", "node-1", "vm-1", true, false, {}, {}};
     VmiFacts vmi;
@@ -77,7 +83,8 @@ TEST_CASE("TokenReview: request and response shapes") {
   const auto req = TokenReviewRequest("tok", "guest-metrics");
   CHECK(req["apiVersion"] == "authentication.k8s.io/v1");
   CHECK(req["spec"]["audiences"] == json::array({"guest-metrics"}));
-  const auto ok = ParseTokenReview(json::parse(R"({"status":{"authenticated":true,"audiences":["guest-metrics"],
+  const auto ok =
+      ParseTokenReview(json::parse(R"({"status":{"authenticated":true,"audiences":["guest-metrics"],
       "user":{"username":"system:serviceaccount:team-a:default","uid":"u",
               "extra":{"authentication.kubernetes.io/pod-name":["launcher-1"],
                        "authentication.kubernetes.io/pod-uid":["pod-uid-1"]}}}})"));
@@ -90,11 +97,14 @@ TEST_CASE("TokenReview: request and response shapes") {
       R"({"status":{"authenticated":false,"error":"[invalid bearer token, token audiences [\"x\"] is invalid for the target audiences [\"guest-metrics\"]]"}})"));
   CHECK_FALSE(wrong_aud.authenticated);
   CHECK(wrong_aud.error.find("audiences") != std::string::npos);
-  CHECK_FALSE(ParseTokenReview(json::parse(R"({"status":{"authenticated":true,"user":{"username":"alice"}}})")).authenticated);
+  CHECK_FALSE(ParseTokenReview(
+                  json::parse(R"({"status":{"authenticated":true,"user":{"username":"alice"}}})"))
+                  .authenticated);
   CHECK_FALSE(ParseTokenReview(json::parse("[]")).authenticated);
 }
 
-TEST_CASE("an accepted report is stored with the API's node and queued; its token is reviewed once") {
+TEST_CASE(
+    "an accepted report is stored with the API's node and queued; its token is reviewed once") {
   Setup s;
   auto reply = s.ingestion.Handle("Bearer good", Setup::Body());
   CHECK(reply.status == 202);

@@ -16,15 +16,24 @@ TEST_CASE("listen address: wildcard, IPv4, bracketed IPv6 and names") {
 }
 
 TEST_CASE("listen address: refusals say what is wrong") {
-  CHECK_THROWS_WITH_AS(ParseListenAddress("9477"), doctest::Contains("no ':port'"), std::invalid_argument);
-  CHECK_THROWS_WITH_AS(ParseListenAddress("host:http"), doctest::Contains("invalid port"), std::invalid_argument);
-  CHECK_THROWS_WITH_AS(ParseListenAddress("host:"), doctest::Contains("invalid port"), std::invalid_argument);
-  CHECK_THROWS_WITH_AS(ParseListenAddress("host:70000"), doctest::Contains("above 65535"), std::invalid_argument);
-  CHECK_THROWS_WITH_AS(ParseListenAddress("host:-1"), doctest::Contains("invalid port"), std::invalid_argument);
-  CHECK_THROWS_WITH_AS(ParseListenAddress("::1:80"), doctest::Contains("without brackets"), std::invalid_argument);
-  CHECK_THROWS_WITH_AS(ParseListenAddress("[::1:80"), doctest::Contains("unclosed"), std::invalid_argument);
-  CHECK_THROWS_WITH_AS(ParseListenAddress("[::1]80"), doctest::Contains("no ':port'"), std::invalid_argument);
-  CHECK_THROWS_WITH_AS(ParseListenAddress("[]:80"), doctest::Contains("empty"), std::invalid_argument);
+  CHECK_THROWS_WITH_AS(ParseListenAddress("9477"), doctest::Contains("no ':port'"),
+                       std::invalid_argument);
+  CHECK_THROWS_WITH_AS(ParseListenAddress("host:http"), doctest::Contains("invalid port"),
+                       std::invalid_argument);
+  CHECK_THROWS_WITH_AS(ParseListenAddress("host:"), doctest::Contains("invalid port"),
+                       std::invalid_argument);
+  CHECK_THROWS_WITH_AS(ParseListenAddress("host:70000"), doctest::Contains("above 65535"),
+                       std::invalid_argument);
+  CHECK_THROWS_WITH_AS(ParseListenAddress("host:-1"), doctest::Contains("invalid port"),
+                       std::invalid_argument);
+  CHECK_THROWS_WITH_AS(ParseListenAddress("::1:80"), doctest::Contains("without brackets"),
+                       std::invalid_argument);
+  CHECK_THROWS_WITH_AS(ParseListenAddress("[::1:80"), doctest::Contains("unclosed"),
+                       std::invalid_argument);
+  CHECK_THROWS_WITH_AS(ParseListenAddress("[::1]80"), doctest::Contains("no ':port'"),
+                       std::invalid_argument);
+  CHECK_THROWS_WITH_AS(ParseListenAddress("[]:80"), doctest::Contains("empty"),
+                       std::invalid_argument);
 }
 
 TEST_CASE("listen address: formatted for logs with brackets around IPv6") {

@@ -1,6 +1,6 @@
-#include <doctest/doctest.h>
-
 #include "load_cache.h"
+
+#include <doctest/doctest.h>
 
 using namespace gm::exporter;
 using namespace std::chrono_literals;
@@ -40,7 +40,8 @@ TEST_CASE("a failed read drops the previous sample at once") {
   LoadCache cache(300s);
   cache.Observe(Dom("ns_a"), {"ns", "a"}, t0);
   cache.Record("ns_a", LoadResult::Ok({1, 2, 3}), t0, wall);
-  cache.Record("ns_a", LoadResult::Fail(Reason::kAgentDisconnected, "agent disconnected"), t0 + 1s, wall);
+  cache.Record("ns_a", LoadResult::Fail(Reason::kAgentDisconnected, "agent disconnected"), t0 + 1s,
+               wall);
   const auto snap = cache.Snapshot(t0 + 2s);
   REQUIRE(snap.size() == 1);
   CHECK_FALSE(snap[0].load);

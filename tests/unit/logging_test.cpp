@@ -1,8 +1,8 @@
+#include "gm/logging.h"
+
 #include <doctest/doctest.h>
 
 #include <stdexcept>
-
-#include "gm/logging.h"
 
 TEST_CASE("JSON escaping of log messages") {
   CHECK(gm::JsonEscape("plain") == "plain");
@@ -11,12 +11,14 @@ TEST_CASE("JSON escaping of log messages") {
 }
 
 TEST_CASE("unknown log settings are refused with the accepted values") {
-  CHECK_THROWS_WITH_AS(gm::SetupLogging("xml", "info"), doctest::Contains("want text or json"), std::invalid_argument);
-  CHECK_THROWS_WITH_AS(gm::SetupLogging("text", "loud"), doctest::Contains("unknown log level 'loud'"),
+  CHECK_THROWS_WITH_AS(gm::SetupLogging("xml", "info"), doctest::Contains("want text or json"),
                        std::invalid_argument);
+  CHECK_THROWS_WITH_AS(gm::SetupLogging("text", "loud"),
+                       doctest::Contains("unknown log level 'loud'"), std::invalid_argument);
 }
 
-TEST_CASE("peer text is escaped before it is logged: no forged lines, no terminal escapes, bounded") {
+TEST_CASE(
+    "peer text is escaped before it is logged: no forged lines, no terminal escapes, bounded") {
   using gm::EscapeForLog;
   CHECK(EscapeForLog("") == "");
   CHECK(EscapeForLog("pod is not the VMI's active pod") == "pod is not the VMI's active pod");
@@ -31,7 +33,8 @@ TEST_CASE("peer text is escaped before it is logged: no forged lines, no termina
   CHECK(EscapeForLog("C:\\n") == "C:\\\\n");
   // Valid UTF-8 stays readable; invalid bytes, overlong forms, surrogates and
   // cut-short sequences are shown as bytes.
-  CHECK(EscapeForLog("caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80") == "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80");
+  CHECK(EscapeForLog("caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80") ==
+        "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80");
   CHECK(EscapeForLog("\xff\xfe") == "\\xff\\xfe");
   CHECK(EscapeForLog("\xc0\xaf") == "\\xc0\\xaf");
   CHECK(EscapeForLog("\xed\xa0\x80") == "\\xed\\xa0\\x80");
@@ -39,8 +42,10 @@ TEST_CASE("peer text is escaped before it is logged: no forged lines, no termina
   CHECK(EscapeForLog("ok\xe2\x82") == "ok\\xe2\\x82");
   // Unicode controls that break or reorder lines: C1 (NEL), line/paragraph
   // separators, bidirectional overrides.
-  CHECK(EscapeForLog("a\xc2\x85" "b") == "a\\u0085b");
-  CHECK(EscapeForLog("\xe2\x80\xa8|\xe2\x80\xa9|\xe2\x80\xae|\xe2\x81\xa6") == "\\u2028|\\u2029|\\u202e|\\u2066");
+  CHECK(EscapeForLog("a\xc2\x85"
+                     "b") == "a\\u0085b");
+  CHECK(EscapeForLog("\xe2\x80\xa8|\xe2\x80\xa9|\xe2\x80\xae|\xe2\x81\xa6") ==
+        "\\u2028|\\u2029|\\u202e|\\u2066");
   // Bounded: a flood is cut at max_bytes of input, saying how much was left out.
   CHECK(EscapeForLog(std::string(1000, 'x'), 256) == std::string(256, 'x') + "...(744 more bytes)");
   CHECK(EscapeForLog(std::string(300, 'x')) == std::string(256, 'x') + "...(44 more bytes)");

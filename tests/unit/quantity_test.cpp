@@ -1,6 +1,6 @@
-#include <doctest/doctest.h>
-
 #include "gm/quantity.h"
+
+#include <doctest/doctest.h>
 
 using gm::ParseQuantity;
 

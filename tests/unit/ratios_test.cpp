@@ -1,6 +1,6 @@
-#include <doctest/doctest.h>
-
 #include "gm/ratios.h"
+
+#include <doctest/doctest.h>
 
 using namespace gm;
 
@@ -29,7 +29,9 @@ TEST_CASE("VEP 156 example: 6Gi of guest memory over a 4Gi request gives 1.5") {
   CHECK(FormatRatio(*r.memory_overcommit) == "1.5");
 }
 
-TEST_CASE("memory request precedence: compute minus overhead, then VMI request, then cluster overcommit") {
+TEST_CASE(
+    "memory request precedence: compute minus overhead, then VMI request, then cluster "
+    "overcommit") {
   RatioInputs in;
   in.guest_memory_bytes = 6 * Gi;
   in.compute_memory_request = 4 * Gi + 300 * 1048576.0;

@@ -1,6 +1,7 @@
+#include "reconciler.h"
+
 #include <doctest/doctest.h>
 
-#include "reconciler.h"
 #include "fake_facts.h"
 
 using namespace gm::reporter;
@@ -24,7 +25,9 @@ class Writer final : public ObjectWriter {
   }
   WriteResult PatchVmiStatus(const std::string& ns, const std::string& n, const json& p) override {
     calls.push_back("vmi-status " + ns + "/" + n + " " + p.dump());
-    if (prunes) return {422, R"(strict decoding error: unknown field "status.memory.memoryOvercommitRatio")", {}};
+    if (prunes)
+      return {
+          422, R"(strict decoding error: unknown field "status.memory.memoryOvercommitRatio")", {}};
     return {200, "", p};
   }
   WriteResult PatchVmi(const std::string& ns, const std::string& n, const json& p) override {
@@ -40,7 +43,8 @@ struct Setup {
   ReporterMetrics metrics;
   Reconciler rec{store, facts, writer, metrics, 600s};
   Setup() {
-    facts.pods["ns/launcher-1"] = {"ns", "launcher-1", "uid-1", "node-1", "vm", true, false, {}, {}};
+    facts.pods["ns/launcher-1"] = {"ns", "launcher-1", "uid-1", "node-1", "vm",
+                                   true, false,        {},      {}};
     VmiFacts v;
     v.namespace_ = "ns";
     v.name = "vm";
@@ -60,13 +64,17 @@ struct Setup {
 
 }  // namespace
 
-TEST_CASE("stock KubeVirt (pruning CRD): pod annotated, status tried strictly once, then VMI annotations") {
+TEST_CASE(
+    "stock KubeVirt (pruning CRD): pod annotated, status tried strictly once, then VMI "
+    "annotations") {
   Setup s;
   CHECK(s.rec.Reconcile("ns/vm") == Outcome::kDone);
   REQUIRE(s.writer.calls.size() == 3);
   CHECK(s.writer.calls[0].rfind("pod ns/launcher-1 ", 0) == 0);
   CHECK(s.writer.calls[1].rfind("vmi-status ns/vm ", 0) == 0);
-  CHECK(s.writer.calls[2] == R"(vmi ns/vm {"metadata":{"annotations":{"guestmetrics.kubevirt.io/cpu-allocation-ratio":"10.0","guestmetrics.kubevirt.io/memory-overcommit-ratio":"1.5"}}})");
+  CHECK(
+      s.writer.calls[2] ==
+      R"(vmi ns/vm {"metadata":{"annotations":{"guestmetrics.kubevirt.io/cpu-allocation-ratio":"10.0","guestmetrics.kubevirt.io/memory-overcommit-ratio":"1.5"}}})");
   CHECK(s.rec.mode() == VmiRatioMode::kAnnotations);
 
   // The caches now show what was written: nothing more is written.
@@ -84,7 +92,9 @@ TEST_CASE("a CRD that keeps the fields: status written, no VMI annotations") {
   s.writer.prunes = false;
   CHECK(s.rec.Reconcile("ns/vm") == Outcome::kDone);
   REQUIRE(s.writer.calls.size() == 2);
-  CHECK(s.writer.calls[1] == R"(vmi-status ns/vm {"status":{"currentCPUTopology":{"cpuAllocationRatio":10.0},"memory":{"memoryOvercommitRatio":1.5}}})");
+  CHECK(
+      s.writer.calls[1] ==
+      R"(vmi-status ns/vm {"status":{"currentCPUTopology":{"cpuAllocationRatio":10.0},"memory":{"memoryOvercommitRatio":1.5}}})");
   CHECK(s.rec.mode() == VmiRatioMode::kStatus);
 }
 
@@ -114,11 +124,15 @@ TEST_CASE("a 200 that kept nothing also means pruning") {
   Setup s;
   class Silent final : public ObjectWriter {
    public:
-    WriteResult PatchPod(const std::string&, const std::string&, const json&) override { return {200, "", {}}; }
+    WriteResult PatchPod(const std::string&, const std::string&, const json&) override {
+      return {200, "", {}};
+    }
     WriteResult PatchVmiStatus(const std::string&, const std::string&, const json&) override {
       return {200, "", json::parse(R"({"status":{"memory":{"guestCurrent":"1Gi"}}})")};
     }
-    WriteResult PatchVmi(const std::string&, const std::string&, const json&) override { return {200, "", {}}; }
+    WriteResult PatchVmi(const std::string&, const std::string&, const json&) override {
+      return {200, "", {}};
+    }
   } silent;
   Reconciler rec{s.store, s.facts, silent, s.metrics};
   CHECK(rec.Reconcile("ns/vm") == Outcome::kDone);
@@ -135,7 +149,8 @@ TEST_CASE("resourceVersion as a number, 0 when it cannot be ordered") {
   const json pod = json::parse(
       R"({"metadata":{"name":"p","namespace":"ns","uid":"u","resourceVersion":"42"},"spec":{"nodeName":"n"}})");
   CHECK(PodFromJson(pod).resource_version == 42);
-  const json vmi = json::parse(R"({"metadata":{"name":"v","namespace":"ns","uid":"u","resourceVersion":"43"}})");
+  const json vmi =
+      json::parse(R"({"metadata":{"name":"v","namespace":"ns","uid":"u","resourceVersion":"43"}})");
   CHECK(VmiFromJson(vmi).resource_version == 43);
 }
 
@@ -151,7 +166,8 @@ TEST_CASE("recent writes stand in for a cache that has not caught up, and only u
   CHECK(written.Newest("ns/p", cached, t0)->resource_version == 5);  // nothing written yet
   written.Remember("ns/p", ours, t0);
   CHECK(written.Newest("ns/p", cached, t0 + 1s)->cpu_ratio_annotation == "10.0");
-  CHECK_FALSE(written.Newest("ns/p", std::nullopt, t0 + 1s));  // deleted meanwhile: gone, whatever we wrote
+  CHECK_FALSE(
+      written.Newest("ns/p", std::nullopt, t0 + 1s));  // deleted meanwhile: gone, whatever we wrote
 
   written.Remember("ns/p", ours, t0);
   PodFacts caught_up = cached;
@@ -160,7 +176,8 @@ TEST_CASE("recent writes stand in for a cache that has not caught up, and only u
   CHECK(written.size() == 0);
 
   written.Remember("ns/p", ours, t0);
-  CHECK(written.Newest("ns/p", cached, t0 + 121s)->resource_version == 5);  // a cache behind that long is trusted
+  CHECK(written.Newest("ns/p", cached, t0 + 121s)->resource_version ==
+        5);  // a cache behind that long is trusted
 
   PodFacts unordered = ours;
   unordered.resource_version = 0;
@@ -179,8 +196,12 @@ TEST_CASE("a reconcile on a cache that missed its own last write does not write 
     int writes = 0;
     WriteResult PatchPod(const std::string&, const std::string&, const json& patch) override {
       ++writes;
-      json pod = {{"metadata", {{"name", "launcher-1"}, {"namespace", "ns"}, {"uid", "uid-1"}, {"resourceVersion", "6"},
-                                {"labels", {{"kubevirt.io", "virt-launcher"}}}}},
+      json pod = {{"metadata",
+                   {{"name", "launcher-1"},
+                    {"namespace", "ns"},
+                    {"uid", "uid-1"},
+                    {"resourceVersion", "6"},
+                    {"labels", {{"kubevirt.io", "virt-launcher"}}}}},
                   {"spec", {{"nodeName", "node-1"}}}};
       pod["metadata"]["annotations"] = patch["metadata"]["annotations"];
       pod["metadata"]["annotations"]["kubevirt.io/domain"] = "vm";
@@ -188,8 +209,10 @@ TEST_CASE("a reconcile on a cache that missed its own last write does not write 
     }
     WriteResult PatchVmiStatus(const std::string&, const std::string&, const json& patch) override {
       ++writes;
-      json vmi = {{"metadata", {{"name", "vm"}, {"namespace", "ns"}, {"uid", "vmi-uid"}, {"resourceVersion", "7"}}},
-                  {"status", patch["status"]}};
+      json vmi = {
+          {"metadata",
+           {{"name", "vm"}, {"namespace", "ns"}, {"uid", "vmi-uid"}, {"resourceVersion", "7"}}},
+          {"status", patch["status"]}};
       vmi["status"]["nodeName"] = "node-1";
       vmi["status"]["activePods"] = {{"uid-1", "node-1"}};
       return {200, "", vmi};

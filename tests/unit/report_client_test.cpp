@@ -49,7 +49,9 @@ struct Fixture {
         sender, cache, metrics);
     cache.Observe({"team-a_vm-1", "u", 2, 6 * 1024 * 1024}, {"team-a", "vm-1"}, t0);
   }
-  void Seen(Clock::time_point t) { cache.Observe({"team-a_vm-1", "u", 2, 6 * 1024 * 1024}, {"team-a", "vm-1"}, t); }
+  void Seen(Clock::time_point t) {
+    cache.Observe({"team-a_vm-1", "u", 2, 6 * 1024 * 1024}, {"team-a", "vm-1"}, t);
+  }
 };
 
 }  // namespace
@@ -111,13 +113,15 @@ TEST_CASE("first report at once, then one per interval, and at once on change") 
   f.loop->RunOnce(t0 + 10s);
   CHECK(f.sender.sent.size() == 1);  // nothing changed, interval not over
 
-  f.cache.Record("team-a_vm-1", LoadResult::Ok({5, 4, 3}), t0 + 20s, std::chrono::system_clock::now());
+  f.cache.Record("team-a_vm-1", LoadResult::Ok({5, 4, 3}), t0 + 20s,
+                 std::chrono::system_clock::now());
   f.loop->RunOnce(t0 + 20s);
   REQUIRE(f.sender.sent.size() == 2);  // the agent answered: sent at once
   CHECK(f.sender.sent[1].load->load1m == doctest::Approx(5));
 
   f.Seen(t0 + 130s);
-  f.cache.Record("team-a_vm-1", LoadResult::Ok({5, 4, 3}), t0 + 130s, std::chrono::system_clock::now());
+  f.cache.Record("team-a_vm-1", LoadResult::Ok({5, 4, 3}), t0 + 130s,
+                 std::chrono::system_clock::now());
   const auto next = f.loop->RunOnce(t0 + 139s);
   CHECK(f.sender.sent.size() == 2);
   CHECK(next == t0 + 140s);

@@ -1,6 +1,6 @@
-#include <doctest/doctest.h>
-
 #include "gm/report.h"
+
+#include <doctest/doctest.h>
 
 using namespace gm;
 
@@ -71,9 +71,13 @@ TEST_CASE("malformed reports are refused, naming the field") {
            Case{Replace(good, "\"vm-1\"", "42"), "vmiName must be a string"},
            Case{Replace(good, "\"vcpus\":2", "\"vcpus\":-1"), "vcpus is -1, out of range"},
            Case{Replace(good, "\"load1m\":1.5", "\"load1m\":\"high\""), "load1m must be a number"},
-           Case{Replace(good, "\"cpuAllocationRatio\":10.0", "\"cpuAllocationRatio\":0"), "cpuAllocationRatio is 0, out of range"},
-           Case{Replace(good, "\"cpuAllocationRatio\":10.0", "\"cpuAllocationRatio\":1e9"), "cpuAllocationRatio is 1000000000, out of range"},
-           Case{Replace(good, "\"podUID\":\"0f6a4b0e-7d1c-4a44-9d1e-0c2b7a1f0001\"", "\"podUID\":\"\""), "podUID is empty"},
+           Case{Replace(good, "\"cpuAllocationRatio\":10.0", "\"cpuAllocationRatio\":0"),
+                "cpuAllocationRatio is 0, out of range"},
+           Case{Replace(good, "\"cpuAllocationRatio\":10.0", "\"cpuAllocationRatio\":1e9"),
+                "cpuAllocationRatio is 1000000000, out of range"},
+           Case{Replace(good, "\"podUID\":\"0f6a4b0e-7d1c-4a44-9d1e-0c2b7a1f0001\"",
+                        "\"podUID\":\"\""),
+                "podUID is empty"},
            Case{std::string(kMaxReportBytes + 1, ' '), "larger than"},
        }) {
     CAPTURE(c.body);
@@ -113,7 +117,9 @@ std::string Literal(const std::string& field, const std::string& value) {
 }
 }  // namespace
 
-TEST_CASE("numbers: non-finite, subnormal, fractional counts and out-of-range values get a 400 naming the field") {
+TEST_CASE(
+    "numbers: non-finite, subnormal, fractional counts and out-of-range values get a 400 naming "
+    "the field") {
   std::string err;
   REQUIRE_MESSAGE(DecodeReport(Literal("vcpus", "2"), err), err);
   struct Case {
@@ -123,18 +129,26 @@ TEST_CASE("numbers: non-finite, subnormal, fractional counts and out-of-range va
   };
   for (const Case& c : {
            // The bug of issue 10: a subnormal ratio was accepted and written as "0.0".
-           Case{"cpuAllocationRatio", "1e-320", "cpuAllocationRatio is 1e-320, out of range [0.001, 10000]"},
-           Case{"memoryOvercommitRatio", "4.9e-324", "memoryOvercommitRatio is 5e-324, out of range"},
-           Case{"cpuAllocationRatio", "0.0004", "cpuAllocationRatio is 0.0004, out of range [0.001, 10000]"},
+           Case{"cpuAllocationRatio", "1e-320",
+                "cpuAllocationRatio is 1e-320, out of range [0.001, 10000]"},
+           Case{"memoryOvercommitRatio", "4.9e-324",
+                "memoryOvercommitRatio is 5e-324, out of range"},
+           Case{"cpuAllocationRatio", "0.0004",
+                "cpuAllocationRatio is 0.0004, out of range [0.001, 10000]"},
            // JSON has no NaN or infinity; a number beyond a double is refused by the parser.
-           Case{"cpuAllocationRatio", "1e400", "report is not a JSON object: [json.exception.out_of_range.406] number overflow parsing '1e400'"},
-           Case{"memoryOvercommitRatio", "-1e400", "report is not a JSON object: [json.exception.out_of_range.406] number overflow parsing '-1e400'"},
+           Case{"cpuAllocationRatio", "1e400",
+                "report is not a JSON object: [json.exception.out_of_range.406] number overflow "
+                "parsing '1e400'"},
+           Case{"memoryOvercommitRatio", "-1e400",
+                "report is not a JSON object: [json.exception.out_of_range.406] number overflow "
+                "parsing '-1e400'"},
            Case{"load.load1m", "1e-310", "load.load1m is subnormal"},
            Case{"load.load5m", "-0.5", "load.load5m is -0.5, out of range [0, 4194304]"},
            Case{"load.ageSeconds", "86401", "load.ageSeconds is 86401, out of range [0, 86400]"},
            Case{"load.ageSeconds", "2e-315", "load.ageSeconds is subnormal"},
            Case{"memoryBytes", "1e-320", "memoryBytes must be a whole number"},
-           Case{"memoryBytes", "1125899906842625", "memoryBytes is 1125899906842625, out of range [0, 1125899906842624]"},
+           Case{"memoryBytes", "1125899906842625",
+                "memoryBytes is 1125899906842625, out of range [0, 1125899906842624]"},
            Case{"memoryBytes", "2147483648.5", "memoryBytes must be a whole number"},
            Case{"vcpus", "2.5", "vcpus must be a whole number"},
            Case{"vcpus", "1e300", "vcpus must be a whole number"},
@@ -149,11 +163,12 @@ TEST_CASE("numbers: non-finite, subnormal, fractional counts and out-of-range va
     CHECK_MESSAGE(err.find(c.error) == 0, err);
   }
   // The edges of each range are accepted.
-  for (const Case& c : {Case{"cpuAllocationRatio", "0.001", ""}, Case{"memoryOvercommitRatio", "10000", ""},
-                        Case{"load.load1m", "0", ""}, Case{"load.load1m", "-0.0", ""},
-                        Case{"load.load1m", "4194304", ""}, Case{"load.ageSeconds", "86400", ""},
-                        Case{"memoryBytes", "1125899906842624", ""}, Case{"vcpus", "16384", ""},
-                        Case{"vcpus", "0", ""}}) {
+  for (const Case& c :
+       {Case{"cpuAllocationRatio", "0.001", ""}, Case{"memoryOvercommitRatio", "10000", ""},
+        Case{"load.load1m", "0", ""}, Case{"load.load1m", "-0.0", ""},
+        Case{"load.load1m", "4194304", ""}, Case{"load.ageSeconds", "86400", ""},
+        Case{"memoryBytes", "1125899906842624", ""}, Case{"vcpus", "16384", ""},
+        Case{"vcpus", "0", ""}}) {
     CAPTURE(c.field);
     CAPTURE(c.value);
     CHECK_MESSAGE(DecodeReport(Literal(c.field, c.value), err), err);

@@ -79,7 +79,8 @@ TEST_CASE("reports are refused with a reason and nothing else happens") {
   auto r = Report1();
 
   CHECK(CheckReport(r, {"team-a", "default", "", ""}, &pod, &vmi).reason == "token_not_pod_bound");
-  CHECK(CheckReport(r, {"team-a", "default", "other-pod", "pod-uid-2"}, &pod, &vmi).reason == "token_mismatch");
+  CHECK(CheckReport(r, {"team-a", "default", "other-pod", "pod-uid-2"}, &pod, &vmi).reason ==
+        "token_mismatch");
   CHECK(CheckReport(r, kWho, nullptr, &vmi).http_status == 404);
   CHECK(CheckReport(r, kWho, &pod, nullptr).reason == "unknown_vmi");
 
@@ -131,7 +132,10 @@ TEST_CASE("pod patch: annotations written once, then nothing; a vanished ratio i
   r.memory_overcommit_ratio.reset();
   patch = PodPatch(pod, r);
   REQUIRE(patch);
-  CHECK(*patch == json::parse(R"({"metadata":{"annotations":{"guestmetrics.kubevirt.io/memory-overcommit-ratio":null}}})"));
+  CHECK(
+      *patch ==
+      json::parse(
+          R"({"metadata":{"annotations":{"guestmetrics.kubevirt.io/memory-overcommit-ratio":null}}})"));
 }
 
 TEST_CASE("VMI status patch carries VEP 156's fields, rounded, and only when they differ") {
@@ -159,7 +163,7 @@ TEST_CASE("report store: new facts need a write, repeats do not; old reports van
   r.pod_uid = "pod-uid-2";
   CHECK(store.Put("team-a/vm-1", {r, "node-2", t0 + 130s}) == PutResult::kChanged);  // migrated
   const auto stored = *store.Get("team-a/vm-1");
-  CHECK(store.LoadFresh(stored, t0 + 300s));    // sampled at t0+30s
+  CHECK(store.LoadFresh(stored, t0 + 300s));  // sampled at t0+30s
   CHECK_FALSE(store.LoadFresh(stored, t0 + 331s));
   CHECK(store.Fresh(t0 + 430s).size() == 1);
   CHECK(store.Fresh(t0 + 431s).empty());
@@ -228,7 +232,8 @@ TEST_CASE("tokens are cached until their exp, never longer than the cap") {
   CHECK_FALSE(JwtExpiry("a.!!!.c"));
 
   TokenCache cache(600s);
-  const auto near_exp = std::chrono::system_clock::time_point(std::chrono::seconds(2000000000 - 60));
+  const auto near_exp =
+      std::chrono::system_clock::time_point(std::chrono::seconds(2000000000 - 60));
   cache.Put(token, kWho, near_exp);
   CHECK(cache.Get(token, near_exp + 59s));
   CHECK_FALSE(cache.Get(token, near_exp + 60s));  // expired with the token
@@ -240,7 +245,8 @@ TEST_CASE("tokens are cached until their exp, never longer than the cap") {
   CHECK_FALSE(cache.Get("opaque-token", now + 600s));
 }
 
-TEST_CASE("reporter /metrics: load and ratios of fresh reports with the pod's node, and its own health") {
+TEST_CASE(
+    "reporter /metrics: load and ratios of fresh reports with the pod's node, and its own health") {
   ReporterMetrics self;
   ReportStore store(300s);
   const auto t0 = Clock::time_point{} + 1000s;
@@ -257,11 +263,17 @@ TEST_CASE("reporter /metrics: load and ratios of fresh reports with the pod's no
 
   auto text = RenderReporterMetrics(store.Fresh(t0 + 1s), store, t0 + 1s, true, self);
   const auto has = [&](const std::string& s) { return text.find(s) != std::string::npos; };
-  CHECK(has("kubevirt_vmi_guest_load_1m{namespace=\"team-a\",name=\"vm-1\",node=\"node-7\"} 2.5\n"));
-  CHECK_FALSE(has("kubevirt_vmi_guest_load_1m{namespace=\"team-a\",name=\"vm-2\""));  // no load in its report
-  CHECK(has("kubevirt_vmi_cpu_allocation_ratio{namespace=\"team-a\",name=\"vm-1\",node=\"node-7\"} 10\n"));
+  CHECK(
+      has("kubevirt_vmi_guest_load_1m{namespace=\"team-a\",name=\"vm-1\",node=\"node-7\"} 2.5\n"));
+  CHECK_FALSE(has(
+      "kubevirt_vmi_guest_load_1m{namespace=\"team-a\",name=\"vm-2\""));  // no load in its report
+  CHECK(
+      has("kubevirt_vmi_cpu_allocation_ratio{namespace=\"team-a\",name=\"vm-1\",node=\"node-7\"} "
+          "10\n"));
   CHECK_FALSE(has("kubevirt_vmi_cpu_allocation_ratio{namespace=\"team-a\",name=\"vm-2\""));
-  CHECK(has("kubevirt_vmi_memory_overcommit_ratio{namespace=\"team-a\",name=\"vm-2\",node=\"node-8\"} 1.5\n"));
+  CHECK(
+      has("kubevirt_vmi_memory_overcommit_ratio{namespace=\"team-a\",name=\"vm-2\",node=\"node-8\"}"
+          " 1.5\n"));
   CHECK(has("status_reporter_reports_total{result=\"accepted\"} 1\n"));
   CHECK(has("status_reporter_reports_total{result=\"not_active_pod\"} 0\n"));
   CHECK(has("status_reporter_api_requests_total{code=\"200\",verb=\"PATCH\"} 1\n"));

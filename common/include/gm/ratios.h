@@ -11,13 +11,16 @@ namespace gm {
 /// requests from the launcher pod, the VMI and the KubeVirt CR, handed to the
 /// sidecar by the injector.
 struct RatioInputs {
-  unsigned guest_vcpus = 0;                         // live, from libvirt
-  double guest_memory_bytes = 0;                    // live, from libvirt
-  std::optional<double> compute_cpu_request;        // cores, compute container
-  std::optional<double> compute_memory_request;     // bytes, compute container
-  std::optional<double> memory_overhead;            // bytes, pod annotation kubevirt.io/memory-overhead-bytes (v1.9+)
-  std::optional<double> vmi_memory_request;         // bytes, VMI spec.domain.resources.requests.memory
-  std::optional<double> cluster_memory_overcommit;  // percent, KubeVirt CR spec.configuration.developerConfiguration.memoryOvercommit
+  unsigned guest_vcpus = 0;                      // live, from libvirt
+  double guest_memory_bytes = 0;                 // live, from libvirt
+  std::optional<double> compute_cpu_request;     // cores, compute container
+  std::optional<double> compute_memory_request;  // bytes, compute container
+  std::optional<double>
+      memory_overhead;  // bytes, pod annotation kubevirt.io/memory-overhead-bytes (v1.9+)
+  std::optional<double> vmi_memory_request;  // bytes, VMI spec.domain.resources.requests.memory
+  std::optional<double>
+      cluster_memory_overcommit;  // percent, KubeVirt CR
+                                  // spec.configuration.developerConfiguration.memoryOvercommit
 };
 
 /// Which input the memory request without overhead came from.
@@ -36,8 +39,8 @@ struct MemoryRequest {
 MemoryRequest MemoryRequestWithoutOverhead(const RatioInputs& in);
 
 struct Ratios {
-  std::optional<double> cpu_allocation;    // guest vCPUs ÷ compute CPU request (cores)
-  std::optional<double> memory_overcommit; // guest memory ÷ memory request without overhead
+  std::optional<double> cpu_allocation;     // guest vCPUs ÷ compute CPU request (cores)
+  std::optional<double> memory_overcommit;  // guest memory ÷ memory request without overhead
   MemoryRequestSource memory_source = MemoryRequestSource::kNone;
   std::string why_missing;  // set when a ratio cannot be computed
 };

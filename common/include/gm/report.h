@@ -62,10 +62,10 @@ struct Report {
   std::string pod_name;  // the launcher pod the sidecar runs in
   std::string pod_uid;
   std::string node;
-  unsigned vcpus = 0;         // live guest vCPUs
-  double memory_bytes = 0;    // live guest memory
+  unsigned vcpus = 0;       // live guest vCPUs
+  double memory_bytes = 0;  // live guest memory
   std::optional<ReportLoad> load;
-  std::string load_reason;    // why load is absent ("ok" when present)
+  std::string load_reason;  // why load is absent ("ok" when present)
   std::optional<double> cpu_allocation_ratio;
   std::optional<double> memory_overcommit_ratio;
   std::string memory_request_source;

@@ -33,7 +33,9 @@ const Config& Validated(const Config& c) {
   return c;
 }
 
-bool IsRetryableServerError(int code) { return code == 500 || code == 502 || code == 503 || code == 504; }
+bool IsRetryableServerError(int code) {
+  return code == 500 || code == 502 || code == 503 || code == 504;
+}
 
 Status TransportStatus(const std::string& verb, const std::string& path, const std::string& error) {
   Status s;
@@ -62,9 +64,11 @@ milliseconds RetryWait(const RetryPolicy& policy, int attempt, const detail::Htt
   std::optional<std::chrono::seconds> retry_after;
   auto header = r.headers.find("retry-after");
   if (header != r.headers.end()) retry_after = ParseRetryAfter(header->second);
-  if (!retry_after && status.retry_after_seconds) retry_after = std::chrono::seconds(*status.retry_after_seconds);
+  if (!retry_after && status.retry_after_seconds)
+    retry_after = std::chrono::seconds(*status.retry_after_seconds);
   if (retry_after) return std::min<milliseconds>(*retry_after, policy.max_wait);
-  const double backoff = static_cast<double>(policy.initial_backoff.count()) * std::pow(2.0, attempt - 1);
+  const double backoff =
+      static_cast<double>(policy.initial_backoff.count()) * std::pow(2.0, attempt - 1);
   return std::min(milliseconds(static_cast<milliseconds::rep>(backoff)), policy.max_wait);
 }
 
@@ -84,9 +88,12 @@ nlohmann::json ParseBody(const Response& r, const RequestSpec& spec) {
 }  // namespace
 
 std::optional<std::chrono::seconds> ParseRetryAfter(std::string_view value) {
-  while (!value.empty() && std::isspace(static_cast<unsigned char>(value.front()))) value.remove_prefix(1);
-  while (!value.empty() && std::isspace(static_cast<unsigned char>(value.back()))) value.remove_suffix(1);
-  if (value.empty() || value.size() > 9) return std::nullopt;  // 9 digits: over 30 years, no overflow
+  while (!value.empty() && std::isspace(static_cast<unsigned char>(value.front())))
+    value.remove_prefix(1);
+  while (!value.empty() && std::isspace(static_cast<unsigned char>(value.back())))
+    value.remove_suffix(1);
+  if (value.empty() || value.size() > 9)
+    return std::nullopt;  // 9 digits: over 30 years, no overflow
   long seconds = 0;
   for (char c : value) {
     if (c < '0' || c > '9') return std::nullopt;
@@ -152,7 +159,8 @@ Client::Impl::Impl(Config c, ClientOptions o)
 }
 
 std::string Client::Impl::Url(const std::string& path, const Query& query) const {
-  if (path.empty() || path.front() != '/') throw std::invalid_argument("kube client: path must start with /: " + path);
+  if (path.empty() || path.front() != '/')
+    throw std::invalid_argument("kube client: path must start with /: " + path);
   std::string url = base_url_ + path;
   char sep = '?';
   for (const auto& [key, value] : query) {
@@ -162,12 +170,15 @@ std::string Client::Impl::Url(const std::string& path, const Query& query) const
   return url;
 }
 
-std::vector<std::string> Client::Impl::Headers(const std::string& content_type, bool has_body, bool fresh_token) {
+std::vector<std::string> Client::Impl::Headers(const std::string& content_type, bool has_body,
+                                               bool fresh_token) {
   std::vector<std::string> h{"Accept: application/json", "User-Agent: " + user_agent_,
                              "Expect:"};  // no 100-continue round trip before large bodies
   const std::string token = tokens.Token(fresh_token);
   if (!token.empty()) h.push_back("Authorization: Bearer " + token);
-  if (has_body) h.push_back("Content-Type: " + (content_type.empty() ? std::string("application/json") : content_type));
+  if (has_body)
+    h.push_back("Content-Type: " +
+                (content_type.empty() ? std::string("application/json") : content_type));
   return h;
 }
 
@@ -223,7 +234,8 @@ Response Client::Request(const RequestSpec& spec) {
     reread_token = false;
     req.body = has_body ? &spec.body : nullptr;
     const auto left = std::chrono::duration_cast<milliseconds>(deadline - Clock::now());
-    req.timeout = std::max(milliseconds(1), std::min(spec.timeout.value_or(im.config.timeout), left));
+    req.timeout =
+        std::max(milliseconds(1), std::min(spec.timeout.value_or(im.config.timeout), left));
     req.connect_timeout = req.timeout;
 
     auto conn = im.Acquire();
@@ -245,16 +257,19 @@ Response Client::Request(const RequestSpec& spec) {
       token_retried = reread_token = true;
       continue;
     }
-    const Status status = r.failed ? TransportStatus(spec.verb, spec.path, r.error) : ParseStatus(r.code, r.body);
-    const bool retryable = r.failed ? (retry_any || r.nothing_sent)
-                                    : (r.code == 429 || (retry_any && IsRetryableServerError(r.code)));
+    const Status status =
+        r.failed ? TransportStatus(spec.verb, spec.path, r.error) : ParseStatus(r.code, r.body);
+    const bool retryable = r.failed
+                               ? (retry_any || r.nothing_sent)
+                               : (r.code == 429 || (retry_any && IsRetryableServerError(r.code)));
     if (!retryable || attempt >= policy.max_attempts) ThrowApiError(status);
     const milliseconds wait = RetryWait(policy, attempt, r, status);
     if (Clock::now() + wait >= deadline) ThrowApiError(status);
     spdlog::debug("kube: {} {}: {}; retrying in {} ms (attempt {}/{})", spec.verb, spec.path,
-                  r.failed ? r.error : std::to_string(r.code) + " " + status.reason, wait.count(), attempt + 1,
-                  policy.max_attempts);
-    if (!detail::SleepUnlessStopped(wait, {&im.stopped, spec.stop})) ThrowCancelled(spec.verb, spec.path);
+                  r.failed ? r.error : std::to_string(r.code) + " " + status.reason, wait.count(),
+                  attempt + 1, policy.max_attempts);
+    if (!detail::SleepUnlessStopped(wait, {&im.stopped, spec.stop}))
+      ThrowCancelled(spec.verb, spec.path);
   }
 }
 
@@ -267,8 +282,9 @@ nlohmann::json Client::Get(const std::string& path, const Query& query) {
 
 namespace {
 
-nlohmann::json Write(Client& client, const char* verb, const std::string& path, const std::string& body,
-                     const std::string& content_type, const Query& query, std::vector<std::string>* warnings) {
+nlohmann::json Write(Client& client, const char* verb, const std::string& path,
+                     const std::string& body, const std::string& content_type, const Query& query,
+                     std::vector<std::string>* warnings) {
   RequestSpec spec;
   spec.verb = verb;
   spec.path = path;
@@ -287,13 +303,14 @@ nlohmann::json Client::Create(const std::string& collection_path, const nlohmann
   return Write(*this, "POST", collection_path, object.dump(), "application/json", query, warnings);
 }
 
-nlohmann::json Client::Update(const std::string& path, const nlohmann::json& object, const Query& query,
-                              std::vector<std::string>* warnings) {
+nlohmann::json Client::Update(const std::string& path, const nlohmann::json& object,
+                              const Query& query, std::vector<std::string>* warnings) {
   return Write(*this, "PUT", path, object.dump(), "application/json", query, warnings);
 }
 
-nlohmann::json Client::Patch(const std::string& path, const nlohmann::json& patch, const std::string& patch_type,
-                             const Query& query, std::vector<std::string>* warnings) {
+nlohmann::json Client::Patch(const std::string& path, const nlohmann::json& patch,
+                             const std::string& patch_type, const Query& query,
+                             std::vector<std::string>* warnings) {
   return Write(*this, "PATCH", path, patch.dump(), patch_type, query, warnings);
 }
 

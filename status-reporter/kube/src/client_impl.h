@@ -20,7 +20,8 @@ class Client::Impl {
 
   std::string Url(const std::string& path, const Query& query) const;
   /// Accept, User-Agent, Authorization and, with a body, Content-Type.
-  std::vector<std::string> Headers(const std::string& content_type, bool has_body, bool fresh_token);
+  std::vector<std::string> Headers(const std::string& content_type, bool has_body,
+                                   bool fresh_token);
 
   /// A pooled connection, so concurrent requests do not share a handle
   /// while sequential ones reuse the kept-alive connection.

@@ -41,12 +41,18 @@ std::optional<std::string> Base64Decode(const std::string& in) {
     }
     if (padding) return std::nullopt;  // data after padding
     int v;
-    if (c >= 'A' && c <= 'Z') v = c - 'A';
-    else if (c >= 'a' && c <= 'z') v = c - 'a' + 26;
-    else if (c >= '0' && c <= '9') v = c - '0' + 52;
-    else if (c == '+') v = 62;
-    else if (c == '/') v = 63;
-    else return std::nullopt;
+    if (c >= 'A' && c <= 'Z')
+      v = c - 'A';
+    else if (c >= 'a' && c <= 'z')
+      v = c - 'a' + 26;
+    else if (c >= '0' && c <= '9')
+      v = c - '0' + 52;
+    else if (c == '+')
+      v = 62;
+    else if (c == '/')
+      v = 63;
+    else
+      return std::nullopt;
     buffer = (buffer << 6) | static_cast<unsigned>(v);
     bits += 6;
     if (bits >= 8) {
@@ -134,9 +140,11 @@ Config ParseKubeconfig(const std::string& text, const std::string& origin,
   } catch (const YAML::Exception& e) {
     r.Fail(std::string("not valid YAML: ") + e.what());
   }
-  if (!root.IsMap()) r.Fail("not a kubeconfig (expected a mapping with clusters, contexts and users)");
+  if (!root.IsMap())
+    r.Fail("not a kubeconfig (expected a mapping with clusters, contexts and users)");
 
-  const std::string context_name = context.empty() ? r.String(root, "current-context", "top level") : context;
+  const std::string context_name =
+      context.empty() ? r.String(root, "current-context", "top level") : context;
   if (context_name.empty()) r.Fail("no context given and current-context is not set");
   const std::string ctx_where = "context \"" + context_name + "\"";
   const YAML::Node ctx = r.Entry(root, "contexts", "context", context_name);
@@ -171,7 +179,8 @@ Config ParseKubeconfig(const std::string& text, const std::string& origin,
   const YAML::Node user = r.Entry(root, "users", "user", user_name);
   for (const char* unsupported : {"exec", "auth-provider", "username", "password"}) {
     if (user[unsupported] && !user[unsupported].IsNull()) {
-      r.Fail(u_where + ": " + unsupported + " is not supported; use a token, tokenFile or client certificate");
+      r.Fail(u_where + ": " + unsupported +
+             " is not supported; use a token, tokenFile or client certificate");
     }
   }
   c.token = r.String(user, "token", u_where);
@@ -188,7 +197,8 @@ Config ParseKubeconfig(const std::string& text, const std::string& origin,
   }
   const bool has_cert = !c.client_cert_file.empty() || !c.client_cert_pem.empty();
   const bool has_key = !c.client_key_file.empty() || !c.client_key_pem.empty();
-  if (has_cert != has_key) r.Fail(u_where + ": a client certificate needs both the certificate and the key");
+  if (has_cert != has_key)
+    r.Fail(u_where + ": a client certificate needs both the certificate and the key");
   return c;
 }
 
@@ -196,7 +206,9 @@ Config LoadKubeconfig(const std::string& path, const std::string& context) {
   auto text = ReadFile(path);
   if (!text) throw std::invalid_argument("kubeconfig " + path + ": cannot be read");
   const auto slash = path.find_last_of('/');
-  const std::string dir = slash == std::string::npos ? "." : slash == 0 ? "/" : path.substr(0, slash);
+  const std::string dir = slash == std::string::npos ? "."
+                          : slash == 0               ? "/"
+                                                     : path.substr(0, slash);
   return ParseKubeconfig(*text, path, dir, context);
 }
 
@@ -205,7 +217,8 @@ Config InClusterConfig(const std::string& dir) {
   const char* port = std::getenv("KUBERNETES_SERVICE_PORT");
   if (!host || !*host || !port || !*port) {
     throw std::invalid_argument(
-        "not running in a cluster: KUBERNETES_SERVICE_HOST and KUBERNETES_SERVICE_PORT must be set");
+        "not running in a cluster: KUBERNETES_SERVICE_HOST and KUBERNETES_SERVICE_PORT must be "
+        "set");
   }
   Config c;
   const std::string h(host);
@@ -215,9 +228,11 @@ Config InClusterConfig(const std::string& dir) {
   c.ca_file = dir + "/ca.crt";
   auto token = ReadFile(c.token_file);
   if (!token || Trim(*token).empty()) {
-    throw std::invalid_argument("in-cluster config: cannot read the service account token " + c.token_file);
+    throw std::invalid_argument("in-cluster config: cannot read the service account token " +
+                                c.token_file);
   }
-  if (!ReadFile(c.ca_file)) throw std::invalid_argument("in-cluster config: cannot read " + c.ca_file);
+  if (!ReadFile(c.ca_file))
+    throw std::invalid_argument("in-cluster config: cannot read " + c.ca_file);
   auto ns = ReadFile(dir + "/namespace");
   c.default_namespace = ns && !Trim(*ns).empty() ? Trim(*ns) : "default";
   return c;

@@ -8,20 +8,34 @@ namespace {
 // What client-go reports when the body is not a Status (newUnstructuredResponseError).
 std::string ReasonForCode(int code) {
   switch (code) {
-    case 400: return "BadRequest";
-    case 401: return "Unauthorized";
-    case 403: return "Forbidden";
-    case 404: return "NotFound";
-    case 405: return "MethodNotAllowed";
-    case 409: return "Conflict";
-    case 410: return "Gone";
-    case 415: return "UnsupportedMediaType";
-    case 422: return "Invalid";
-    case 429: return "TooManyRequests";
-    case 500: return "InternalError";
-    case 503: return "ServiceUnavailable";
-    case 504: return "Timeout";
-    default: return "Unknown";
+    case 400:
+      return "BadRequest";
+    case 401:
+      return "Unauthorized";
+    case 403:
+      return "Forbidden";
+    case 404:
+      return "NotFound";
+    case 405:
+      return "MethodNotAllowed";
+    case 409:
+      return "Conflict";
+    case 410:
+      return "Gone";
+    case 415:
+      return "UnsupportedMediaType";
+    case 422:
+      return "Invalid";
+    case 429:
+      return "TooManyRequests";
+    case 500:
+      return "InternalError";
+    case 503:
+      return "ServiceUnavailable";
+    case 504:
+      return "Timeout";
+    default:
+      return "Unknown";
   }
 }
 
@@ -81,20 +95,30 @@ Status ParseStatus(int http_code, std::string_view body) {
   return s;
 }
 
-ApiError::ApiError(Status status) : std::runtime_error(Describe(status)), status_(std::move(status)) {}
+ApiError::ApiError(Status status)
+    : std::runtime_error(Describe(status)), status_(std::move(status)) {}
 
 void ThrowApiError(Status status) {
   const int code = status.code;
   switch (code) {
-    case 0: throw TransportError(std::move(status));
-    case 401: throw Unauthorized(std::move(status));
-    case 403: throw Forbidden(std::move(status));
-    case 404: throw NotFound(std::move(status));
-    case 409: throw Conflict(std::move(status));
-    case 410: throw Gone(std::move(status));
-    case 422: throw Invalid(std::move(status));
-    case 429: throw TooManyRequests(std::move(status));
-    default: break;
+    case 0:
+      throw TransportError(std::move(status));
+    case 401:
+      throw Unauthorized(std::move(status));
+    case 403:
+      throw Forbidden(std::move(status));
+    case 404:
+      throw NotFound(std::move(status));
+    case 409:
+      throw Conflict(std::move(status));
+    case 410:
+      throw Gone(std::move(status));
+    case 422:
+      throw Invalid(std::move(status));
+    case 429:
+      throw TooManyRequests(std::move(status));
+    default:
+      break;
   }
   if (code >= 500 && code <= 599) throw ServerError(std::move(status));
   throw ApiError(std::move(status));

@@ -20,7 +20,8 @@ constexpr const char* kLeaseApi = "coordination.k8s.io/v1";
 
 const LeaderElectionConfig& Validated(const LeaderElectionConfig& c) {
   if (c.lease_namespace.empty() || c.lease_name.empty() || c.identity.empty()) {
-    throw std::invalid_argument("leader election: the lease namespace, lease name and identity are required");
+    throw std::invalid_argument(
+        "leader election: the lease namespace, lease name and identity are required");
   }
   if (c.retry_period <= milliseconds::zero() || c.renew_deadline <= c.retry_period ||
       c.lease_duration <= c.renew_deadline || c.lease_duration < std::chrono::seconds(1)) {
@@ -33,14 +34,16 @@ const LeaderElectionConfig& Validated(const LeaderElectionConfig& c) {
 std::string StringOrEmpty(const nlohmann::json& spec, const char* field) {
   const auto it = spec.find(field);
   if (it == spec.end() || it->is_null()) return "";
-  if (!it->is_string()) throw std::invalid_argument(std::string("Lease spec.") + field + " is not a string");
+  if (!it->is_string())
+    throw std::invalid_argument(std::string("Lease spec.") + field + " is not a string");
   return it->get<std::string>();
 }
 
 int IntOrZero(const nlohmann::json& spec, const char* field) {
   const auto it = spec.find(field);
   if (it == spec.end() || it->is_null()) return 0;
-  if (!it->is_number_integer()) throw std::invalid_argument(std::string("Lease spec.") + field + " is not an integer");
+  if (!it->is_number_integer())
+    throw std::invalid_argument(std::string("Lease spec.") + field + " is not an integer");
   return it->get<int>();
 }
 
@@ -105,7 +108,8 @@ nlohmann::json LeaderElector::Get(milliseconds timeout, const std::atomic<bool>*
   return nlohmann::json::parse(client_.Request(spec).body);
 }
 
-nlohmann::json LeaderElector::Put(const LeaseRecord& record, milliseconds timeout, const std::atomic<bool>* stop) {
+nlohmann::json LeaderElector::Put(const LeaseRecord& record, milliseconds timeout,
+                                  const std::atomic<bool>* stop) {
   nlohmann::json lease;
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -122,14 +126,17 @@ nlohmann::json LeaderElector::Put(const LeaseRecord& record, milliseconds timeou
   return nlohmann::json::parse(client_.Request(spec).body);
 }
 
-LeaderElector::Attempt LeaderElector::TryAcquireOrRenew(Clock::time_point deadline, const std::atomic<bool>* stop) {
+LeaderElector::Attempt LeaderElector::TryAcquireOrRenew(Clock::time_point deadline,
+                                                        const std::atomic<bool>* stop) {
   const auto now = Clock::now();
-  const auto timeout = std::min(client_.config().timeout, std::chrono::duration_cast<milliseconds>(deadline - now));
+  const auto timeout =
+      std::min(client_.config().timeout, std::chrono::duration_cast<milliseconds>(deadline - now));
   if (timeout <= milliseconds::zero()) return Attempt::kFailed;
   const std::string now_text = FormatMicroTime(std::chrono::system_clock::now());
   LeaseRecord desired;
   desired.holder_identity = config_.identity;
-  desired.lease_duration_seconds = static_cast<int>(std::chrono::duration_cast<std::chrono::seconds>(config_.lease_duration).count());
+  desired.lease_duration_seconds = static_cast<int>(
+      std::chrono::duration_cast<std::chrono::seconds>(config_.lease_duration).count());
   desired.acquire_time = desired.renew_time = now_text;
 
   try {
@@ -146,7 +153,8 @@ LeaderElector::Attempt LeaderElector::TryAcquireOrRenew(Clock::time_point deadli
       } catch (const Cancelled&) {
         throw;
       } catch (const ApiError& e) {
-        spdlog::debug("kube leader election: renewing {} failed ({}); reading it again", path_, e.what());
+        spdlog::debug("kube leader election: renewing {} failed ({}); reading it again", path_,
+                      e.what());
       }
     }
 
@@ -154,9 +162,10 @@ LeaderElector::Attempt LeaderElector::TryAcquireOrRenew(Clock::time_point deadli
     try {
       lease = Get(timeout, stop);
     } catch (const NotFound&) {
-      nlohmann::json fresh = {{"apiVersion", kLeaseApi},
-                              {"kind", "Lease"},
-                              {"metadata", {{"name", config_.lease_name}, {"namespace", config_.lease_namespace}}}};
+      nlohmann::json fresh = {
+          {"apiVersion", kLeaseApi},
+          {"kind", "Lease"},
+          {"metadata", {{"name", config_.lease_name}, {"namespace", config_.lease_namespace}}}};
       WriteRecord(fresh, desired);
       RequestSpec create;
       create.verb = "POST";
@@ -181,7 +190,8 @@ LeaderElector::Attempt LeaderElector::TryAcquireOrRenew(Clock::time_point deadli
       }
     }
     const bool mine = current.holder_identity == config_.identity;
-    if (!current.holder_identity.empty() && !mine && ObservedLeaseValid(now)) return Attempt::kHeldByOther;
+    if (!current.holder_identity.empty() && !mine && ObservedLeaseValid(now))
+      return Attempt::kHeldByOther;
     if (mine) {
       desired.acquire_time = current.acquire_time;
       desired.lease_transitions = current.lease_transitions;
@@ -205,8 +215,10 @@ bool LeaderElector::Acquire(const std::atomic<bool>& stop) {
   std::uniform_real_distribution<double> jitter(1.0, 2.2);  // client-go's JitterFactor 1.2
   spdlog::info("kube leader election: {} campaigning for {}", config_.identity, path_);
   while (!stop) {
-    if (TryAcquireOrRenew(Clock::now() + config_.renew_deadline, &stop) == Attempt::kHeld) return true;
-    const auto pause = std::chrono::duration_cast<Clock::duration>(config_.retry_period * jitter(rng));
+    if (TryAcquireOrRenew(Clock::now() + config_.renew_deadline, &stop) == Attempt::kHeld)
+      return true;
+    const auto pause =
+        std::chrono::duration_cast<Clock::duration>(config_.retry_period * jitter(rng));
     if (!detail::SleepUnlessStopped(pause, {&stop})) break;
   }
   return false;
@@ -219,7 +231,8 @@ void LeaderElector::RenewUntilLost(const std::atomic<bool>& stop) {
     while (!stop && Clock::now() < deadline) {
       attempt = TryAcquireOrRenew(deadline, &stop);
       if (attempt != Attempt::kFailed) break;
-      detail::SleepUnlessStopped(std::min<Clock::duration>(config_.retry_period, deadline - Clock::now()), {&stop});
+      detail::SleepUnlessStopped(
+          std::min<Clock::duration>(config_.retry_period, deadline - Clock::now()), {&stop});
     }
     if (stop) return;
     if (attempt == Attempt::kHeldByOther) {
@@ -247,7 +260,9 @@ void LeaderElector::Release() {
   record.lease_duration_seconds = 1;
   record.acquire_time = record.renew_time = FormatMicroTime(std::chrono::system_clock::now());
   const auto deadline = Clock::now() + client_.config().timeout;
-  const auto time_left = [&] { return std::chrono::duration_cast<milliseconds>(deadline - Clock::now()); };
+  const auto time_left = [&] {
+    return std::chrono::duration_cast<milliseconds>(deadline - Clock::now());
+  };
   try {
     try {
       Observe(Put(record, time_left(), nullptr), record);
@@ -255,7 +270,9 @@ void LeaderElector::Release() {
       // The stop can cut off a renewal the server committed, leaving us an
       // old resourceVersion: read the Lease again and release it if still ours.
       const nlohmann::json lease = Get(time_left(), nullptr);
-      if (LeaseRecordFromSpec(lease.value("spec", nlohmann::json())).holder_identity != config_.identity) return;
+      if (LeaseRecordFromSpec(lease.value("spec", nlohmann::json())).holder_identity !=
+          config_.identity)
+        return;
       {
         std::lock_guard<std::mutex> lock(mu_);
         lease_ = lease;

@@ -64,21 +64,23 @@ std::string FormatMicroTime(std::chrono::system_clock::time_point t) {
   const auto s = duration_cast<seconds>(in_day - h - min);
   const auto frac = in_day - h - min - s;
   char buf[80];  // room for any year the arithmetic can produce
-  std::snprintf(buf, sizeof buf, "%04lld-%02u-%02uT%02d:%02d:%02d.%06lldZ", y, m, d, static_cast<int>(h.count()),
-                static_cast<int>(min.count()), static_cast<int>(s.count()), static_cast<long long>(frac.count()));
+  std::snprintf(buf, sizeof buf, "%04lld-%02u-%02uT%02d:%02d:%02d.%06lldZ", y, m, d,
+                static_cast<int>(h.count()), static_cast<int>(min.count()),
+                static_cast<int>(s.count()), static_cast<long long>(frac.count()));
   return buf;
 }
 
 std::optional<std::chrono::system_clock::time_point> ParseMicroTime(std::string_view t) {
   using namespace std::chrono;
   unsigned year, month, day, hour, minute, second;
-  if (!Digits(t, 0, 4, &year) || t.size() < 20 || t[4] != '-' || !Digits(t, 5, 2, &month) || t[7] != '-' ||
-      !Digits(t, 8, 2, &day) || (t[10] != 'T' && t[10] != 't') || !Digits(t, 11, 2, &hour) || t[13] != ':' ||
-      !Digits(t, 14, 2, &minute) || t[16] != ':' || !Digits(t, 17, 2, &second)) {
+  if (!Digits(t, 0, 4, &year) || t.size() < 20 || t[4] != '-' || !Digits(t, 5, 2, &month) ||
+      t[7] != '-' || !Digits(t, 8, 2, &day) || (t[10] != 'T' && t[10] != 't') ||
+      !Digits(t, 11, 2, &hour) || t[13] != ':' || !Digits(t, 14, 2, &minute) || t[16] != ':' ||
+      !Digits(t, 17, 2, &second)) {
     return std::nullopt;
   }
-  if (month < 1 || month > 12 || day < 1 || day > DaysInMonth(year, month) || hour > 23 || minute > 59 ||
-      second > 59) {
+  if (month < 1 || month > 12 || day < 1 || day > DaysInMonth(year, month) || hour > 23 ||
+      minute > 59 || second > 59) {
     return std::nullopt;
   }
   std::size_t pos = 19;
@@ -98,8 +100,8 @@ std::optional<std::chrono::system_clock::time_point> ParseMicroTime(std::string_
     ++pos;
   } else if (pos < t.size() && (t[pos] == '+' || t[pos] == '-')) {
     unsigned oh, om;
-    if (!Digits(t, pos + 1, 2, &oh) || pos + 3 >= t.size() || t[pos + 3] != ':' || !Digits(t, pos + 4, 2, &om) ||
-        oh > 23 || om > 59) {
+    if (!Digits(t, pos + 1, 2, &oh) || pos + 3 >= t.size() || t[pos + 3] != ':' ||
+        !Digits(t, pos + 4, 2, &om) || oh > 23 || om > 59) {
       return std::nullopt;
     }
     offset = hours(oh) + minutes(om);
@@ -109,8 +111,8 @@ std::optional<std::chrono::system_clock::time_point> ParseMicroTime(std::string_
     return std::nullopt;
   }
   if (pos != t.size()) return std::nullopt;
-  const auto since_epoch = Days(DaysFromCivil(year, month, day)) + hours(hour) + minutes(minute) + seconds(second) +
-                           fraction - offset;
+  const auto since_epoch = Days(DaysFromCivil(year, month, day)) + hours(hour) + minutes(minute) +
+                           seconds(second) + fraction - offset;
   return system_clock::time_point(duration_cast<system_clock::duration>(since_epoch));
 }
 

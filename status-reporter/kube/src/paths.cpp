@@ -23,14 +23,16 @@ std::string ApiPrefix(const std::string& api_version) {
          Segment(api_version.substr(slash + 1), "API version");
 }
 
-std::string CollectionPath(const std::string& api_version, const std::string& resource, const std::string& ns) {
+std::string CollectionPath(const std::string& api_version, const std::string& resource,
+                           const std::string& ns) {
   std::string path = ApiPrefix(api_version);
   if (!ns.empty()) path += "/namespaces/" + Segment(ns, "namespace");
   return path + "/" + Segment(resource, "resource");
 }
 
-std::string ObjectPath(const std::string& api_version, const std::string& resource, const std::string& ns,
-                       const std::string& name, const std::string& subresource) {
+std::string ObjectPath(const std::string& api_version, const std::string& resource,
+                       const std::string& ns, const std::string& name,
+                       const std::string& subresource) {
   std::string path = CollectionPath(api_version, resource, ns) + "/" + Segment(name, "name");
   if (!subresource.empty()) path += "/" + Segment(subresource, "subresource");
   return path;

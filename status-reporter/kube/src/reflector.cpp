@@ -91,7 +91,8 @@ void Reflector::Run(const std::atomic<bool>& stop) {
     } catch (const Cancelled&) {
       break;
     } catch (const std::exception& e) {
-      spdlog::warn("kube informer {}: {}{}", options_.path, listing ? "list failed: " : "watch failed: ", e.what());
+      spdlog::warn("kube informer {}: {}{}", options_.path,
+                   listing ? "list failed: " : "watch failed: ", e.what());
       if (progressed_) backoff.Reset();
     }
     if (!SleepUnlessStopped(backoff.Next(), {&stop})) break;
@@ -141,7 +142,8 @@ void Reflector::WatchOnce(const std::atomic<bool>& stop) {
   // A random length per watch spreads the reconnects of many clients.
   static thread_local std::mt19937 rng(std::random_device{}());
   const auto min_timeout = std::max<long long>(options_.min_watch_timeout.count(), 1);
-  query["timeoutSeconds"] = std::to_string(std::uniform_int_distribution<long long>(min_timeout, 2 * min_timeout - 1)(rng));
+  query["timeoutSeconds"] = std::to_string(
+      std::uniform_int_distribution<long long>(min_timeout, 2 * min_timeout - 1)(rng));
   const auto start = Clock::now();
   client_.Watch(
       options_.path, query,

@@ -20,7 +20,8 @@ TokenBucket::Clock::duration TokenBucket::Reserve(Clock::time_point now) {
   // A negative balance is the queue of reservations already handed out.
   tokens_ -= 1;
   if (tokens_ >= 0) return Clock::duration::zero();
-  return std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(-tokens_ / qps_));
+  return std::chrono::duration_cast<Clock::duration>(
+      std::chrono::duration<double>(-tokens_ / qps_));
 }
 
 bool TokenBucket::Wait(const std::atomic<bool>* stop, const std::atomic<bool>* stop2) {

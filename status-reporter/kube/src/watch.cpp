@@ -21,7 +21,8 @@ constexpr std::chrono::seconds kStallMargin{30};
 // Splits the chunked body into JSON lines and hands each event on.
 class EventStream {
  public:
-  EventStream(const std::string& path, const WatchHandler& on_event) : path_(path), on_event_(on_event) {}
+  EventStream(const std::string& path, const WatchHandler& on_event)
+      : path_(path), on_event_(on_event) {}
 
   bool Feed(std::string_view data) {
     buffer_.append(data);
@@ -45,7 +46,8 @@ class EventStream {
     auto event = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
     auto type = event.is_object() ? event.find("type") : event.end();
     auto object = event.is_object() ? event.find("object") : event.end();
-    if (event.is_discarded() || type == event.end() || !type->is_string() || object == event.end()) {
+    if (event.is_discarded() || type == event.end() || !type->is_string() ||
+        object == event.end()) {
       ThrowTransport(path_, "malformed watch event: " + std::string(line.substr(0, 200)));
     }
     // The server reports errors after the 200 as an ERROR event carrying a Status.
@@ -71,8 +73,10 @@ void Client::Watch(const std::string& path, Query query, const WatchHandler& on_
   req.connect_timeout = im.config.timeout;
   auto timeout_seconds = query.find("timeoutSeconds");
   if (timeout_seconds != query.end()) {
-    auto seconds = ParseRetryAfter(timeout_seconds->second);  // same grammar: a non-negative integer
-    if (!seconds) throw std::invalid_argument("kube watch: timeoutSeconds must be a non-negative integer");
+    auto seconds =
+        ParseRetryAfter(timeout_seconds->second);  // same grammar: a non-negative integer
+    if (!seconds)
+      throw std::invalid_argument("kube watch: timeoutSeconds must be a non-negative integer");
     req.timeout = *seconds + kStallMargin;
   }
   if (!im.bucket.Wait(&im.stopped, &stop)) return;
@@ -89,14 +93,16 @@ void Client::Watch(const std::string& path, Query query, const WatchHandler& on_
     // An ERROR event, a malformed stream or the handler's own exception: the
     // connection is still sound for reuse.
     im.Release(std::move(conn));
-    im.Observe("WATCH", 200, std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+    im.Observe("WATCH", 200,
+               std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
     throw;
   }
   im.Release(std::move(conn));
   im.Observe("WATCH", r.failed && r.code == 0 ? 0 : r.code, r.seconds);
   if (r.cancelled || events.ended_by_handler()) return;
   if (r.code != 0 && r.code != 200) {
-    if (r.code == 401) im.tokens.Token(/*force=*/true);  // the caller's next attempt gets a fresh token
+    if (r.code == 401)
+      im.tokens.Token(/*force=*/true);  // the caller's next attempt gets a fresh token
     ThrowApiError(ParseStatus(r.code, r.body));
   }
   if (r.failed) ThrowTransport(path, r.error);

@@ -5,7 +5,8 @@
 
 namespace gm::kube {
 
-RateLimiter::RateLimiter(RateLimiterOptions options) : options_(options), bucket_(options.qps, options.burst) {}
+RateLimiter::RateLimiter(RateLimiterOptions options)
+    : options_(options), bucket_(options.qps, options.burst) {}
 
 RateLimiter::Clock::duration RateLimiter::When(const std::string& key, Clock::time_point now) {
   int failures;
@@ -17,7 +18,8 @@ RateLimiter::Clock::duration RateLimiter::When(const std::string& key, Clock::ti
   const double base = std::chrono::duration<double>(options_.base_delay).count();
   const double max = std::chrono::duration<double>(options_.max_delay).count();
   const double backoff = base > 0 ? std::min(base * std::pow(2.0, failures), max) : 0.0;
-  const auto item_delay = std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(backoff));
+  const auto item_delay =
+      std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(backoff));
   return std::max(item_delay, bucket_.Reserve(now));
 }
 

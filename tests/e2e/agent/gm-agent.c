@@ -43,18 +43,22 @@
 #define MAX_MSG 65536
 
 static int port_fd = -1; /* read side */
-static int out_fd = -1; /* write side: port_fd, or stdout with --stdio */
+static int out_fd = -1;  /* write side: port_fd, or stdout with --stdio */
 
-static const char *commands[] = {"guest-sync-delimited", "guest-sync", "guest-ping", "guest-info",
-                                 "guest-get-load", "x-gm-burn", "x-gm-stop-agent"};
+static const char* commands[] = {"guest-sync-delimited", "guest-sync",     "guest-ping",
+                                 "guest-info",           "guest-get-load", "x-gm-burn",
+                                 "x-gm-stop-agent"};
 #define NCOMMANDS (sizeof commands / sizeof commands[0])
 
-static void write_all(const char *buf, size_t len) {
+static void write_all(const char* buf, size_t len) {
   while (len > 0) {
     ssize_t n = write(out_fd, buf, len);
     if (n < 0) {
       if (errno == EINTR) continue;
-      if (errno == EAGAIN) { usleep(10000); continue; }
+      if (errno == EAGAIN) {
+        usleep(10000);
+        continue;
+      }
       return; /* host went away: the reply is lost, as with qemu-ga */
     }
     buf += n;
@@ -62,25 +66,25 @@ static void write_all(const char *buf, size_t len) {
   }
 }
 
-static void reply(const char *json) {
+static void reply(const char* json) {
   write_all(json, strlen(json));
   write_all("\n", 1);
 }
 
 /* Find the device of the named virtio port: /dev/virtio-ports/NAME when udev
  * made it, else /dev/vportNpM from /sys/class/virtio-ports/vportNpM/name. */
-static int find_port(char *path, size_t size) {
+static int find_port(char* path, size_t size) {
   snprintf(path, size, "/dev/virtio-ports/%s", PORT_NAME);
   if (access(path, F_OK) == 0) return 0;
-  DIR *d = opendir("/sys/class/virtio-ports");
+  DIR* d = opendir("/sys/class/virtio-ports");
   if (!d) return -1;
-  struct dirent *e;
+  struct dirent* e;
   int found = -1;
   while (found < 0 && (e = readdir(d)) != NULL) {
     if (e->d_name[0] == '.') continue;
     char namefile[512], name[128] = {0};
     snprintf(namefile, sizeof namefile, "/sys/class/virtio-ports/%s/name", e->d_name);
-    FILE *f = fopen(namefile, "r");
+    FILE* f = fopen(namefile, "r");
     if (!f) continue;
     if (fgets(name, sizeof name, f)) {
       name[strcspn(name, "\n")] = 0;
@@ -96,11 +100,11 @@ static int find_port(char *path, size_t size) {
 }
 
 /* Pointer just past `"key"` and the following ':' in msg, or NULL. */
-static const char *find_key(const char *msg, const char *key) {
+static const char* find_key(const char* msg, const char* key) {
   char pat[64];
   snprintf(pat, sizeof pat, "\"%s\"", key);
-  for (const char *p = strstr(msg, pat); p; p = strstr(p + 1, pat)) {
-    const char *q = p + strlen(pat);
+  for (const char* p = strstr(msg, pat); p; p = strstr(p + 1, pat)) {
+    const char* q = p + strlen(pat);
     while (*q == ' ' || *q == '\t' || *q == '\r' || *q == '\n') q++;
     if (*q == ':') {
       q++;
@@ -112,7 +116,7 @@ static const char *find_key(const char *msg, const char *key) {
 }
 
 /* Copy the JSON number at p (an integer token) into out; 0 on success. */
-static int number_token(const char *p, char *out, size_t size) {
+static int number_token(const char* p, char* out, size_t size) {
   size_t n = 0;
   if (!p) return -1;
   if (*p == '-') out[n++] = *p++;
@@ -121,13 +125,13 @@ static int number_token(const char *p, char *out, size_t size) {
   return (n == 0 || (n == 1 && out[0] == '-')) ? -1 : 0;
 }
 
-static long argument_long(const char *args, const char *key, long dflt) {
+static long argument_long(const char* args, const char* key, long dflt) {
   char tok[32];
   if (!args || number_token(find_key(args, key), tok, sizeof tok) != 0) return dflt;
   return strtol(tok, NULL, 10);
 }
 
-static void error_reply(const char *cls, const char *desc) {
+static void error_reply(const char* cls, const char* desc) {
   char buf[512];
   snprintf(buf, sizeof buf, "{\"error\":{\"class\":\"%s\",\"desc\":\"%s\"}}", cls, desc);
   reply(buf);
@@ -145,7 +149,8 @@ static long burn(long count, long seconds) {
     if (pid > 0) {
       started++;
     } else {
-      if (nice(19) == -1) { /* stays at nice 0: the load climbs all the same */ }
+      if (nice(19) == -1) { /* stays at nice 0: the load climbs all the same */
+      }
       close(port_fd);
       if (out_fd != port_fd) close(out_fd);
       time_t end = time(NULL) + seconds;
@@ -158,9 +163,9 @@ static long burn(long count, long seconds) {
   return started;
 }
 
-static void handle(const char *msg) {
+static void handle(const char* msg) {
   char name[64] = {0}, id[32], buf[2048];
-  const char *p = find_key(msg, "execute");
+  const char* p = find_key(msg, "execute");
   if (!p || *p != '"') {
     error_reply("GenericError", "Expected 'execute' in QMP input");
     return;
@@ -171,7 +176,7 @@ static void handle(const char *msg) {
     name[n++] = *p;
   }
   name[n] = 0;
-  const char *args = find_key(msg, "arguments");
+  const char* args = find_key(msg, "arguments");
 
   if (strcmp(name, "guest-sync-delimited") == 0 || strcmp(name, "guest-sync") == 0) {
     if (!args || number_token(find_key(args, "id"), id, sizeof id) != 0) {
@@ -184,23 +189,25 @@ static void handle(const char *msg) {
   } else if (strcmp(name, "guest-ping") == 0) {
     reply("{\"return\":{}}");
   } else if (strcmp(name, "guest-info") == 0) {
-    int off = snprintf(buf, sizeof buf, "{\"return\":{\"version\":\"%s\",\"supported_commands\":[", VERSION);
+    int off = snprintf(buf, sizeof buf, "{\"return\":{\"version\":\"%s\",\"supported_commands\":[",
+                       VERSION);
     for (size_t i = 0; i < NCOMMANDS; i++)
       off += snprintf(buf + off, sizeof buf - (size_t)off,
-                      "%s{\"enabled\":true,\"name\":\"%s\",\"success-response\":true}", i ? "," : "",
-                      commands[i]);
+                      "%s{\"enabled\":true,\"name\":\"%s\",\"success-response\":true}",
+                      i ? "," : "", commands[i]);
     snprintf(buf + off, sizeof buf - (size_t)off, "]}}");
     reply(buf);
   } else if (strcmp(name, "guest-get-load") == 0) {
     char l1[32], l5[32], l15[32];
-    FILE *f = fopen("/proc/loadavg", "r");
+    FILE* f = fopen("/proc/loadavg", "r");
     int ok = f && fscanf(f, "%31s %31s %31s", l1, l5, l15) == 3;
     if (f) fclose(f);
     if (!ok) {
       error_reply("GenericError", "cannot read /proc/loadavg");
       return;
     }
-    snprintf(buf, sizeof buf, "{\"return\":{\"load1m\":%s,\"load5m\":%s,\"load15m\":%s}}", l1, l5, l15);
+    snprintf(buf, sizeof buf, "{\"return\":{\"load1m\":%s,\"load5m\":%s,\"load15m\":%s}}", l1, l5,
+             l15);
     reply(buf);
   } else if (strcmp(name, "x-gm-burn") == 0) {
     long count = argument_long(args, "count", 1), seconds = argument_long(args, "seconds", 60);
@@ -225,7 +232,7 @@ static void handle(const char *msg) {
   }
 }
 
-int main(int argc, char **argv) {
+int main(int argc, char** argv) {
   char path[512];
   signal(SIGCHLD, SIG_IGN); /* burners are reaped by the kernel */
   signal(SIGPIPE, SIG_IGN);
@@ -271,12 +278,17 @@ serve:;
         continue;
       }
       if (depth == 0 && c != '{') continue; /* whitespace/newlines between messages */
-      if (len + 1 < sizeof msg) msg[len++] = (char)c;
-      else overflow = 1;
+      if (len + 1 < sizeof msg)
+        msg[len++] = (char)c;
+      else
+        overflow = 1;
       if (in_string) {
-        if (escaped) escaped = 0;
-        else if (c == '\\') escaped = 1;
-        else if (c == '"') in_string = 0;
+        if (escaped)
+          escaped = 0;
+        else if (c == '\\')
+          escaped = 1;
+        else if (c == '"')
+          in_string = 0;
       } else if (c == '"') {
         in_string = 1;
       } else if (c == '{' || c == '[') {
@@ -284,8 +296,10 @@ serve:;
       } else if (c == '}' || c == ']') {
         if (--depth == 0) {
           msg[len] = 0;
-          if (overflow) error_reply("GenericError", "message too long");
-          else handle(msg);
+          if (overflow)
+            error_reply("GenericError", "message too long");
+          else
+            handle(msg);
           len = 0, overflow = 0;
         }
       }

@@ -117,7 +117,8 @@ CurlConnection::~CurlConnection() {
   curl_multi_cleanup(multi_);
 }
 
-HttpResult CurlConnection::Perform(const HttpRequest& request, const Config& tls, const BodySink* sink,
+HttpResult CurlConnection::Perform(const HttpRequest& request, const Config& tls,
+                                   const BodySink* sink,
                                    std::initializer_list<const std::atomic<bool>*> stop) {
   HttpResult result;
   if (AnyStopped(stop)) {
@@ -143,7 +144,8 @@ HttpResult CurlConnection::Perform(const HttpRequest& request, const Config& tls
   curl_easy_setopt(easy_, CURLOPT_ACCEPT_ENCODING, "");  // large lists come gzip-ed
   curl_easy_setopt(easy_, CURLOPT_ERRORBUFFER, error_buffer);
   curl_easy_setopt(easy_, CURLOPT_TIMEOUT_MS, static_cast<long>(request.timeout.count()));
-  curl_easy_setopt(easy_, CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(request.connect_timeout.count()));
+  curl_easy_setopt(easy_, CURLOPT_CONNECTTIMEOUT_MS,
+                   static_cast<long>(request.connect_timeout.count()));
   if (request.method == "GET") {
     curl_easy_setopt(easy_, CURLOPT_HTTPGET, 1L);
   } else {
@@ -151,7 +153,8 @@ HttpResult CurlConnection::Perform(const HttpRequest& request, const Config& tls
   }
   if (request.body) {
     curl_easy_setopt(easy_, CURLOPT_POSTFIELDS, request.body->data());
-    curl_easy_setopt(easy_, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(request.body->size()));
+    curl_easy_setopt(easy_, CURLOPT_POSTFIELDSIZE_LARGE,
+                     static_cast<curl_off_t>(request.body->size()));
   }
   curl_slist* headers = nullptr;
   for (const auto& h : request.headers) headers = curl_slist_append(headers, h.c_str());
@@ -212,8 +215,8 @@ std::string UrlEncode(std::string_view s) {
   std::string out;
   out.reserve(s.size());
   for (unsigned char c : s) {
-    const bool unreserved = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-                            c == '-' || c == '.' || c == '_' || c == '~';
+    const bool unreserved = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
+                            (c >= '0' && c <= '9') || c == '-' || c == '.' || c == '_' || c == '~';
     if (unreserved) {
       out.push_back(static_cast<char>(c));
     } else {

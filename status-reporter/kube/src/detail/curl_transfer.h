@@ -36,7 +36,7 @@ struct HttpResult {
   bool cancelled = false;     ///< a stop flag ended it
   std::string error;          ///< curl's description when failed
   std::multimap<std::string, std::string> headers;  ///< names in lower case
-  std::string body;           ///< the body, unless a 2xx body went to the sink
+  std::string body;  ///< the body, unless a 2xx body went to the sink
   double seconds = 0;
 };
 

@@ -6,7 +6,8 @@
 namespace gm::kube::detail {
 
 bool AnyStopped(std::initializer_list<const std::atomic<bool>*> flags) {
-  return std::any_of(flags.begin(), flags.end(), [](const std::atomic<bool>* f) { return f && f->load(); });
+  return std::any_of(flags.begin(), flags.end(),
+                     [](const std::atomic<bool>* f) { return f && f->load(); });
 }
 
 bool SleepUnlessStopped(std::chrono::steady_clock::duration d,

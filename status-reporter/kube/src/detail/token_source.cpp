@@ -10,11 +10,14 @@
 namespace gm::kube::detail {
 namespace {
 
-bool SameTime(const timespec& a, const timespec& b) { return a.tv_sec == b.tv_sec && a.tv_nsec == b.tv_nsec; }
+bool SameTime(const timespec& a, const timespec& b) {
+  return a.tv_sec == b.tv_sec && a.tv_nsec == b.tv_nsec;
+}
 
 }  // namespace
 
-TokenSource::TokenSource(std::string token, std::string file, std::chrono::steady_clock::duration max_age)
+TokenSource::TokenSource(std::string token, std::string file,
+                         std::chrono::steady_clock::duration max_age)
     : token_(std::move(token)), file_(std::move(file)), max_age_(max_age) {
   if (!file_.empty()) {
     std::lock_guard<std::mutex> lock(mu_);

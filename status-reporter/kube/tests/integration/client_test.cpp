@@ -1,3 +1,5 @@
+#include "gm/kube/client.h"
+
 #include <doctest/doctest.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -11,7 +13,6 @@
 #include <vector>
 
 #include "fixture.h"
-#include "gm/kube/client.h"
 #include "gm/kube/paths.h"
 
 using namespace gm::kube;
@@ -79,11 +80,14 @@ TEST_CASE("create, get, update, patch and delete a pod, each failure has its typ
   const auto patched = client.Patch(path, {{"metadata", {{"annotations", {{"a", "1"}}}}}});
   CHECK(patched["metadata"]["annotations"]["a"] == "1");
   const auto failed_test = Caught<Invalid>([&] {
-    client.Patch(path, nlohmann::json::array({{{"op", "test"}, {"path", "/metadata/name"}, {"value", "nope"}}}),
-                 kJsonPatch);
+    client.Patch(
+        path,
+        nlohmann::json::array({{{"op", "test"}, {"path", "/metadata/name"}, {"value", "nope"}}}),
+        kJsonPatch);
   });
   CHECK(failed_test.code() == 422);
-  const auto bad_name = Caught<Invalid>([&] { client.Create(kPods, Pod("default", "Not_A_Name")); });
+  const auto bad_name =
+      Caught<Invalid>([&] { client.Create(kPods, Pod("default", "Not_A_Name")); });
   CHECK(bad_name.reason() == "Invalid");
 
   client.Delete(path);
@@ -93,32 +97,40 @@ TEST_CASE("create, get, update, patch and delete a pod, each failure has its typ
   CHECK(gone.message() == "pods \"web\" not found");
 }
 
-TEST_CASE("a pruned VMI status patch: Warning headers by default, 422 strict decoding error with Strict") {
+TEST_CASE(
+    "a pruned VMI status patch: Warning headers by default, 422 strict decoding error with "
+    "Strict") {
   Fixture fx;
   Client client(fx.config());
   client.Create(kVmis, {{"apiVersion", "kubevirt.io/v1"},
                         {"kind", "VirtualMachineInstance"},
                         {"metadata", {{"name", "vm1"}}},
                         {"spec", {{"domain", {{"devices", nlohmann::json::object()}}}}}});
-  const std::string status = ObjectPath("kubevirt.io/v1", "virtualmachineinstances", "default", "vm1", "status");
-  const nlohmann::json ratios = {{"status",
-                                  {{"memory", {{"guestCurrent", "2Gi"}, {"memoryOvercommitRatio", "1.5"}}},
-                                   {"currentCPUTopology", {{"cores", 2}, {"cpuAllocationRatio", 10}}}}}};
+  const std::string status =
+      ObjectPath("kubevirt.io/v1", "virtualmachineinstances", "default", "vm1", "status");
+  const nlohmann::json ratios = {
+      {"status",
+       {{"memory", {{"guestCurrent", "2Gi"}, {"memoryOvercommitRatio", "1.5"}}},
+        {"currentCPUTopology", {{"cores", 2}, {"cpuAllocationRatio", 10}}}}}};
 
   std::vector<std::string> warnings;
   const auto vmi = client.Patch(status, ratios, kMergePatch, {}, &warnings);
-  CHECK(warnings == std::vector<std::string>{R"(unknown field "status.currentCPUTopology.cpuAllocationRatio")",
-                                             R"(unknown field "status.memory.memoryOvercommitRatio")"});
+  CHECK(warnings ==
+        std::vector<std::string>{R"(unknown field "status.currentCPUTopology.cpuAllocationRatio")",
+                                 R"(unknown field "status.memory.memoryOvercommitRatio")"});
   CHECK(vmi["status"]["memory"]["guestCurrent"] == "2Gi");
   CHECK_FALSE(vmi["status"]["memory"].contains("memoryOvercommitRatio"));
 
-  const auto strict = Caught<Invalid>([&] { client.Patch(status, ratios, kMergePatch, {{"fieldValidation", "Strict"}}); });
+  const auto strict = Caught<Invalid>([&] {
+    client.Patch(status, ratios, kMergePatch, {{"fieldValidation", "Strict"}});
+  });
   CHECK(strict.code() == 422);
   CHECK(strict.message().find("strict decoding error: unknown field") != std::string::npos);
 
   fx.Admin("POST", "/fixture/pruning", {{"enabled", false}});
   warnings = {"stale"};
-  const auto kept = client.Patch(status, ratios, kMergePatch, {{"fieldValidation", "Strict"}}, &warnings);
+  const auto kept =
+      client.Patch(status, ratios, kMergePatch, {{"fieldValidation", "Strict"}}, &warnings);
   CHECK(warnings.empty());
   CHECK(kept["status"]["memory"]["memoryOvercommitRatio"] == "1.5");
 }
@@ -141,7 +153,8 @@ TEST_CASE("429 with Retry-After: retried after the server's delay, one success")
   REQUIRE(gets.size() == 2);
   CHECK(gets[0]["code"] == 429);
   CHECK(gets[1]["code"] == 200);
-  CHECK(attempts.seen == std::vector<std::pair<std::string, int>>{{"POST", 201}, {"GET", 429}, {"GET", 200}});
+  CHECK(attempts.seen ==
+        std::vector<std::pair<std::string, int>>{{"POST", 201}, {"GET", 429}, {"GET", 200}});
 }
 
 TEST_CASE("429 until the attempts run out: TooManyRequests, even for POST") {
@@ -152,7 +165,8 @@ TEST_CASE("429 until the attempts run out: TooManyRequests, even for POST") {
   fx.AddFault({{"resource", "pods"}, {"code", 429}, {"retryAfterSeconds", 0}, {"count", -1}});
   const auto busy = Caught<TooManyRequests>([&] { client.Create(kPods, Pod("default", "p")); });
   CHECK(busy.code() == 429);
-  CHECK(fx.Requests("create", "pods").size() == 3);  // 429: the server did not act, so POST is retried
+  CHECK(fx.Requests("create", "pods").size() ==
+        3);  // 429: the server did not act, so POST is retried
 }
 
 TEST_CASE("500 is retried with backoff for GET, not for POST") {
@@ -226,7 +240,8 @@ TEST_CASE("no server: a TransportError after the retries, code 0 for each attemp
   CHECK(attempts.seen == std::vector<std::pair<std::string, int>>{{"GET", 0}, {"GET", 0}});
   // Nothing was sent, so even a POST may try again.
   attempts.seen.clear();
-  CHECK_THROWS_AS(client.Create("/api/v1/namespaces/default/pods", Pod("default", "p")), TransportError);
+  CHECK_THROWS_AS(client.Create("/api/v1/namespaces/default/pods", Pod("default", "p")),
+                  TransportError);
   CHECK(attempts.seen.size() == 2);
 }
 
@@ -237,7 +252,8 @@ TEST_CASE("the TLS server is verified against the kubeconfig's CA") {
   wrong_ca.ca_file = other.config().ca_file;
   ClientOptions options;
   options.retry.max_attempts = 1;
-  const auto untrusted = Caught<TransportError>([&] { Client(wrong_ca, options).Get("/api/v1/pods"); });
+  const auto untrusted =
+      Caught<TransportError>([&] { Client(wrong_ca, options).Get("/api/v1/pods"); });
   CHECK(std::string(untrusted.what()).find("certificate") != std::string::npos);
 
   // The same CA given in memory (as certificate-authority-data would) works.
@@ -253,12 +269,15 @@ TEST_CASE("a rotated token file is re-read, a 401 re-reads it at once and retrie
   // Service-account tokens bound to pods: deleting the pod revokes its token.
   for (const char* name : {"rot-a", "rot-b", "rot-c"}) fx.Create(kPods, Pod("default", name));
   auto token_for = [&](const std::string& pod) {
-    return fx.Admin("POST", "/fixture/tokens",
-                    {{"namespace", "default"}, {"serviceAccount", "default"}, {"podName", pod}})["token"]
+    return fx
+        .Admin("POST", "/fixture/tokens",
+               {{"namespace", "default"}, {"serviceAccount", "default"}, {"podName", pod}})["token"]
         .get<std::string>();
   };
   const std::string token_file = fx.dir() + "/sa-token";
-  auto write_token = [&](const std::string& token) { std::ofstream(token_file, std::ios::trunc) << token << "\n"; };
+  auto write_token = [&](const std::string& token) {
+    std::ofstream(token_file, std::ios::trunc) << token << "\n";
+  };
   write_token(token_for("rot-a"));
 
   Config config = fx.config();

@@ -1,9 +1,9 @@
 #include "fixture.h"
 
+#include <fcntl.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
-#include <fcntl.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -45,7 +45,8 @@ Fixture::Fixture(const std::vector<std::string>& extra_args) {
   dir_ = tmpl;
   const std::string log = dir_ + "/fixture.log";
 
-  std::vector<std::string> args{GM_PYTHON3, GM_APISERVER_FIXTURE, "--port", "0", "--state-dir", dir_};
+  std::vector<std::string> args{GM_PYTHON3, GM_APISERVER_FIXTURE, "--port",
+                                "0",        "--state-dir",        dir_};
   args.insert(args.end(), extra_args.begin(), extra_args.end());
   std::vector<char*> argv;
   for (auto& a : args) argv.push_back(a.data());
@@ -105,7 +106,8 @@ Fixture::~Fixture() {
 
 gm::kube::Config Fixture::config() const { return gm::kube::LoadKubeconfig(kubeconfig_); }
 
-nlohmann::json Fixture::Admin(const std::string& verb, const std::string& path, const nlohmann::json& body) {
+nlohmann::json Fixture::Admin(const std::string& verb, const std::string& path,
+                              const nlohmann::json& body) {
   gm::kube::RequestSpec spec;
   spec.verb = verb;
   spec.path = path;
@@ -115,11 +117,13 @@ nlohmann::json Fixture::Admin(const std::string& verb, const std::string& path, 
   return r.body.empty() ? nlohmann::json() : nlohmann::json::parse(r.body);
 }
 
-std::vector<nlohmann::json> Fixture::Requests(const std::string& verb, const std::string& resource) {
+std::vector<nlohmann::json> Fixture::Requests(const std::string& verb,
+                                              const std::string& resource) {
   std::vector<nlohmann::json> out;
   const auto all = Admin("GET", "/fixture/requests");
   for (const auto& r : all.at("requests")) {
-    if ((verb.empty() || r.value("verb", "") == verb) && (resource.empty() || r.value("resource", "") == resource)) {
+    if ((verb.empty() || r.value("verb", "") == verb) &&
+        (resource.empty() || r.value("resource", "") == resource)) {
       out.push_back(r);
     }
   }
@@ -131,10 +135,11 @@ nlohmann::json Fixture::Create(const std::string& collection_path, const nlohman
 }
 
 nlohmann::json Pod(const std::string& ns, const std::string& name, const nlohmann::json& labels) {
-  return {{"apiVersion", "v1"},
-          {"kind", "Pod"},
-          {"metadata", {{"namespace", ns}, {"name", name}, {"labels", labels}}},
-          {"spec", {{"containers", nlohmann::json::array({{{"name", "c"}, {"image", "busybox"}}})}}}};
+  return {
+      {"apiVersion", "v1"},
+      {"kind", "Pod"},
+      {"metadata", {{"namespace", ns}, {"name", name}, {"labels", labels}}},
+      {"spec", {{"containers", nlohmann::json::array({{{"name", "c"}, {"image", "busybox"}}})}}}};
 }
 
 bool Eventually(const std::function<bool()>& condition, std::chrono::milliseconds timeout) {

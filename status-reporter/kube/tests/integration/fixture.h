@@ -5,11 +5,10 @@
 
 #include <sys/types.h>
 
-#include <nlohmann/json.hpp>
-
 #include <chrono>
 #include <functional>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
@@ -31,10 +30,12 @@ class Fixture {
   int port() const { return port_; }
 
   /// A fixture admin call (/fixture/...), outside any client under test.
-  nlohmann::json Admin(const std::string& verb, const std::string& path, const nlohmann::json& body = nullptr);
+  nlohmann::json Admin(const std::string& verb, const std::string& path,
+                       const nlohmann::json& body = nullptr);
   void AddFault(const nlohmann::json& fault) { Admin("POST", "/fixture/faults", fault); }
   /// The API request log, optionally only the requests with this verb and resource.
-  std::vector<nlohmann::json> Requests(const std::string& verb = "", const std::string& resource = "");
+  std::vector<nlohmann::json> Requests(const std::string& verb = "",
+                                       const std::string& resource = "");
   void ResetRequests() { Admin("POST", "/fixture/requests/reset"); }
 
   /// Creates objects through the admin client (pods, leases, VMIs ...).
@@ -49,7 +50,8 @@ class Fixture {
 };
 
 /// A minimal pod.
-nlohmann::json Pod(const std::string& ns, const std::string& name, const nlohmann::json& labels = nlohmann::json::object());
+nlohmann::json Pod(const std::string& ns, const std::string& name,
+                   const nlohmann::json& labels = nlohmann::json::object());
 
 /// Polls `condition` every 10 ms until it holds or `timeout` passes.
 bool Eventually(const std::function<bool()>& condition,

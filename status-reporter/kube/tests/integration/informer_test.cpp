@@ -1,3 +1,5 @@
+#include "gm/kube/informer.h"
+
 #include <doctest/doctest.h>
 
 #include <mutex>
@@ -6,7 +8,6 @@
 #include <vector>
 
 #include "fixture.h"
-#include "gm/kube/informer.h"
 
 using namespace gm::kube;
 using kube_it::Eventually;
@@ -17,7 +18,6 @@ using kube_it::SecondsSince;
 using Clock = std::chrono::steady_clock;
 
 namespace {
-
 
 // What the tests keep of a pod: two fields, not the JSON.
 struct PodView {
@@ -57,7 +57,8 @@ struct Events {
 // An informer on its own thread, stopped and joined on scope exit.
 struct Running {
   Running(Client& client, InformerOptions options, Events& events)
-      : informer(client, std::move(options), View, events.Handlers()), thread([this] { informer.Run(stop); }) {}
+      : informer(client, std::move(options), View, events.Handlers()),
+        thread([this] { informer.Run(stop); }) {}
   ~Running() {
     stop = true;
     thread.join();
@@ -115,7 +116,8 @@ TEST_CASE("informer: lists in pages, keeps only the transformed fields, then wat
 
   fx.Create(kPods, Pod("default", "new", {{"app", "web"}}));
   REQUIRE(Eventually([&] { return events.Saw("upsert default/new web"); }));
-  fx.Admin("PATCH", ObjectPath("v1", "pods", "default", "new"), {{"metadata", {{"labels", {{"app", "api"}}}}}});
+  fx.Admin("PATCH", ObjectPath("v1", "pods", "default", "new"),
+           {{"metadata", {{"labels", {{"app", "api"}}}}}});
   REQUIRE(Eventually([&] { return events.Saw("upsert default/new api"); }));
   CHECK(run.informer.Get("default/new")->app == "api");
   fx.Admin("DELETE", ObjectPath("v1", "pods", "default", "new"));
@@ -160,16 +162,21 @@ TEST_CASE("informer: a dropped watch resumes from the last resourceVersion witho
   const std::string rv_before = run.informer.LastSyncResourceVersion();
 
   fx.Admin("POST", "/fixture/drop-watches", {{"graceful", false}});
-  for (int i = 0; i < 5; ++i) fx.Create(kPods, Pod("default", "while-down-" + std::to_string(i), {{"app", "d"}}));
+  for (int i = 0; i < 5; ++i)
+    fx.Create(kPods, Pod("default", "while-down-" + std::to_string(i), {{"app", "d"}}));
   REQUIRE(Eventually([&] { return run.informer.Size() == 8; }));
-  for (int i = 0; i < 5; ++i) CHECK(events.Saw("upsert default/while-down-" + std::to_string(i) + " d"));
+  for (int i = 0; i < 5; ++i)
+    CHECK(events.Saw("upsert default/while-down-" + std::to_string(i) + " d"));
   CHECK(fx.Requests("list", "pods").size() == 1);  // resumed, not relisted
   const auto watches = fx.Requests("watch", "pods");
   REQUIRE(watches.size() >= 2);
-  CHECK(watches[1]["query"].get<std::string>().find("resourceVersion=" + rv_before) != std::string::npos);
+  CHECK(watches[1]["query"].get<std::string>().find("resourceVersion=" + rv_before) !=
+        std::string::npos);
 }
 
-TEST_CASE("informer: after compaction the resumed watch gets 410, the informer relists and reports what it missed") {
+TEST_CASE(
+    "informer: after compaction the resumed watch gets 410, the informer relists and reports what "
+    "it missed") {
   Fixture fx;
   Client client(fx.config());
   fx.Admin("POST", "/fixture/load", Seed(3));
@@ -186,7 +193,9 @@ TEST_CASE("informer: after compaction the resumed watch gets 410, the informer r
   fx.Admin("POST", "/fixture/compact", nlohmann::json::object());
 
   REQUIRE(Eventually([&] { return fx.Requests("list", "pods").size() == 2; }));
-  REQUIRE(Eventually([&] { return events.Saw("delete default/seed-100") && events.Saw("upsert default/fresh f"); }));
+  REQUIRE(Eventually([&] {
+    return events.Saw("delete default/seed-100") && events.Saw("upsert default/fresh f");
+  }));
   CHECK_FALSE(run.informer.Get("default/seed-100"));
   CHECK(run.informer.Size() == 3);
   // The relist reports every present object again, as a Replace.
@@ -207,6 +216,6 @@ TEST_CASE("informer: a 410 answer to the watch request also relists, stop ends R
   REQUIRE(Eventually([&] { return fx.Requests("watch", "pods").size() >= 3; }));
 
   const auto start = Clock::now();
-  run.reset();  // stop + join while the watch is open
+  run.reset();                       // stop + join while the watch is open
   CHECK(SecondsSince(start) < 2.0);  // not after the watch ends by itself
 }

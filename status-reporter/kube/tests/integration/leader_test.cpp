@@ -1,10 +1,11 @@
+#include "gm/kube/leader.h"
+
 #include <doctest/doctest.h>
 
 #include <memory>
 #include <thread>
 
 #include "fixture.h"
-#include "gm/kube/leader.h"
 #include "gm/kube/microtime.h"
 #include "gm/kube/paths.h"
 
@@ -55,7 +56,8 @@ class Candidate {
 
 }  // namespace
 
-TEST_CASE("leader election: of two candidates exactly one leads, a graceful stop hands over quickly") {
+TEST_CASE(
+    "leader election: of two candidates exactly one leads, a graceful stop hands over quickly") {
   Fixture fx;
   Candidate a(fx.config(), "pod-a");
   Candidate b(fx.config(), "pod-b");
@@ -90,19 +92,23 @@ TEST_CASE("leader election: of two candidates exactly one leads, a graceful stop
   CHECK(lease["spec"]["leaseTransitions"] == transitions + 1);
 }
 
-TEST_CASE("leader election: a stop that cuts off a renewal the server already committed still hands the Lease back") {
+TEST_CASE(
+    "leader election: a stop that cuts off a renewal the server already committed still hands the "
+    "Lease back") {
   Fixture fx;
   Candidate a(fx.config(), "pod-a");
   REQUIRE(Eventually([&] { return a.IsLeader(); }, milliseconds(3000)));
   // The next renewal is committed but its answer is held back, so the leader
   // is stopped not knowing the Lease's new resourceVersion.
   fx.AddFault({{"method", "PUT"}, {"resource", "leases"}, {"answerDelaySeconds", 3}});
-  REQUIRE(Eventually([&] {
-    for (const auto& r : fx.Requests("update", "leases")) {
-      if (r.contains("answerDelaySeconds")) return true;
-    }
-    return false;
-  }, milliseconds(3000)));
+  REQUIRE(Eventually(
+      [&] {
+        for (const auto& r : fx.Requests("update", "leases")) {
+          if (r.contains("answerDelaySeconds")) return true;
+        }
+        return false;
+      },
+      milliseconds(3000)));
   const auto stop_at = Clock::now();
   a.Stop();
   CHECK(SecondsSince(stop_at) < 2.0);  // does not wait for the held-back answer
@@ -135,7 +141,10 @@ TEST_CASE("leader election: a leader that sees another holder steps down at its 
   Candidate a(fx.config(), "pod-a");
   REQUIRE(Eventually([&] { return a.IsLeader(); }, milliseconds(3000)));
   // Someone else writes the Lease (another elector with a stale view, an operator).
-  fx.Admin("PATCH", kLease, {{"spec", {{"holderIdentity", "intruder"}, {"renewTime", FormatMicroTime(std::chrono::system_clock::now())}}}});
+  fx.Admin("PATCH", kLease,
+           {{"spec",
+             {{"holderIdentity", "intruder"},
+              {"renewTime", FormatMicroTime(std::chrono::system_clock::now())}}}});
   const auto start = Clock::now();
   REQUIRE(Eventually([&] { return !a.IsLeader(); }, milliseconds(3000)));
   CHECK(SecondsSince(start) < 1.5);  // at the next renewal, not after the renew deadline

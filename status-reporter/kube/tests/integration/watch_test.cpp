@@ -26,32 +26,38 @@ TEST_CASE("watch: events arrive in order and the handler ends the stream") {
     fx.Admin("DELETE", ObjectPath("v1", "pods", "default", "before"));
   });
   // resourceVersion unset: the existing objects come first, as ADDED.
-  client.Watch(kPods, {}, [&](const std::string& type, const nlohmann::json& object) {
-    seen.push_back(type + " " + object["metadata"]["name"].get<std::string>());
-    return seen.size() < 3;
-  }, stop);
+  client.Watch(
+      kPods, {},
+      [&](const std::string& type, const nlohmann::json& object) {
+        seen.push_back(type + " " + object["metadata"]["name"].get<std::string>());
+        return seen.size() < 3;
+      },
+      stop);
   writer.join();
   CHECK(seen == std::vector<std::string>{"ADDED before", "ADDED after", "DELETED before"});
 }
 
-TEST_CASE("watch: bookmarks when asked, timeoutSeconds ends the stream cleanly, stop ends it at once") {
+TEST_CASE(
+    "watch: bookmarks when asked, timeoutSeconds ends the stream cleanly, stop ends it at once") {
   Fixture fx;
   Client client(fx.config());
   const auto list = client.Get(kPods);
   std::atomic<bool> stop{false};
   int bookmarks = 0;
   auto start = Clock::now();
-  client.Watch(kPods,
-               {{"resourceVersion", list["metadata"]["resourceVersion"]}, {"allowWatchBookmarks", "true"},
-                {"timeoutSeconds", "1"}},
-               [&](const std::string& type, const nlohmann::json& object) {
-                 if (type == "BOOKMARK") {
-                   ++bookmarks;
-                   CHECK_FALSE(object["metadata"]["resourceVersion"].get<std::string>().empty());
-                 }
-                 return true;
-               },
-               stop);
+  client.Watch(
+      kPods,
+      {{"resourceVersion", list["metadata"]["resourceVersion"]},
+       {"allowWatchBookmarks", "true"},
+       {"timeoutSeconds", "1"}},
+      [&](const std::string& type, const nlohmann::json& object) {
+        if (type == "BOOKMARK") {
+          ++bookmarks;
+          CHECK_FALSE(object["metadata"]["resourceVersion"].get<std::string>().empty());
+        }
+        return true;
+      },
+      stop);
   CHECK(SecondsSince(start) >= 0.9);
   CHECK(bookmarks >= 2);  // one every 0.3 s
 
@@ -60,7 +66,8 @@ TEST_CASE("watch: bookmarks when asked, timeoutSeconds ends the stream cleanly, 
     stop = true;
   });
   start = Clock::now();
-  client.Watch(kPods, {}, [](const std::string&, const nlohmann::json&) { return true; }, stop);
+  client.Watch(
+      kPods, {}, [](const std::string&, const nlohmann::json&) { return true; }, stop);
   CHECK(SecondsSince(start) < 2.0);  // at once, not at the watch's own end
   stopper.join();
 }
@@ -68,13 +75,15 @@ TEST_CASE("watch: bookmarks when asked, timeoutSeconds ends the stream cleanly, 
 TEST_CASE("watch: a compacted resourceVersion is an ERROR event, thrown as Gone") {
   Fixture fx;
   Client client(fx.config());
-  const auto old_rv = fx.Create(kPods, Pod("default", "a"))["metadata"]["resourceVersion"].get<std::string>();
+  const auto old_rv =
+      fx.Create(kPods, Pod("default", "a"))["metadata"]["resourceVersion"].get<std::string>();
   fx.Create(kPods, Pod("default", "b"));
   fx.Admin("POST", "/fixture/compact", nlohmann::json::object());
   std::atomic<bool> stop{false};
   try {
-    client.Watch(kPods, {{"resourceVersion", old_rv}}, [](const std::string&, const nlohmann::json&) { return true; },
-                 stop);
+    client.Watch(
+        kPods, {{"resourceVersion", old_rv}},
+        [](const std::string&, const nlohmann::json&) { return true; }, stop);
     FAIL("no error");
   } catch (const Gone& e) {
     CHECK(e.code() == 410);
@@ -91,11 +100,15 @@ TEST_CASE("watch: a dropped connection is a TransportError, an error answer is t
     std::this_thread::sleep_for(std::chrono::milliseconds(200));
     fx.Admin("POST", "/fixture/drop-watches", {{"graceful", false}});
   });
-  CHECK_THROWS_AS(client.Watch(kPods, {}, [](const std::string&, const nlohmann::json&) { return true; }, stop),
-                  TransportError);
+  CHECK_THROWS_AS(
+      client.Watch(
+          kPods, {}, [](const std::string&, const nlohmann::json&) { return true; }, stop),
+      TransportError);
   dropper.join();
 
   fx.AddFault({{"verb", "watch"}, {"code", 403}});
-  CHECK_THROWS_AS(client.Watch(kPods, {}, [](const std::string&, const nlohmann::json&) { return true; }, stop),
-                  Forbidden);
+  CHECK_THROWS_AS(
+      client.Watch(
+          kPods, {}, [](const std::string&, const nlohmann::json&) { return true; }, stop),
+      Forbidden);
 }

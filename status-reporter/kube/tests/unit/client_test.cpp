@@ -1,3 +1,5 @@
+#include "gm/kube/client.h"
+
 #include <doctest/doctest.h>
 #include <unistd.h>
 
@@ -5,7 +7,6 @@
 #include <stdexcept>
 
 #include "detail/curl_transfer.h"
-#include "gm/kube/client.h"
 
 using namespace gm::kube;
 using std::chrono::seconds;
@@ -25,7 +26,8 @@ TEST_CASE("Warning headers: the API server's 299 form, lists, dates, and malform
   using V = std::vector<std::string>;
   CHECK(ParseWarningHeader(R"(299 - "unknown field \"status.memory.memoryOvercommitRatio\"")") ==
         V{R"(unknown field "status.memory.memoryOvercommitRatio")"});
-  CHECK(ParseWarningHeader(R"(299 - "first", 299 kube-apiserver "second" "Wed, 21 Oct 2015 07:28:00 GMT")") ==
+  CHECK(ParseWarningHeader(
+            R"(299 - "first", 299 kube-apiserver "second" "Wed, 21 Oct 2015 07:28:00 GMT")") ==
         V{"first", "second"});
   CHECK(ParseWarningHeader("not a warning") == V{"not a warning"});
   CHECK(ParseWarningHeader(R"(299 - "unterminated)") == V{R"(299 - "unterminated)"});

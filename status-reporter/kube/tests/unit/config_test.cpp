@@ -1,3 +1,5 @@
+#include "gm/kube/config.h"
+
 #include <doctest/doctest.h>
 #include <unistd.h>
 
@@ -6,8 +8,6 @@
 #include <fstream>
 #include <stdexcept>
 #include <string>
-
-#include "gm/kube/config.h"
 
 using gm::kube::Config;
 using gm::kube::InClusterConfig;
@@ -58,13 +58,14 @@ std::string WithUser(const std::string& user_body) {
   return "current-context: c\n"
          "clusters: [{name: k, cluster: {server: 'https://k:6443'}}]\n"
          "contexts: [{name: c, context: {cluster: k, user: u}}]\n"
-         "users:\n- name: u\n  user:\n" + user_body;
+         "users:\n- name: u\n  user:\n" +
+         user_body;
 }
 
 std::string WithCluster(const std::string& cluster_body) {
   return "current-context: c\n"
-         "clusters:\n- name: k\n  cluster:\n" + cluster_body +
-         "contexts: [{name: c, context: {cluster: k}}]\n";
+         "clusters:\n- name: k\n  cluster:\n" +
+         cluster_body + "contexts: [{name: c, context: {cluster: k}}]\n";
 }
 
 struct TempDir {
@@ -73,13 +74,17 @@ struct TempDir {
     path = ::mkdtemp(tmpl);
   }
   ~TempDir() { std::filesystem::remove_all(path); }
-  void Write(const std::string& name, const std::string& text) const { std::ofstream(path + "/" + name) << text; }
+  void Write(const std::string& name, const std::string& text) const {
+    std::ofstream(path + "/" + name) << text;
+  }
   std::string path;
 };
 
 }  // namespace
 
-TEST_CASE("kubeconfig: the current context's cluster, user and namespace, relative paths from the file's directory") {
+TEST_CASE(
+    "kubeconfig: the current context's cluster, user and namespace, relative paths from the file's "
+    "directory") {
   const Config c = ParseKubeconfig(kTwoContexts, "/home/me/.kube/config", "/home/me/.kube");
   CHECK(c.server == "https://dev.example:6443");
   CHECK(c.ca_file == "/home/me/.kube/certs/ca.crt");
@@ -102,14 +107,18 @@ TEST_CASE("kubeconfig: an explicit context, *-data fields are decoded into memor
   CHECK(c.default_namespace == "default");
 }
 
-TEST_CASE("kubeconfig: tokenFile, client certificate files, insecure-skip-tls-verify, anonymous user") {
-  Config c = ParseKubeconfig(WithUser("    tokenFile: tok\n    client-certificate: /abs/c.pem\n    client-key: k.pem\n"),
-                             "/x", "/dir");
+TEST_CASE(
+    "kubeconfig: tokenFile, client certificate files, insecure-skip-tls-verify, anonymous user") {
+  Config c = ParseKubeconfig(
+      WithUser("    tokenFile: tok\n    client-certificate: /abs/c.pem\n    client-key: k.pem\n"),
+      "/x", "/dir");
   CHECK(c.token_file == "/dir/tok");
   CHECK(c.client_cert_file == "/abs/c.pem");
   CHECK(c.client_key_file == "/dir/k.pem");
 
-  c = ParseKubeconfig(WithCluster("    server: http://127.0.0.1:8080\n    insecure-skip-tls-verify: true\n"), "/x", "/dir");
+  c = ParseKubeconfig(
+      WithCluster("    server: http://127.0.0.1:8080\n    insecure-skip-tls-verify: true\n"), "/x",
+      "/dir");
   CHECK(c.insecure_skip_tls_verify);
   CHECK(c.server == "http://127.0.0.1:8080");
   CHECK(c.token.empty());
@@ -117,7 +126,8 @@ TEST_CASE("kubeconfig: tokenFile, client certificate files, insecure-skip-tls-ve
 
 TEST_CASE("kubeconfig: bad files say what is wrong and where") {
   CHECK(ErrorOf(kTwoContexts, "foo") == "kubeconfig /x: context \"foo\" not found");
-  CHECK(ErrorOf("clusters: []\n") == "kubeconfig /x: no context given and current-context is not set");
+  CHECK(ErrorOf("clusters: []\n") ==
+        "kubeconfig /x: no context given and current-context is not set");
   CHECK(ErrorOf("current-context: c\ncontexts: [{name: c, context: {cluster: nope}}]\n") ==
         "kubeconfig /x: cluster \"nope\" not found");
   CHECK(ErrorOf("current-context: c\nclusters: [{name: k, cluster: {server: 'https://k'}}]\n"
@@ -125,23 +135,32 @@ TEST_CASE("kubeconfig: bad files say what is wrong and where") {
         "kubeconfig /x: user \"ghost\" not found");
   CHECK(ErrorOf("current-context: c\ncontexts: [{name: c, context: {user: u}}]\n") ==
         "kubeconfig /x: context \"c\" names no cluster");
-  CHECK(ErrorOf("current-context: c\ncontexts: {c: 1}\n") == "kubeconfig /x: contexts is not a list");
-  CHECK(ErrorOf(WithCluster("    certificate-authority: ca.crt\n")) == "kubeconfig /x: cluster \"k\" has no server");
+  CHECK(ErrorOf("current-context: c\ncontexts: {c: 1}\n") ==
+        "kubeconfig /x: contexts is not a list");
+  CHECK(ErrorOf(WithCluster("    certificate-authority: ca.crt\n")) ==
+        "kubeconfig /x: cluster \"k\" has no server");
   CHECK(ErrorOf(WithCluster("    server: k8s.example:6443\n")) ==
         "kubeconfig /x: cluster \"k\": server \"k8s.example:6443\" is not an http(s) URL");
-  CHECK(ErrorOf(WithCluster("    server: https://k\n    certificate-authority-data: '!!notbase64'\n")) ==
+  CHECK(ErrorOf(WithCluster(
+            "    server: https://k\n    certificate-authority-data: '!!notbase64'\n")) ==
         "kubeconfig /x: cluster \"k\": certificate-authority-data is not valid base64");
-  CHECK(ErrorOf(WithCluster("    server: https://k\n    certificate-authority: a\n    certificate-authority-data: aGVsbG8=\n")) ==
-        "kubeconfig /x: cluster \"k\": certificate-authority and certificate-authority-data are both set");
-  CHECK(ErrorOf(WithCluster("    server: https://k\n    certificate-authority: a\n    insecure-skip-tls-verify: true\n")) ==
-        "kubeconfig /x: cluster \"k\": insecure-skip-tls-verify cannot be combined with a certificate authority");
+  CHECK(ErrorOf(WithCluster("    server: https://k\n    certificate-authority: a\n    "
+                            "certificate-authority-data: aGVsbG8=\n")) ==
+        "kubeconfig /x: cluster \"k\": certificate-authority and certificate-authority-data are "
+        "both set");
+  CHECK(ErrorOf(WithCluster("    server: https://k\n    certificate-authority: a\n    "
+                            "insecure-skip-tls-verify: true\n")) ==
+        "kubeconfig /x: cluster \"k\": insecure-skip-tls-verify cannot be combined with a "
+        "certificate authority");
   CHECK(ErrorOf(WithCluster("    server: https://k\n    insecure-skip-tls-verify: maybe\n")) ==
         "kubeconfig /x: cluster \"k\": insecure-skip-tls-verify is not a boolean");
   CHECK(ErrorOf(WithUser("    exec: {command: aws}\n")) ==
-        "kubeconfig /x: user \"u\": exec is not supported; use a token, tokenFile or client certificate");
+        "kubeconfig /x: user \"u\": exec is not supported; use a token, tokenFile or client "
+        "certificate");
   CHECK(ErrorOf(WithUser("    client-certificate: c.pem\n")) ==
         "kubeconfig /x: user \"u\": a client certificate needs both the certificate and the key");
-  CHECK(ErrorOf(WithUser("    token: [a, b]\n")) == "kubeconfig /x: user \"u\": token is not a string");
+  CHECK(ErrorOf(WithUser("    token: [a, b]\n")) ==
+        "kubeconfig /x: user \"u\": token is not a string");
   CHECK(ErrorOf("- just\n- a list\n") ==
         "kubeconfig /x: not a kubeconfig (expected a mapping with clusters, contexts and users)");
   CHECK(ErrorOf("").find("not a kubeconfig") != std::string::npos);
@@ -155,11 +174,13 @@ TEST_CASE("kubeconfig: LoadKubeconfig reads the file and resolves paths against 
   const Config c = LoadKubeconfig(dir.path + "/config");
   CHECK(c.server == "https://k:6443");
   CHECK(c.token_file == dir.path + "/token");
-  CHECK_THROWS_WITH_AS(LoadKubeconfig(dir.path + "/missing"), ("kubeconfig " + dir.path + "/missing: cannot be read").c_str(),
+  CHECK_THROWS_WITH_AS(LoadKubeconfig(dir.path + "/missing"),
+                       ("kubeconfig " + dir.path + "/missing: cannot be read").c_str(),
                        std::invalid_argument);
 }
 
-TEST_CASE("in-cluster config: service host and port, token file (re-read later), CA and namespace") {
+TEST_CASE(
+    "in-cluster config: service host and port, token file (re-read later), CA and namespace") {
   TempDir dir;
   dir.Write("token", "t0ken\n");
   dir.Write("ca.crt", "-----BEGIN CERTIFICATE-----\n");

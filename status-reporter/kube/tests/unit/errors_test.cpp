@@ -1,8 +1,8 @@
+#include "gm/kube/errors.h"
+
 #include <doctest/doctest.h>
 
 #include <string>
-
-#include "gm/kube/errors.h"
 
 using namespace gm::kube;
 
@@ -25,14 +25,17 @@ bool Throws(int code) {
 }  // namespace
 
 TEST_CASE("a Status body becomes code, reason, message and retryAfterSeconds") {
-  const Status s = ParseStatus(404, R"({"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure",
+  const Status s =
+      ParseStatus(404, R"({"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure",
       "message":"pods \"web\" not found","reason":"NotFound","details":{"name":"web","kind":"pods"},"code":404})");
   CHECK(s.code == 404);
   CHECK(s.reason == "NotFound");
   CHECK(s.message == "pods \"web\" not found");
   CHECK_FALSE(s.retry_after_seconds);
 
-  const Status busy = ParseStatus(429, R"({"kind":"Status","status":"Failure","message":"Too many requests, please try again later.",
+  const Status busy = ParseStatus(
+      429,
+      R"({"kind":"Status","status":"Failure","message":"Too many requests, please try again later.",
       "reason":"TooManyRequests","details":{"retryAfterSeconds":3},"code":429})");
   CHECK(busy.reason == "TooManyRequests");
   REQUIRE(busy.retry_after_seconds);
@@ -44,10 +47,12 @@ TEST_CASE("a body that is not a Status still gives a usable error") {
   CHECK(proxy.code == 502);
   CHECK(proxy.reason == "Unknown");
   CHECK(proxy.message ==
-        "the server responded with the status code 502 but did not return more information: <html>Bad Gateway</html>");
+        "the server responded with the status code 502 but did not return more information: "
+        "<html>Bad Gateway</html>");
   const Status empty = ParseStatus(403, "");
   CHECK(empty.reason == "Forbidden");
-  CHECK(empty.message == "the server responded with the status code 403 but did not return more information");
+  CHECK(empty.message ==
+        "the server responded with the status code 403 but did not return more information");
   // JSON, but not a Status: the code decides.
   CHECK(ParseStatus(409, R"({"kind":"Pod"})").reason == "Conflict");
   // A long page is cut: the message stays readable.
@@ -55,7 +60,8 @@ TEST_CASE("a body that is not a Status still gives a usable error") {
 }
 
 TEST_CASE("a watch ERROR event's Status carries its own code") {
-  const auto object = nlohmann::json::parse(R"json({"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure",
+  const auto object = nlohmann::json::parse(
+      R"json({"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure",
       "message":"too old resource version: 5 (9)","reason":"Expired","code":410})json");
   const Status s = StatusFromObject(object, 500);
   CHECK(s.code == 410);
@@ -80,7 +86,9 @@ TEST_CASE("ThrowApiError picks the class by code, what() names code, reason and 
   CHECK_FALSE(Throws<ServerError>(400));
   CHECK_FALSE(Throws<NotFound>(410));
 
-  const ApiError e(ParseStatus(409, R"({"kind":"Status","reason":"AlreadyExists","message":"pods \"a\" already exists","code":409})"));
+  const ApiError e(ParseStatus(
+      409,
+      R"({"kind":"Status","reason":"AlreadyExists","message":"pods \"a\" already exists","code":409})"));
   CHECK(std::string(e.what()) == "409 AlreadyExists: pods \"a\" already exists");
   Status transport;
   transport.reason = "TransportError";

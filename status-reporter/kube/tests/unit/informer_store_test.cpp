@@ -16,14 +16,17 @@ struct PodInfo {
 };
 
 nlohmann::json Pod(const std::string& name, const std::string& node) {
-  return {{"metadata", {{"namespace", "ns"}, {"name", name}, {"resourceVersion", "1"}}},
-          {"spec", {{"nodeName", node}, {"containers", nlohmann::json::array({{{"name", "big"}}})}}}};
+  return {
+      {"metadata", {{"namespace", "ns"}, {"name", name}, {"resourceVersion", "1"}}},
+      {"spec", {{"nodeName", node}, {"containers", nlohmann::json::array({{{"name", "big"}}})}}}};
 }
 
 struct Recorder {
   std::vector<std::string> events;
   InformerHandlers<PodInfo> Handlers() {
-    return {[this](const std::string& key, const PodInfo& p) { events.push_back("upsert " + key + " " + p.node); },
+    return {[this](const std::string& key, const PodInfo& p) {
+              events.push_back("upsert " + key + " " + p.node);
+            },
             [this](const std::string& key) { events.push_back("delete " + key); }};
   }
 };
@@ -41,7 +44,9 @@ PodInfo NodeOf(const nlohmann::json& pod) {
 
 }  // namespace
 
-TEST_CASE("informer store: a list replaces the store, reporting deletions it missed and every present object") {
+TEST_CASE(
+    "informer store: a list replaces the store, reporting deletions it missed and every present "
+    "object") {
   Client client(Unused());
   Recorder rec;
   Informer<PodInfo> informer(client, {}, NodeOf, rec.Handlers());

@@ -1,8 +1,8 @@
+#include "gm/kube/leader.h"
+
 #include <doctest/doctest.h>
 
 #include <stdexcept>
-
-#include "gm/kube/leader.h"
 
 using namespace gm::kube;
 
@@ -16,12 +16,15 @@ TEST_CASE("lease record: fields read from the spec, missing ones as zero values"
   CHECK(r.renew_time == "2024-05-01T12:00:10.000000Z");
   CHECK(r.lease_transitions == 3);
 
-  const LeaseRecord empty = LeaseRecordFromSpec(nlohmann::json::parse(R"({"holderIdentity":null})"));
+  const LeaseRecord empty =
+      LeaseRecordFromSpec(nlohmann::json::parse(R"({"holderIdentity":null})"));
   CHECK(empty.holder_identity.empty());
   CHECK(empty.lease_duration_seconds == 0);
   CHECK(LeaseRecordFromSpec(nullptr).holder_identity.empty());
-  CHECK_THROWS_AS(LeaseRecordFromSpec(nlohmann::json::parse(R"({"leaseDurationSeconds":"15"})")), std::invalid_argument);
-  CHECK_THROWS_AS(LeaseRecordFromSpec(nlohmann::json::parse(R"({"holderIdentity":7})")), std::invalid_argument);
+  CHECK_THROWS_AS(LeaseRecordFromSpec(nlohmann::json::parse(R"({"leaseDurationSeconds":"15"})")),
+                  std::invalid_argument);
+  CHECK_THROWS_AS(LeaseRecordFromSpec(nlohmann::json::parse(R"({"holderIdentity":7})")),
+                  std::invalid_argument);
   CHECK_THROWS_AS(LeaseRecordFromSpec(nlohmann::json::parse("[]")), std::invalid_argument);
 }
 

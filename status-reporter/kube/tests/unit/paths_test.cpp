@@ -1,8 +1,8 @@
+#include "gm/kube/paths.h"
+
 #include <doctest/doctest.h>
 
 #include <stdexcept>
-
-#include "gm/kube/paths.h"
 
 using namespace gm::kube;
 
@@ -22,8 +22,10 @@ TEST_CASE("API paths for the core group and named groups, namespaced or not") {
 }
 
 TEST_CASE("object keys are namespace/name, or name for cluster-scoped objects") {
-  CHECK(ObjectKey(nlohmann::json::parse(R"({"metadata":{"namespace":"ns","name":"a"}})")) == "ns/a");
+  CHECK(ObjectKey(nlohmann::json::parse(R"({"metadata":{"namespace":"ns","name":"a"}})")) ==
+        "ns/a");
   CHECK(ObjectKey(nlohmann::json::parse(R"({"metadata":{"name":"node1"}})")) == "node1");
-  CHECK_THROWS_AS(ObjectKey(nlohmann::json::parse(R"({"metadata":{"namespace":"ns"}})")), std::invalid_argument);
+  CHECK_THROWS_AS(ObjectKey(nlohmann::json::parse(R"({"metadata":{"namespace":"ns"}})")),
+                  std::invalid_argument);
   CHECK_THROWS_AS(ObjectKey(nlohmann::json::parse("[]")), std::invalid_argument);
 }

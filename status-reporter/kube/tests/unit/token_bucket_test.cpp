@@ -1,8 +1,8 @@
+#include "gm/kube/token_bucket.h"
+
 #include <doctest/doctest.h>
 
 #include <thread>
-
-#include "gm/kube/token_bucket.h"
 
 using gm::kube::TokenBucket;
 using std::chrono::milliseconds;

@@ -1,3 +1,5 @@
+#include "detail/token_source.h"
+
 #include <doctest/doctest.h>
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -7,8 +9,6 @@
 #include <fstream>
 #include <stdexcept>
 #include <thread>
-
-#include "detail/token_source.h"
 
 using gm::kube::detail::TokenSource;
 
@@ -52,7 +52,7 @@ TEST_CASE("token source: the file is re-read when its mtime changes, or when for
   const timespec before = file.MTime();
   file.Write("second");
   file.SetMTime(before);
-  CHECK(source.Token() == "first");   // same mtime, read less than a minute ago
+  CHECK(source.Token() == "first");       // same mtime, read less than a minute ago
   CHECK(source.Token(true) == "second");  // after a 401
 
   std::this_thread::sleep_for(std::chrono::milliseconds(10));

@@ -1,9 +1,9 @@
+#include "gm/kube/workqueue.h"
+
 #include <doctest/doctest.h>
 
 #include <atomic>
 #include <thread>
-
-#include "gm/kube/workqueue.h"
 
 using gm::kube::RateLimiter;
 using gm::kube::RateLimiterOptions;

@@ -3,13 +3,12 @@
 // TLS verified with the cluster's CA, a client-side token bucket shared by
 // all requests, retries that honour Retry-After, typed errors, watches.
 
-#include <nlohmann/json.hpp>
-
 #include <atomic>
 #include <chrono>
 #include <functional>
 #include <map>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -52,9 +51,10 @@ struct Response {
 
 struct RetryPolicy {
   int max_attempts = 5;
-  std::chrono::milliseconds initial_backoff{250};  ///< doubled per attempt when there is no Retry-After
-  std::chrono::milliseconds max_wait{10000};       ///< cap on one wait, Retry-After included
-  std::chrono::milliseconds deadline{30000};       ///< all attempts and waits of one request
+  std::chrono::milliseconds initial_backoff{
+      250};                                   ///< doubled per attempt when there is no Retry-After
+  std::chrono::milliseconds max_wait{10000};  ///< cap on one wait, Retry-After included
+  std::chrono::milliseconds deadline{30000};  ///< all attempts and waits of one request
 };
 
 /// Called once per HTTP attempt with the verb ("WATCH" for a watch
@@ -96,8 +96,8 @@ class Client {
   nlohmann::json Create(const std::string& collection_path, const nlohmann::json& object,
                         const Query& query = {}, std::vector<std::string>* warnings = nullptr);
   /// PUT; a metadata.resourceVersion in `object` makes it conditional (409 when stale).
-  nlohmann::json Update(const std::string& path, const nlohmann::json& object, const Query& query = {},
-                        std::vector<std::string>* warnings = nullptr);
+  nlohmann::json Update(const std::string& path, const nlohmann::json& object,
+                        const Query& query = {}, std::vector<std::string>* warnings = nullptr);
   nlohmann::json Patch(const std::string& path, const nlohmann::json& patch,
                        const std::string& patch_type = kMergePatch, const Query& query = {},
                        std::vector<std::string>* warnings = nullptr);

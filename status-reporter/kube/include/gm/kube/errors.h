@@ -2,7 +2,6 @@
 // Typed errors for Kubernetes API answers, built from metav1.Status bodies.
 
 #include <nlohmann/json.hpp>
-
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -41,18 +40,38 @@ class ApiError : public std::runtime_error {
 };
 
 // One class per answer a caller handles differently; catch ApiError for the rest.
-class Unauthorized : public ApiError { using ApiError::ApiError; };     // 401
-class Forbidden : public ApiError { using ApiError::ApiError; };        // 403
-class NotFound : public ApiError { using ApiError::ApiError; };         // 404
-class Conflict : public ApiError { using ApiError::ApiError; };         // 409: Conflict or AlreadyExists
-class Gone : public ApiError { using ApiError::ApiError; };             // 410: Expired, relist
-class Invalid : public ApiError { using ApiError::ApiError; };          // 422
-class TooManyRequests : public ApiError { using ApiError::ApiError; };  // 429 after the retries
-class ServerError : public ApiError { using ApiError::ApiError; };      // 5xx after the retries
+class Unauthorized : public ApiError {
+  using ApiError::ApiError;
+};  // 401
+class Forbidden : public ApiError {
+  using ApiError::ApiError;
+};  // 403
+class NotFound : public ApiError {
+  using ApiError::ApiError;
+};  // 404
+class Conflict : public ApiError {
+  using ApiError::ApiError;
+};  // 409: Conflict or AlreadyExists
+class Gone : public ApiError {
+  using ApiError::ApiError;
+};  // 410: Expired, relist
+class Invalid : public ApiError {
+  using ApiError::ApiError;
+};  // 422
+class TooManyRequests : public ApiError {
+  using ApiError::ApiError;
+};  // 429 after the retries
+class ServerError : public ApiError {
+  using ApiError::ApiError;
+};  // 5xx after the retries
 /// No HTTP answer: connection failure, TLS failure, timeout, dropped stream.
-class TransportError : public ApiError { using ApiError::ApiError; };
+class TransportError : public ApiError {
+  using ApiError::ApiError;
+};
 /// The request was abandoned because a stop flag was raised.
-class Cancelled : public TransportError { using TransportError::TransportError; };
+class Cancelled : public TransportError {
+  using TransportError::TransportError;
+};
 
 /// Throws the ApiError subclass that matches `status.code`.
 [[noreturn]] void ThrowApiError(Status status);

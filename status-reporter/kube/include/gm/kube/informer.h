@@ -5,14 +5,13 @@
 // 410 Gone). Each object is reduced by a transform to the small struct the
 // caller needs, so the JSON is never kept.
 
-#include <nlohmann/json.hpp>
-
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <functional>
 #include <map>
 #include <mutex>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <utility>
@@ -27,10 +26,11 @@ struct InformerOptions {
   std::string path;  ///< the collection, e.g. CollectionPath("v1", "pods") for all namespaces
   std::string label_selector;
   std::string field_selector;
-  int page_size = 500;                              ///< LIST limit; the pages follow `continue`
-  std::chrono::seconds min_watch_timeout{300};      ///< each watch asks timeoutSeconds in [min, 2 min)
-  std::chrono::milliseconds backoff_initial{800};   ///< wait after a failed list or watch, doubled ...
-  std::chrono::milliseconds backoff_max{30000};     ///< ... up to this
+  int page_size = 500;                          ///< LIST limit; the pages follow `continue`
+  std::chrono::seconds min_watch_timeout{300};  ///< each watch asks timeoutSeconds in [min, 2 min)
+  std::chrono::milliseconds backoff_initial{
+      800};                                      ///< wait after a failed list or watch, doubled ...
+  std::chrono::milliseconds backoff_max{30000};  ///< ... up to this
 };
 
 namespace detail {
@@ -93,8 +93,11 @@ class Informer final : public detail::ReflectorSink {
   /// logged and left out (or keeps its previous value).
   using Transform = std::function<T(const nlohmann::json& object)>;
 
-  Informer(Client& client, InformerOptions options, Transform transform, InformerHandlers<T> handlers = {})
-      : transform_(std::move(transform)), handlers_(std::move(handlers)), reflector_(client, std::move(options), *this) {}
+  Informer(Client& client, InformerOptions options, Transform transform,
+           InformerHandlers<T> handlers = {})
+      : transform_(std::move(transform)),
+        handlers_(std::move(handlers)),
+        reflector_(client, std::move(options), *this) {}
 
   /// Lists and watches until `stop` is raised; run it on its own thread.
   void Run(const std::atomic<bool>& stop) { reflector_.Run(stop); }

@@ -5,12 +5,11 @@
 // candidate's own clock from the moment it last saw the record change, so
 // the hosts' clocks need not agree.
 
-#include <nlohmann/json.hpp>
-
 #include <atomic>
 #include <chrono>
 #include <functional>
 #include <mutex>
+#include <nlohmann/json.hpp>
 #include <string>
 
 #include "gm/kube/client.h"
@@ -71,9 +70,11 @@ class LeaderElector {
 
   bool Acquire(const std::atomic<bool>& stop);
   void RenewUntilLost(const std::atomic<bool>& stop);
-  Attempt TryAcquireOrRenew(std::chrono::steady_clock::time_point deadline, const std::atomic<bool>* stop);
+  Attempt TryAcquireOrRenew(std::chrono::steady_clock::time_point deadline,
+                            const std::atomic<bool>* stop);
   nlohmann::json Get(std::chrono::milliseconds timeout, const std::atomic<bool>* stop);
-  nlohmann::json Put(const LeaseRecord& record, std::chrono::milliseconds timeout, const std::atomic<bool>* stop);
+  nlohmann::json Put(const LeaseRecord& record, std::chrono::milliseconds timeout,
+                     const std::atomic<bool>* stop);
   void Observe(const nlohmann::json& lease, const LeaseRecord& record);
   bool ObservedHolderIsMe() const;
   bool ObservedLeaseValid(std::chrono::steady_clock::time_point now) const;
@@ -88,7 +89,8 @@ class LeaderElector {
   nlohmann::json lease_;          // the Lease as last read or written: the base of the next PUT
   LeaseRecord observed_;          // its record ...
   nlohmann::json observed_spec_;  // ... as sent by the server, to notice changes
-  std::chrono::steady_clock::time_point observed_at_{};  // when the record last changed, by our clock
+  std::chrono::steady_clock::time_point
+      observed_at_{};  // when the record last changed, by our clock
 };
 
 }  // namespace gm::kube

@@ -2,7 +2,6 @@
 // REST paths of Kubernetes resources, and the keys informers file objects under.
 
 #include <nlohmann/json.hpp>
-
 #include <string>
 
 namespace gm::kube {
@@ -18,8 +17,9 @@ std::string CollectionPath(const std::string& api_version, const std::string& re
                            const std::string& ns = "");
 
 /// One object, or its `subresource` (e.g. "status").
-std::string ObjectPath(const std::string& api_version, const std::string& resource, const std::string& ns,
-                       const std::string& name, const std::string& subresource = "");
+std::string ObjectPath(const std::string& api_version, const std::string& resource,
+                       const std::string& ns, const std::string& name,
+                       const std::string& subresource = "");
 
 /// "namespace/name", or "name" for a cluster-scoped object (client-go's
 /// MetaNamespaceKeyFunc). Throws std::invalid_argument without metadata.name.

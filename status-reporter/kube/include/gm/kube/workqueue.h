@@ -18,9 +18,10 @@
 namespace gm::kube {
 
 struct RateLimiterOptions {
-  std::chrono::milliseconds base_delay{5};        ///< first retry delay of an item, doubled per failure ...
-  std::chrono::milliseconds max_delay{1000000};   ///< ... up to this (1000 s)
-  double qps = 10;                                ///< overall retry rate of the queue
+  std::chrono::milliseconds base_delay{
+      5};  ///< first retry delay of an item, doubled per failure ...
+  std::chrono::milliseconds max_delay{1000000};  ///< ... up to this (1000 s)
+  double qps = 10;                               ///< overall retry rate of the queue
   int burst = 100;
 };
 
