@@ -12,8 +12,9 @@ packages=(
   libgnutls28-dev
   # Boost.Asio/Beast (header-only): the HTTP layers of both binaries
   libboost-dev
-  # the sanitizer tier and the fuzz targets (scripts/run-sanitized.sh)
-  clang libclang-rt-14-dev
+  # the sanitizer tier and the fuzz targets (scripts/run-sanitized.sh), and
+  # the lint tier (tests/lint: format and clang-tidy)
+  clang libclang-rt-14-dev clang-format clang-tidy
   # tests: a real libvirt daemon (test driver), Prometheus and promtool,
   # openssl for test certificates, python3 for the API-server fixture,
   # PyYAML for the Helm chart's tests
