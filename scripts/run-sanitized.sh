@@ -18,4 +18,11 @@ cmake --build build-asan -j"$(nproc)"
 export ASAN_OPTIONS="detect_leaks=1:abort_on_error=1:strict_string_checks=1:detect_stack_use_after_return=1"
 export LSAN_OPTIONS="suppressions=$PWD/tests/fuzz/lsan.supp:print_suppressions=0"
 export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
-ctest --test-dir build-asan --output-on-failure -j2 -L 'unit|integration|fuzz' "$@"
+# Left out here (it runs in the main tier): the test that exhausts the
+# exporter's file descriptors. The sanitizer runtime needs descriptors of its
+# own (it probes memory through a pipe), so with none left UBSan's vptr check
+# reports every virtual call as "invalid vptr" — a finding about the test's
+# conditions, not about the code.
+echo "run-sanitized: not run under the sanitizers: 'out of file descriptors …' (the runtime needs descriptors itself)"
+ctest --test-dir build-asan --output-on-failure -j2 -L 'unit|integration|fuzz' \
+  -E 'out of file descriptors' "$@"
