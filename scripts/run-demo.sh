@@ -52,8 +52,7 @@ title() { printf '\n=== %s\n' "$*"; }
 
 # ------------------------------------------------------------------ set-up
 if [ $DEPS -eq 1 ]; then ./scripts/install-deps.sh; fi
-cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-cmake --build build -j"$(nproc)" --target guest-exporter status-reporter
+./scripts/build.sh guest-exporter status-reporter
 EXPORTER_BIN=$REPO/build/exporter/guest-exporter
 REPORTER_BIN=$REPO/build/status-reporter/status-reporter
 

@@ -8,13 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 ./scripts/install-deps.sh
-# ccache (installed by install-deps) lets a rebuild, or a fresh clone on the
-# same machine, reuse earlier compiles; paths are taken relative to the clone.
-export CCACHE_BASEDIR="$PWD" CCACHE_NOHASHDIR=1
-launcher=()
-command -v ccache >/dev/null && launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache -DCMAKE_C_COMPILER_LAUNCHER=ccache)
-cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DGM_WERROR=ON "${launcher[@]}" >/dev/null
-cmake --build build -j"$(nproc)"
+./scripts/build.sh
 ctest --test-dir build --output-on-failure -j2 "$@"
 
 if [ $# -eq 0 ]; then
