@@ -46,22 +46,9 @@ sys.path.insert(0, os.path.join(REPO, "status-reporter", "tests", "integration")
 import harness  # noqa: E402
 
 
-def client_hello():
-    ctx = ssl.create_default_context()
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
-    obj = ctx.wrap_bio(incoming, outgoing, server_side=False)
-    try:
-        obj.do_handshake()
-    except ssl.SSLWantReadError:
-        pass
-    return outgoing.read()
-
-
 def hold_connections(port, slow, silent, stop, counters):
     """Keeps `slow` trickling and `silent` connections open until `stop`."""
-    hello = client_hello()
+    hello = harness.client_hello()
     conns = []  # [socket or None, is_slow, bytes sent]
 
     def connect():

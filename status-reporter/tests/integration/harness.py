@@ -426,3 +426,17 @@ current-context: c
 
 def unique(prefix):
     return f"{prefix}-{uuid.uuid4().hex[:6]}"
+
+
+def client_hello():
+    """The first flight of a real TLS client, to be sent one byte at a time."""
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    obj = ctx.wrap_bio(incoming, outgoing, server_side=False)
+    try:
+        obj.do_handshake()
+    except ssl.SSLWantReadError:
+        pass
+    return outgoing.read()

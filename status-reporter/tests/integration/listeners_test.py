@@ -32,20 +32,6 @@ MAX_REPORT_BYTES = 16 * 1024
 ANSWER_BOUND = 3.0
 
 
-def client_hello():
-    """The first flight of a real TLS client, to be sent one byte at a time."""
-    ctx = ssl.create_default_context()
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
-    obj = ctx.wrap_bio(incoming, outgoing, server_side=False)
-    try:
-        obj.do_handshake()
-    except ssl.SSLWantReadError:
-        pass
-    return outgoing.read()
-
-
 class Trickler:
     """Connections that send `payload` one byte every `interval` seconds, on
     one thread, until stopped; plus connections that send nothing."""
@@ -176,7 +162,7 @@ class ListenersTest(unittest.TestCase):
         return self.reporter.ssl.wrap_socket(raw, server_hostname="127.0.0.1")
 
     def test_reports_and_admission_reviews_are_answered_while_slow_peers_hold_the_https_port(self):
-        attack = Trickler("127.0.0.1", self.reporter.https_port, slow=4, silent=40, payload=client_hello())
+        attack = Trickler("127.0.0.1", self.reporter.https_port, slow=4, silent=40, payload=harness.client_hello())
         try:
             time.sleep(1)  # the handshakes are under way
             (status, body), took = timed(self.reporter.post_report, self.body, self.token)
