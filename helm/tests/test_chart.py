@@ -915,11 +915,13 @@ class GuestLoadCases(unittest.TestCase):
     promtool runs each case's render in PromtoolTests (coexist_* tests)."""
 
     KUBEVIRT_LOOKUP = 'lookup "kubevirt.io/v1" "KubeVirt" "" ""'
+    RULE_LOOKUP = 'lookup "monitoring.coreos.com/v1" "PrometheusRule" $crNamespace $ruleName'
 
-    def render_with_kubevirt_cr(self, items, sets=()):
+    def render_with_kubevirt_cr(self, items, rules=(), sets=(), apis=MONITORING):
         """The chart rendered as `helm install` on a cluster whose KubeVirt CRs
-        are `items`: no cluster here, so a copy of the chart gets them in place
-        of its lookup. Returns (rule groups, NOTES)."""
+        are `items` and whose PrometheusRules are `rules` ("namespace/name"):
+        no cluster here, so a copy of the chart gets them in place of its
+        lookups. Returns (rule groups or None, NOTES)."""
         with tempfile.TemporaryDirectory() as tmp:
             chart = os.path.join(tmp, "kubevirt-guest-metrics")
             shutil.copytree(CHART, chart, symlinks=False)
@@ -927,12 +929,18 @@ class GuestLoadCases(unittest.TestCase):
             with open(path) as f:
                 text = f.read()
             self.assertEqual(text.count(self.KUBEVIRT_LOOKUP), 1)
+            self.assertEqual(text.count(self.RULE_LOOKUP), 1)
+            text = text.replace(self.KUBEVIRT_LOOKUP, "fromJson `" + json.dumps({"items": items}) + "`")
+            found = {r: {"apiVersion": "monitoring.coreos.com/v1", "kind": "PrometheusRule"} for r in rules}
+            text = text.replace(self.RULE_LOOKUP, "index (fromJson `" + json.dumps(found) +
+                                "`) (printf \"%s/%s\" $crNamespace $ruleName) | default dict")
             with open(path, "w") as f:
-                f.write(text.replace(self.KUBEVIRT_LOOKUP, "fromJson `" + json.dumps({"items": items}) + "`"))
+                f.write(text)
             with open(os.path.join(chart, "templates", "zz-notes-test.yaml"), "w") as f:
                 f.write('kind: RenderedNotes\nnotes: |\n  {{- include "kubevirt-guest-metrics/templates/NOTES.txt" . | nindent 2 }}\n')
-            docs = render(chart=chart, sets=sets)
-            return rule_groups(docs), one(docs, "RenderedNotes")["notes"]
+            docs = render(chart=chart, sets=sets, apis=apis)
+            groups = rule_groups(docs) if objects(docs, "PrometheusRule") else None
+            return groups, one(docs, "RenderedNotes")["notes"]
 
     @staticmethod
     def kubevirt_cr(version, namespace="kubevirt", name="kubevirt"):
@@ -974,29 +982,40 @@ class GuestLoadCases(unittest.TestCase):
 
     def test_auto_reads_the_kubevirt_crs_observed_version(self):
         names = vep67_names_groups()
+        kv_rule = "kubevirt/prometheus-kubevirt-rules"
         cases = [
-            ([self.kubevirt_cr("v1.3.0")], "none", "KubeVirt CR kubevirt/kubevirt observes v1.3.0, before v1.6.4"),
-            ([self.kubevirt_cr("v1.6.3")], "none", "observes v1.6.3, before v1.6.4"),
-            ([self.kubevirt_cr("v1.6.4")], "kubevirt", "observes v1.6.4, which ships its own guest-load rules"),
-            ([self.kubevirt_cr("v1.7.0-rc.1+abc")], "kubevirt", "observes v1.7.0-rc.1+abc, which ships"),
-            ([self.kubevirt_cr("v1.10.2")], "kubevirt", "observes v1.10.2, which ships"),
-            ([self.kubevirt_cr("v2.0.0", namespace="virt", name="kv")], "kubevirt", "KubeVirt CR virt/kv observes v2.0.0"),
-            ([self.kubevirt_cr("devel")], "kubevirt", 'observes version "devel", which is not vMAJOR.MINOR.PATCH'),
-            ([self.kubevirt_cr(None)], "kubevirt", "no KubeVirt CR with status.observedKubeVirtVersion was visible"),
-            ([], "kubevirt", "no KubeVirt CR with status.observedKubeVirtVersion was visible"),
+            ([self.kubevirt_cr("v1.3.0")], [kv_rule], "none", "KubeVirt CR kubevirt/kubevirt observes v1.3.0, before v1.6.4"),
+            ([self.kubevirt_cr("v1.6.3")], [kv_rule], "none", "observes v1.6.3, before v1.6.4"),
+            ([self.kubevirt_cr("v1.6.4")], [kv_rule], "kubevirt",
+             "observes v1.6.4 and its PrometheusRule kubevirt/prometheus-kubevirt-rules, with its own guest-load rules (v1.6.4+), is deployed"),
+            ([self.kubevirt_cr("v1.7.0-rc.1+abc")], [kv_rule], "kubevirt", "observes v1.7.0-rc.1+abc and its PrometheusRule"),
+            ([self.kubevirt_cr("v1.10.2")], [kv_rule], "kubevirt", "observes v1.10.2 and its PrometheusRule"),
+            ([self.kubevirt_cr("v2.0.0", namespace="virt", name="kv")], ["virt/prometheus-kubevirt-rules"], "kubevirt",
+             "KubeVirt CR virt/kv observes v2.0.0 and its PrometheusRule virt/prometheus-kubevirt-rules"),
+            # v1.6.4+ whose virt-operator found no Prometheus to give its rules
+            # to (or whose rules live elsewhere than asked): they are not loaded.
+            ([self.kubevirt_cr("v1.9.0")], [], "none",
+             "observes v1.9.0 but has not deployed its PrometheusRule kubevirt/prometheus-kubevirt-rules"),
+            ([self.kubevirt_cr("v2.0.0", namespace="virt")], [kv_rule], "none", "has not deployed its PrometheusRule virt/"),
+            ([self.kubevirt_cr("devel")], [kv_rule], "kubevirt", 'observes version "devel", which is not vMAJOR.MINOR.PATCH'),
+            ([self.kubevirt_cr(None)], [kv_rule], "kubevirt", "no KubeVirt CR with status.observedKubeVirtVersion was visible"),
+            ([], [kv_rule], "kubevirt", "no KubeVirt CR with status.observedKubeVirtVersion was visible"),
         ]
 
         def check(item):
-            items, want, how = item
-            groups, text = self.render_with_kubevirt_cr(items)
-            return items, want, how, groups, text
+            items, rules, want, how = item
+            return (*item, *self.render_with_kubevirt_cr(items, rules))
 
-        for items, want, how, groups, text in parallel(check, cases):
-            with self.subTest(items=items):
+        for items, rules, want, how, groups, text in parallel(check, cases):
+            with self.subTest(items=items, rules=rules):
                 self.assertEqual(groups, source_groups() + (names if want == "none" else []))
                 line = next(l for l in text.splitlines() if l.startswith("- Guest-load rules, case"))
                 self.assertTrue(line.startswith(f"- Guest-load rules, case {want} (auto, "), line)
                 self.assertIn(how, line)
+        # Without the PrometheusRule API KubeVirt cannot have deployed its
+        # rules (the chart then writes its own as a ConfigMap).
+        _, text = self.render_with_kubevirt_cr([self.kubevirt_cr("v1.7.0")], [kv_rule], apis=())
+        self.assertIn("- Guest-load rules, case none (auto, KubeVirt CR kubevirt/kubevirt observes v1.7.0 but has not deployed", text)
         # A case set by hand wins over what the cluster says.
         groups, _ = self.render_with_kubevirt_cr([self.kubevirt_cr("v1.5.0")], sets=["guestLoad.kubevirtRules=kubevirt"])
         self.assertEqual(groups, source_groups())

@@ -155,9 +155,15 @@ YAML {case: none|kubevirt, how: <why, for NOTES>}.
   chart records only its own names, so no series is recorded twice and no
   KubeVirt alert fires from the chart's series.
 - auto: the KubeVirt CR's status.observedKubeVirtVersion (helm lookup, at
-  install and upgrade). Lookup returns nothing under `helm template`,
-  --dry-run and GitOps renders: then `kubevirt`, the case that can never record
-  a series twice (its cost: no VEP 67 names on a KubeVirt before v1.6.4).
+  install and upgrade). Before v1.6.4: `none`. From v1.6.4: `kubevirt` if
+  KubeVirt's PrometheusRule prometheus-kubevirt-rules exists in the CR's
+  namespace, else `none` -- virt-operator creates it only where it finds the
+  PrometheusRule CRD and a Prometheus service account in a monitor namespace
+  (pkg/virt-operator/resource/generate/install/strategy.go), which
+  kube-prometheus-stack's often is not; without the PrometheusRule API it
+  cannot exist. Lookup returns nothing under `helm template`, --dry-run and
+  GitOps renders: then `kubevirt`, the case that can never record a series
+  twice (its cost: no VEP 67 names where KubeVirt's rules are not loaded).
   The version is compared without regular expressions: vMAJOR.MINOR.PATCH,
   any -pre-release or +build suffix ignored (v1.6.4-rc.0 counts as v1.6.4).
 */}}
@@ -169,11 +175,13 @@ how: {{ printf "guestLoad.kubevirtRules=%s" $want | quote }}
 {{- else }}
 {{- $version := "" }}
 {{- $cr := "" }}
+{{- $crNamespace := "" }}
 {{- $list := lookup "kubevirt.io/v1" "KubeVirt" "" "" }}
 {{- range $item := (dig "items" list $list) }}
 {{- $v := dig "status" "observedKubeVirtVersion" "" $item }}
 {{- if and $v (not $version) }}
 {{- $version = $v }}
+{{- $crNamespace = $item.metadata.namespace }}
 {{- $cr = printf "%s/%s" $item.metadata.namespace $item.metadata.name }}
 {{- end }}
 {{- end }}
@@ -187,8 +195,18 @@ how: "auto, no KubeVirt CR with status.observedKubeVirtVersion was visible (helm
 case: kubevirt
 how: {{ printf "auto, KubeVirt CR %s observes version %q, which is not vMAJOR.MINOR.PATCH: default kubevirt" $cr $version | quote }}
 {{- else if ge (add (mul (atoi (index $parts 0)) 1000000) (mul (atoi (index $parts 1)) 1000) (atoi (index $parts 2))) 1006004 }}
+{{- $ruleName := "prometheus-kubevirt-rules" }}
+{{- $kvRule := dict }}
+{{- if include "kubevirt-guest-metrics.hasMonitoringAPI" (list . "PrometheusRule") }}
+{{- $kvRule = lookup "monitoring.coreos.com/v1" "PrometheusRule" $crNamespace $ruleName }}
+{{- end }}
+{{- if $kvRule }}
 case: kubevirt
-how: {{ printf "auto, KubeVirt CR %s observes %s, which ships its own guest-load rules (v1.6.4+)" $cr $version | quote }}
+how: {{ printf "auto, KubeVirt CR %s observes %s and its PrometheusRule %s/%s, with its own guest-load rules (v1.6.4+), is deployed" $cr $version $crNamespace $ruleName | quote }}
+{{- else }}
+case: none
+how: {{ printf "auto, KubeVirt CR %s observes %s but has not deployed its PrometheusRule %s/%s, so its guest-load rules are not loaded" $cr $version $crNamespace $ruleName | quote }}
+{{- end }}
 {{- else }}
 case: none
 how: {{ printf "auto, KubeVirt CR %s observes %s, before v1.6.4: no guest-load rules of its own" $cr $version | quote }}
