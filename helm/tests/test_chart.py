@@ -45,6 +45,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.abspath(os.path.join(HERE, "..", ".."))
 CHART = os.path.join(REPO, "helm", "kubevirt-guest-metrics")
 RULES = os.path.join(REPO, "promrules", "kubevirt-guest-metrics.rules.yaml")
+VEP67_NAMES = os.path.join(REPO, "promrules", "kubevirt-vep67-names.rules.yaml")
 DASHBOARD = os.path.join(REPO, "promrules", "dashboards", "kubevirt-guest-metrics.json")
 PROMTOOL_TESTS = os.path.join(REPO, "promrules", "tests")
 REPORTER_MAIN = os.path.join(REPO, "status-reporter", "src", "main.cpp")
@@ -57,6 +58,7 @@ NAMESPACE = "guest-metrics"
 FULLNAME = "kubevirt-guest-metrics"
 REPORTER = "kubevirt-guest-metrics-status-reporter"
 GUEST_LOAD_GROUP = "kubevirt-guest-metrics.guest-load"
+OWN_QUEUE = "vmi_node:kubevirt_vmi_guest_queue_length:clamp_min"
 OPT_OUT_LABEL = "guestmetrics.kubevirt.io/inject"
 SOURCE_RUNBOOK_BASE = "https://kubevirt.io/monitoring/runbooks/"
 
@@ -192,6 +194,11 @@ def source_groups(values=None):
                 assert r["annotations"]["runbook_url"] == source_runbook(r["alert"]), r["annotations"]["runbook_url"]
                 r["annotations"]["runbook_url"] = default_runbook(r["alert"], values)
     return groups
+
+
+def vep67_names_groups():
+    """promrules' VEP 67 names file: the chart adds it in the `none` case."""
+    return load_yaml(VEP67_NAMES)["groups"]
 
 
 def rule_groups(docs):
@@ -753,14 +760,14 @@ class Rules(unittest.TestCase):
         self.assertNotIn("GuestLoadMetricsMissing", got)
 
         w = got["GuestVCPUQueueHighWarning"]
-        self.assertEqual(w["expr"], "vmi:kubevirt_vmi_guest_queue_length:sum > 15")
+        self.assertEqual(w["expr"], f"{OWN_QUEUE} > 15")
         self.assertEqual(w["for"], "5m")
         self.assertEqual(w["annotations"]["summary"], "Guest vCPU run queue is above 15.")
         self.assertTrue(w["annotations"]["description"].endswith("above 15."))
         self.assertEqual(w["labels"], src["GuestVCPUQueueHighWarning"]["labels"])
 
         c = got["GuestVCPUQueueHighCritical"]
-        self.assertEqual(c["expr"], "vmi:kubevirt_vmi_guest_queue_length:sum > 30.5")
+        self.assertEqual(c["expr"], f"{OWN_QUEUE} > 30.5")
         self.assertEqual(c["for"], "10m")
         self.assertEqual(c["labels"]["severity"], "warning")
         self.assertEqual(c["annotations"]["summary"], "Guest vCPU run queue has been above 30.5 for 10 minutes.")
@@ -791,17 +798,25 @@ class Rules(unittest.TestCase):
         full = source_groups()
         (guest, operability) = full
         self.assertEqual(guest["name"], GUEST_LOAD_GROUP)
+        records_only = dict(guest, rules=[r for r in guest["rules"] if "record" in r])
         cases = {
-            ("false", "false"): [operability],
-            ("false", "true"): [dict(guest, rules=[r for r in guest["rules"] if "alert" in r]), operability],
-            ("true", "false"): [dict(guest, rules=[r for r in guest["rules"] if "record" in r]), operability],
+            ("false", "false", "kubevirt"): [operability],
+            ("false", "false", "none"): [operability],
+            ("true", "false", "kubevirt"): [records_only, operability],
+            ("true", "false", "none"): [records_only, operability, *vep67_names_groups()],
         }
-        for (records, alerts), want in cases.items():
-            with self.subTest(recordingRules=records, queueAlerts=alerts):
+        for (records, alerts, case), want in cases.items():
+            with self.subTest(recordingRules=records, queueAlerts=alerts, kubevirtRules=case):
                 got = rule_groups(render(sets=[f"guestLoad.recordingRules.enabled={records}",
-                                               f"guestLoad.queueAlerts.enabled={alerts}"]))
+                                               f"guestLoad.queueAlerts.enabled={alerts}",
+                                               f"guestLoad.kubevirtRules={case}"]))
                 self.assertEqual(got, want)
         self.assertEqual(rule_groups(render(os.path.join(CHART, "ci", "guest-load-off-values.yaml"))), [operability])
+        # The queue alerts read the chart's own recorded queue: alerts
+        # without those recording rules would never fire, so the render stops.
+        p = helm("template", RELEASE, CHART, "--set", "guestLoad.recordingRules.enabled=false", check=False)
+        self.assertNotEqual(p.returncode, 0)
+        self.assertIn("guestLoad.queueAlerts.enabled=true needs guestLoad.recordingRules.enabled=true", p.stderr)
 
     def test_alerts_are_templated_not_rewritten(self):
         # Thresholds and `for` come from values into the alerts the chart
@@ -811,7 +826,7 @@ class Rules(unittest.TestCase):
                 self.assertNotRegex(f.read(), r"regex(Replace|Find|Match)", name)
         got = alerts_by_name(rule_groups(render(sets=["alerts.GuestVCPUQueueHighWarning.threshold=7",
                                                       "alerts.GuestLoadMetricsMissing.for=45m"])))
-        self.assertEqual(got["GuestVCPUQueueHighWarning"]["expr"], "vmi:kubevirt_vmi_guest_queue_length:sum > 7")
+        self.assertEqual(got["GuestVCPUQueueHighWarning"]["expr"], f"{OWN_QUEUE} > 7")
         self.assertEqual(got["GuestVCPUQueueHighWarning"]["annotations"]["summary"], "Guest vCPU run queue is above 7.")
         self.assertEqual(got["GuestLoadMetricsMissing"]["for"], "45m")
         self.assertIn("for 45 minutes", got["GuestLoadMetricsMissing"]["annotations"]["summary"])
@@ -856,6 +871,7 @@ class Rules(unittest.TestCase):
 class SingleSource(unittest.TestCase):
     def test_files_are_links_to_promrules(self):
         for rel, target in (("files/kubevirt-guest-metrics.rules.yaml", RULES),
+                            ("files/kubevirt-vep67-names.rules.yaml", VEP67_NAMES),
                             ("files/dashboards/kubevirt-guest-metrics.json", DASHBOARD)):
             path = os.path.join(CHART, rel)
             self.assertTrue(os.path.islink(path), f"{rel} must be a symlink to promrules/, not a copy")
@@ -869,7 +885,8 @@ class SingleSource(unittest.TestCase):
             self.assertEqual(os.path.realpath(path), os.path.realpath(os.path.join(RUNBOOKS, name)))
         linked = {os.path.relpath(p, CHART) for p in glob.glob(os.path.join(CHART, "files", "**", "*"), recursive=True)
                   if os.path.isfile(p)}
-        self.assertEqual(linked, {"files/kubevirt-guest-metrics.rules.yaml", "files/dashboards/kubevirt-guest-metrics.json",
+        self.assertEqual(linked, {"files/kubevirt-guest-metrics.rules.yaml", "files/kubevirt-vep67-names.rules.yaml",
+                                  "files/dashboards/kubevirt-guest-metrics.json",
                                   *(f"files/runbooks/{n}" for n in runbooks)})
 
     def test_packaged_chart_carries_the_contents(self):
@@ -879,6 +896,7 @@ class SingleSource(unittest.TestCase):
             with tarfile.open(tgz) as t:
                 names = t.getnames()
                 for rel, source in (("files/kubevirt-guest-metrics.rules.yaml", RULES),
+                                    ("files/kubevirt-vep67-names.rules.yaml", VEP67_NAMES),
                                     ("files/dashboards/kubevirt-guest-metrics.json", DASHBOARD),
                                     *((f"files/runbooks/{n}", os.path.join(RUNBOOKS, n))
                                       for n in os.listdir(RUNBOOKS) if n != "README.md")):
@@ -888,6 +906,119 @@ class SingleSource(unittest.TestCase):
                         self.assertEqual(t.extractfile(member).read(), f.read())
                 self.assertFalse([n for n in names if "/ci/" in n], "ci/ scenarios are packaged")
             self.assertEqual(rule_groups(render(chart=tgz)), source_groups())
+            self.assertEqual(rule_groups(render(chart=tgz, sets=["guestLoad.kubevirtRules=none"])),
+                             source_groups() + vep67_names_groups())
+
+
+class GuestLoadCases(unittest.TestCase):
+    """guestLoad.kubevirtRules: which guest-load rules KubeVirt loads itself.
+    promtool runs each case's render in PromtoolTests (coexist_* tests)."""
+
+    KUBEVIRT_LOOKUP = 'lookup "kubevirt.io/v1" "KubeVirt" "" ""'
+    RULE_LOOKUP = 'lookup "monitoring.coreos.com/v1" "PrometheusRule" $crNamespace $ruleName'
+
+    def render_with_kubevirt_cr(self, items, rules=(), sets=(), apis=MONITORING):
+        """The chart rendered as `helm install` on a cluster whose KubeVirt CRs
+        are `items` and whose PrometheusRules are `rules` ("namespace/name"):
+        no cluster here, so a copy of the chart gets them in place of its
+        lookups. Returns (rule groups or None, NOTES)."""
+        with tempfile.TemporaryDirectory() as tmp:
+            chart = os.path.join(tmp, "kubevirt-guest-metrics")
+            shutil.copytree(CHART, chart, symlinks=False)
+            path = os.path.join(chart, "templates", "_rules.tpl")
+            with open(path) as f:
+                text = f.read()
+            self.assertEqual(text.count(self.KUBEVIRT_LOOKUP), 1)
+            self.assertEqual(text.count(self.RULE_LOOKUP), 1)
+            text = text.replace(self.KUBEVIRT_LOOKUP, "fromJson `" + json.dumps({"items": items}) + "`")
+            found = {r: {"apiVersion": "monitoring.coreos.com/v1", "kind": "PrometheusRule"} for r in rules}
+            text = text.replace(self.RULE_LOOKUP, "index (fromJson `" + json.dumps(found) +
+                                "`) (printf \"%s/%s\" $crNamespace $ruleName) | default dict")
+            with open(path, "w") as f:
+                f.write(text)
+            with open(os.path.join(chart, "templates", "zz-notes-test.yaml"), "w") as f:
+                f.write('kind: RenderedNotes\nnotes: |\n  {{- include "kubevirt-guest-metrics/templates/NOTES.txt" . | nindent 2 }}\n')
+            docs = render(chart=chart, sets=sets, apis=apis)
+            groups = rule_groups(docs) if objects(docs, "PrometheusRule") else None
+            return groups, one(docs, "RenderedNotes")["notes"]
+
+    @staticmethod
+    def kubevirt_cr(version, namespace="kubevirt", name="kubevirt"):
+        cr = {"apiVersion": "kubevirt.io/v1", "kind": "KubeVirt", "metadata": {"namespace": namespace, "name": name}}
+        if version is not None:
+            cr["status"] = {"observedKubeVirtVersion": version, "phase": "Deployed"}
+        return cr
+
+    def test_default_is_auto_and_falls_back_to_kubevirt(self):
+        # helm template (and --dry-run, GitOps renders): lookup sees nothing.
+        self.assertEqual(values_of(None)["guestLoad"]["kubevirtRules"], "auto")
+        self.assertEqual(rule_groups(render()), source_groups())
+        self.assertIn("Guest-load rules, case kubevirt (auto, no KubeVirt CR with status.observedKubeVirtVersion was visible",
+                      notes())
+        # Also where the rules come as a ConfigMap; not said without rules.
+        n = notes(apis=())
+        self.assertIn(f"- ConfigMap {FULLNAME}-rules: the recording rules and alerts", n)
+        self.assertIn("- Guest-load rules, case kubevirt (auto", n)
+        self.assertNotIn("Guest-load rules", notes(sets=["prometheusRule.enabled=false"]))
+        self.assertNotIn("Guest-load rules", notes(sets=["guestLoad.recordingRules.enabled=false",
+                                                         "guestLoad.queueAlerts.enabled=false"]))
+
+    def test_cases_set_by_hand(self):
+        self.assertEqual(rule_groups(render(sets=["guestLoad.kubevirtRules=kubevirt"])), source_groups())
+        self.assertEqual(rule_groups(render(sets=["guestLoad.kubevirtRules=none"])), source_groups() + vep67_names_groups())
+        n = notes(sets=["guestLoad.kubevirtRules=none"])
+        self.assertIn("Guest-load rules, case none (guestLoad.kubevirtRules=none)", n)
+        self.assertIn("set guestLoad.kubevirtRules=kubevirt there", n)
+        p = helm("template", RELEASE, CHART, "--set", "guestLoad.kubevirtRules=v1.7", check=False)
+        self.assertNotEqual(p.returncode, 0)
+        self.assertIn("kubevirtRules", p.stderr)
+
+    def test_no_name_is_recorded_by_two_groups_in_any_case(self):
+        for case in ("auto", "none", "kubevirt"):
+            with self.subTest(case=case):
+                records = [r["record"] for g in rule_groups(render(sets=[f"guestLoad.kubevirtRules={case}"]))
+                           for r in g["rules"] if "record" in r]
+                self.assertEqual(len(records), len(set(records)), records)
+
+    def test_auto_reads_the_kubevirt_crs_observed_version(self):
+        names = vep67_names_groups()
+        kv_rule = "kubevirt/prometheus-kubevirt-rules"
+        cases = [
+            ([self.kubevirt_cr("v1.3.0")], [kv_rule], "none", "KubeVirt CR kubevirt/kubevirt observes v1.3.0, before v1.6.4"),
+            ([self.kubevirt_cr("v1.6.3")], [kv_rule], "none", "observes v1.6.3, before v1.6.4"),
+            ([self.kubevirt_cr("v1.6.4")], [kv_rule], "kubevirt",
+             "observes v1.6.4 and its PrometheusRule kubevirt/prometheus-kubevirt-rules, with its own guest-load rules (v1.6.4+), is deployed"),
+            ([self.kubevirt_cr("v1.7.0-rc.1+abc")], [kv_rule], "kubevirt", "observes v1.7.0-rc.1+abc and its PrometheusRule"),
+            ([self.kubevirt_cr("v1.10.2")], [kv_rule], "kubevirt", "observes v1.10.2 and its PrometheusRule"),
+            ([self.kubevirt_cr("v2.0.0", namespace="virt", name="kv")], ["virt/prometheus-kubevirt-rules"], "kubevirt",
+             "KubeVirt CR virt/kv observes v2.0.0 and its PrometheusRule virt/prometheus-kubevirt-rules"),
+            # v1.6.4+ whose virt-operator found no Prometheus to give its rules
+            # to (or whose rules live elsewhere than asked): they are not loaded.
+            ([self.kubevirt_cr("v1.9.0")], [], "none",
+             "observes v1.9.0 but has not deployed its PrometheusRule kubevirt/prometheus-kubevirt-rules"),
+            ([self.kubevirt_cr("v2.0.0", namespace="virt")], [kv_rule], "none", "has not deployed its PrometheusRule virt/"),
+            ([self.kubevirt_cr("devel")], [kv_rule], "kubevirt", 'observes version "devel", which is not vMAJOR.MINOR.PATCH'),
+            ([self.kubevirt_cr(None)], [kv_rule], "kubevirt", "no KubeVirt CR with status.observedKubeVirtVersion was visible"),
+            ([], [kv_rule], "kubevirt", "no KubeVirt CR with status.observedKubeVirtVersion was visible"),
+        ]
+
+        def check(item):
+            items, rules, want, how = item
+            return (*item, *self.render_with_kubevirt_cr(items, rules))
+
+        for items, rules, want, how, groups, text in parallel(check, cases):
+            with self.subTest(items=items, rules=rules):
+                self.assertEqual(groups, source_groups() + (names if want == "none" else []))
+                line = next(l for l in text.splitlines() if l.startswith("- Guest-load rules, case"))
+                self.assertTrue(line.startswith(f"- Guest-load rules, case {want} (auto, "), line)
+                self.assertIn(how, line)
+        # Without the PrometheusRule API KubeVirt cannot have deployed its
+        # rules (the chart then writes its own as a ConfigMap).
+        _, text = self.render_with_kubevirt_cr([self.kubevirt_cr("v1.7.0")], [kv_rule], apis=())
+        self.assertIn("- Guest-load rules, case none (auto, KubeVirt CR kubevirt/kubevirt observes v1.7.0 but has not deployed", text)
+        # A case set by hand wins over what the cluster says.
+        groups, _ = self.render_with_kubevirt_cr([self.kubevirt_cr("v1.5.0")], sets=["guestLoad.kubevirtRules=kubevirt"])
+        self.assertEqual(groups, source_groups())
 
 
 def notes(values_file=None, sets=(), apis=MONITORING):
@@ -1264,38 +1395,49 @@ class PromtoolTests(unittest.TestCase):
             yaml.safe_dump({"groups": rule_groups(docs)}, f, sort_keys=False)
 
     def test_promrules_unit_tests_pass_on_the_rendered_rules(self):
+        # Each test file names the case it stands for by its rule files: with
+        # promrules/kubevirt-vep67-names.rules.yaml it is the `none` case,
+        # without it the `kubevirt` case (the coexist_* tests beside a copy of
+        # KubeVirt's rules, which stays loaded). This project's files are
+        # replaced by the groups the chart renders for that case.
         tests = sorted(glob.glob(os.path.join(PROMTOOL_TESTS, "*_test.yaml")))
         self.assertTrue(tests, "no promtool tests in promrules/tests")
+        own = {"../kubevirt-guest-metrics.rules.yaml", "../kubevirt-vep67-names.rules.yaml"}
         with tempfile.TemporaryDirectory() as tmp:
-            rules = os.path.join(tmp, "rendered.rules.yaml")
-            self.write_rules(render(), rules)
+            for case in ("none", "kubevirt"):
+                self.write_rules(render(sets=[f"guestLoad.kubevirtRules={case}"]), os.path.join(tmp, f"rendered-{case}.rules.yaml"))
             for test in tests:
                 with open(test) as f:
                     text = f.read()
-                # The same test file, pointed at the rendered groups; the
-                # runbook URLs are the chart's.
-                text = re.sub(r"(?m)^rule_files:\n(\s+- .*\n)+", "rule_files:\n  - rendered.rules.yaml\n", text)
-                self.assertIn("rendered.rules.yaml", text, f"{test}: no rule_files to replace")
+                listed = load_yaml(test)["rule_files"]
+                self.assertIn("../kubevirt-guest-metrics.rules.yaml", listed, f"{test}: does not load the rule file")
+                case = "none" if "../kubevirt-vep67-names.rules.yaml" in listed else "kubevirt"
+                files = [f"rendered-{case}.rules.yaml"] + [os.path.join(PROMTOOL_TESTS, f) for f in listed if f not in own]
+                text, n = re.subn(r"(?m)^rule_files:\n(\s+- .*\n)+",
+                                  "rule_files:\n" + "".join(f"  - {f}\n" for f in files), text)
+                self.assertEqual(n, 1, f"{test}: no rule_files to replace")
+                # The runbook URLs are the chart's.
                 text = re.sub(r"(?m)(runbook_url: )(" + re.escape(SOURCE_RUNBOOK_BASE) + r"([A-Za-z]+)|runbooks/([A-Za-z]+)\.md)$",
                               lambda m: m.group(1) + default_runbook(m.group(3) or m.group(4)), text)
                 copy_path = os.path.join(tmp, os.path.basename(test))
                 with open(copy_path, "w") as f:
                     f.write(text)
-                with self.subTest(test=os.path.basename(test)):
+                with self.subTest(test=os.path.basename(test), case=case):
                     p = run([PROMTOOL, "test", "rules", os.path.basename(copy_path)], check=False, cwd=tmp)
                     self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
 
     def test_every_scenario_renders_valid_rules(self):
         with tempfile.TemporaryDirectory() as tmp:
             for f in [None, *scenario_files()]:
-                docs = render(f)
-                if not objects(docs, "PrometheusRule"):
-                    continue
-                with self.subTest(scenario=scenario_name(f) if f else "defaults"):
-                    path = os.path.join(tmp, "rules.yaml")
-                    self.write_rules(docs, path)
-                    p = run([PROMTOOL, "check", "rules", path], check=False)
-                    self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+                for case in ("auto", "none", "kubevirt"):
+                    docs = render(f, sets=[f"guestLoad.kubevirtRules={case}"])
+                    if not objects(docs, "PrometheusRule"):
+                        continue
+                    with self.subTest(scenario=scenario_name(f) if f else "defaults", case=case):
+                        path = os.path.join(tmp, "rules.yaml")
+                        self.write_rules(docs, path)
+                        p = run([PROMTOOL, "check", "rules", path], check=False)
+                        self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
 
 
 def find_helm(given):

@@ -3,7 +3,10 @@ The rule groups the chart ships, as a YAML list.
 
 - Recording rules: read, unchanged, from promrules/kubevirt-guest-metrics.rules.yaml
   (files/ links to it); the guest-load group's go when
-  guestLoad.recordingRules.enabled is false.
+  guestLoad.recordingRules.enabled is false. In the `none` case of
+  guestLoad.kubevirtRules (kubevirt-guest-metrics.guestLoadCase) the group of
+  promrules/kubevirt-vep67-names.rules.yaml follows: the same values under
+  VEP 67's and KubeVirt's names, which KubeVirt v1.6.4+ records itself.
 - Alerts: written here, with their thresholds, `for`, severities and the
   numbers in their texts taken from values (alerts.<Name>.*) -- templated
   directly, nothing is rewritten in the rule file's text. The values'
@@ -52,6 +55,18 @@ The rule groups the chart ships, as a YAML list.
 {{- if not $seenGuestLoad }}
 {{- fail (printf "%s has no group %s, which guestLoad.* switches" $file $guestLoadGroup) }}
 {{- end }}
+{{- if and $.Values.guestLoad.queueAlerts.enabled (not $.Values.guestLoad.recordingRules.enabled) }}
+{{- fail "guestLoad.queueAlerts.enabled=true needs guestLoad.recordingRules.enabled=true: the queue alerts read this chart's own recorded run queue (vmi_node:kubevirt_vmi_guest_queue_length:clamp_min). Where KubeVirt records the run queue itself, set guestLoad.kubevirtRules=kubevirt instead (chart README)" }}
+{{- end }}
+{{- $case := include "kubevirt-guest-metrics.guestLoadCase" . | fromYaml }}
+{{- if and (eq $case.case "none") $.Values.guestLoad.recordingRules.enabled }}
+{{- $namesFile := "files/kubevirt-vep67-names.rules.yaml" }}
+{{- $names := .Files.Get $namesFile | fromYaml }}
+{{- if or (not $names) (hasKey $names "Error") (not $names.groups) }}
+{{- fail (printf "%s is missing or holds no rule groups (%v): it must link to promrules/kubevirt-vep67-names.rules.yaml" $namesFile $names) }}
+{{- end }}
+{{- $groups = concat $groups $names.groups }}
+{{- end }}
 {{- range $name, $_ := $alerts }}
 {{- if not (hasKey $placed $name) }}
 {{- fail (printf "the chart defines alert %s, which %s does not have" $name $file) }}
@@ -71,7 +86,7 @@ The alerts, as a YAML map name -> rule. Prometheus' own template actions
 {{- /* GuestVCPUQueueHighWarning: run queue above threshold (10), no `for` (VEP 67). */}}
 {{- $a := $v.GuestVCPUQueueHighWarning }}
 {{- $t := include "kubevirt-guest-metrics.number" $a.threshold }}
-{{- $r := dict "alert" "GuestVCPUQueueHighWarning" "expr" (printf "vmi:kubevirt_vmi_guest_queue_length:sum > %s" $t) }}
+{{- $r := dict "alert" "GuestVCPUQueueHighWarning" "expr" (printf "vmi_node:kubevirt_vmi_guest_queue_length:clamp_min > %s" $t) }}
 {{- if $a.for }}{{ $_ := set $r "for" $a.for }}{{ end }}
 {{- $_ := set $r "labels" (include "kubevirt-guest-metrics.alertLabels" (list $a.severity "none") | fromYaml) }}
 {{- $_ := set $r "annotations" (dict
@@ -83,7 +98,7 @@ The alerts, as a YAML map name -> rule. Prometheus' own template actions
 {{- /* GuestVCPUQueueHighCritical: run queue above threshold (20) for `for` (2m). */}}
 {{- $a = $v.GuestVCPUQueueHighCritical }}
 {{- $t = include "kubevirt-guest-metrics.number" $a.threshold }}
-{{- $r = dict "alert" "GuestVCPUQueueHighCritical" "expr" (printf "vmi:kubevirt_vmi_guest_queue_length:sum > %s" $t) }}
+{{- $r = dict "alert" "GuestVCPUQueueHighCritical" "expr" (printf "vmi_node:kubevirt_vmi_guest_queue_length:clamp_min > %s" $t) }}
 {{- $summary := printf "Guest vCPU run queue is above %s." $t }}
 {{- $description := printf `VirtualMachineInstance {{ $labels.namespace }}/{{ $labels.name }} on node {{ $labels.node }} has a guest run queue above %s (now {{ printf "%%.1f" $value }} runnable threads beyond its vCPUs).` $t }}
 {{- if $a.for }}
@@ -127,6 +142,76 @@ The alerts, as a YAML map name -> rule. Prometheus' own template actions
   "runbook_url" (include "kubevirt-guest-metrics.runbookURL" (list . "GuestMetricsStatusReporterDown"))) }}
 {{- $_ := set $out "GuestMetricsStatusReporterDown" $r }}
 {{- toYaml $out }}
+{{- end }}
+
+{{/*
+Which guest-load rules KubeVirt loads itself (guestLoad.kubevirtRules), as
+YAML {case: none|kubevirt, how: <why, for NOTES>}.
+- none: KubeVirt records none of VEP 67's names (before v1.6.4, or its
+  PrometheusRule is not deployed): the chart records them too.
+- kubevirt: KubeVirt v1.6.4+ records them (kubevirt_vmi_vcpu_count or
+  vmi:kubevirt_vmi_vcpu:count, kubevirt_vmi_guest_vcpu_queue, from v1.8.3
+  vmi:kubevirt_vmi_guest_queue_length:sum) and its queue alerts read them: the
+  chart records only its own names, so no series is recorded twice and no
+  KubeVirt alert fires from the chart's series.
+- auto: the KubeVirt CR's status.observedKubeVirtVersion (helm lookup, at
+  install and upgrade). Before v1.6.4: `none`. From v1.6.4: `kubevirt` if
+  KubeVirt's PrometheusRule prometheus-kubevirt-rules exists in the CR's
+  namespace, else `none` -- virt-operator creates it only where it finds the
+  PrometheusRule CRD and a Prometheus service account in a monitor namespace
+  (pkg/virt-operator/resource/generate/install/strategy.go), which
+  kube-prometheus-stack's often is not; without the PrometheusRule API it
+  cannot exist. Lookup returns nothing under `helm template`, --dry-run and
+  GitOps renders: then `kubevirt`, the case that can never record a series
+  twice (its cost: no VEP 67 names where KubeVirt's rules are not loaded).
+  The version is compared without regular expressions: vMAJOR.MINOR.PATCH,
+  any -pre-release or +build suffix ignored (v1.6.4-rc.0 counts as v1.6.4).
+*/}}
+{{- define "kubevirt-guest-metrics.guestLoadCase" -}}
+{{- $want := .Values.guestLoad.kubevirtRules }}
+{{- if ne $want "auto" }}
+case: {{ $want }}
+how: {{ printf "guestLoad.kubevirtRules=%s" $want | quote }}
+{{- else }}
+{{- $version := "" }}
+{{- $cr := "" }}
+{{- $crNamespace := "" }}
+{{- $list := lookup "kubevirt.io/v1" "KubeVirt" "" "" }}
+{{- range $item := (dig "items" list $list) }}
+{{- $v := dig "status" "observedKubeVirtVersion" "" $item }}
+{{- if and $v (not $version) }}
+{{- $version = $v }}
+{{- $crNamespace = $item.metadata.namespace }}
+{{- $cr = printf "%s/%s" $item.metadata.namespace $item.metadata.name }}
+{{- end }}
+{{- end }}
+{{- $parts := splitList "." (trimPrefix "v" (first (splitList "+" (first (splitList "-" (toString $version)))))) }}
+{{- $valid := eq (len $parts) 3 }}
+{{- range $parts }}{{ if ne (toString (atoi .)) . }}{{ $valid = false }}{{ end }}{{ end }}
+{{- if not $version }}
+case: kubevirt
+how: "auto, no KubeVirt CR with status.observedKubeVirtVersion was visible (helm template, --dry-run, a GitOps render, or KubeVirt not installed yet): default kubevirt"
+{{- else if not $valid }}
+case: kubevirt
+how: {{ printf "auto, KubeVirt CR %s observes version %q, which is not vMAJOR.MINOR.PATCH: default kubevirt" $cr $version | quote }}
+{{- else if ge (add (mul (atoi (index $parts 0)) 1000000) (mul (atoi (index $parts 1)) 1000) (atoi (index $parts 2))) 1006004 }}
+{{- $ruleName := "prometheus-kubevirt-rules" }}
+{{- $kvRule := dict }}
+{{- if include "kubevirt-guest-metrics.hasMonitoringAPI" (list . "PrometheusRule") }}
+{{- $kvRule = lookup "monitoring.coreos.com/v1" "PrometheusRule" $crNamespace $ruleName }}
+{{- end }}
+{{- if $kvRule }}
+case: kubevirt
+how: {{ printf "auto, KubeVirt CR %s observes %s and its PrometheusRule %s/%s, with its own guest-load rules (v1.6.4+), is deployed" $cr $version $crNamespace $ruleName | quote }}
+{{- else }}
+case: none
+how: {{ printf "auto, KubeVirt CR %s observes %s but has not deployed its PrometheusRule %s/%s, so its guest-load rules are not loaded" $cr $version $crNamespace $ruleName | quote }}
+{{- end }}
+{{- else }}
+case: none
+how: {{ printf "auto, KubeVirt CR %s observes %s, before v1.6.4: no guest-load rules of its own" $cr $version | quote }}
+{{- end }}
+{{- end }}
 {{- end }}
 
 {{/* KubeVirt's alert labels; call with (list severity operator_health_impact). */}}
