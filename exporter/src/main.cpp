@@ -249,7 +249,8 @@ int Serve(const Options& o) {
               now - page_time > std::chrono::milliseconds(500)) {
             poller.CheckHung(hang_deadline);
             page_generation = cache.generation();
-            page = RenderMetrics(cache.Snapshot(now), node, interval, requests, metrics);
+            page = RenderMetrics(cache.Snapshot(now), node, interval, requests, metrics,
+                                 server.stats());
             page_time = now;
           }
           return {200, "text/plain; version=0.0.4; charset=utf-8", page};
