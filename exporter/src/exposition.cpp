@@ -108,17 +108,14 @@ void AddCounter(prometheus::MetricFamily& f, std::vector<prometheus::ClientMetri
 void AppendHttpFamilies(const std::vector<HttpListenerStats>& http,
                         std::vector<prometheus::MetricFamily>& families) {
   if (http.empty()) return;
+  // Short HELP texts: the page is served at every scrape; docs/metrics.md says the rest.
   auto refused = Family("guest_exporter_http_connections_refused_total",
-                        "Connections closed at accept because the listener's connection budget "
-                        "(--http-max-tcp-connections / --http-max-unix-connections) was full.",
+                        "Connections closed at accept: the listener's budget was full.",
                         prometheus::MetricType::Counter);
   auto pauses = Family("guest_exporter_http_accept_pauses_total",
-                       "Times the listener paused accepting for 1 s because the process was out "
-                       "of file descriptors (EMFILE/ENFILE).",
-                       prometheus::MetricType::Counter);
+                       "Accept pauses: out of file descriptors.", prometheus::MetricType::Counter);
   auto timeouts = Family("guest_exporter_http_connections_timed_out_total",
-                         "Connections closed by --http-request-timeout (timeout=request: a request "
-                         "not received and answered in time) or --http-idle-timeout (idle).",
+                         "Connections closed by the request deadline or the idle timeout.",
                          prometheus::MetricType::Counter);
   for (const auto& l : http) {
     AddCounter(refused, {{"listener", l.listener}}, l.refused);
