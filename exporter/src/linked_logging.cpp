@@ -29,8 +29,8 @@ template FMT_API auto locale_ref::get<std::locale>() const -> std::locale;
 template FMT_API auto thousands_sep_impl(locale_ref) -> thousands_sep_result<char>;
 template FMT_API auto decimal_point_impl(locale_ref) -> char;
 template FMT_API void buffer<char>::append(const char*, const char*);
-template FMT_API void vformat_to(buffer<char>&, string_view, basic_format_args<FMT_BUFFER_CONTEXT(char)>,
-                                 locale_ref);
+template FMT_API void vformat_to(buffer<char>&, string_view,
+                                 basic_format_args<FMT_BUFFER_CONTEXT(char)>, locale_ref);
 }  // namespace detail
 FMT_END_NAMESPACE
 
@@ -61,8 +61,8 @@ template class SPDLOG_API spdlog::sinks::base_sink<spdlog::details::null_mutex>;
 
 template class SPDLOG_API spdlog::sinks::stdout_sink_base<spdlog::details::console_mutex>;
 template class SPDLOG_API spdlog::sinks::stderr_sink<spdlog::details::console_mutex>;
-template SPDLOG_API std::shared_ptr<spdlog::logger> spdlog::stderr_logger_mt<spdlog::synchronous_factory>(
-    const std::string& logger_name);
+template SPDLOG_API std::shared_ptr<spdlog::logger>
+spdlog::stderr_logger_mt<spdlog::synchronous_factory>(const std::string& logger_name);
 
 // spdlog (src/color_sinks.cpp): the registry builds its default logger on it.
 #include <spdlog/sinks/ansicolor_sink-inl.h>

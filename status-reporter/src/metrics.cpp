@@ -98,31 +98,36 @@ ReporterMetrics::ReporterMetrics()
   connections_refused_ =
       &BuildCounter()
            .Name("status_reporter_connections_refused_total")
-           .Help("Connections closed at accept because the listener's connection budget was "
-                 "full (https: reports and webhook; http: metrics and probes).")
+           .Help(
+               "Connections closed at accept because the listener's connection budget was "
+               "full (https: reports and webhook; http: metrics and probes).")
            .Register(*registry_);
   tls_handshake_failures_ =
       &BuildCounter()
            .Name("status_reporter_tls_handshake_failures_total")
-           .Help("TLS handshakes on the HTTPS port that failed (reason=error) or did not finish "
-                 "within the handshake deadline, silent connections included (reason=timeout).")
+           .Help(
+               "TLS handshakes on the HTTPS port that failed (reason=error) or did not finish "
+               "within the handshake deadline, silent connections included (reason=timeout).")
            .Register(*registry_);
   requests_timed_out_ =
       &BuildCounter()
            .Name("status_reporter_requests_timed_out_total")
-           .Help("Connections closed because a request was not read whole within the request "
-                 "deadline, by listener.")
+           .Help(
+               "Connections closed because a request was not read whole within the request "
+               "deadline, by listener.")
            .Register(*registry_);
   bodies_too_large_ =
       &BuildCounter()
            .Name("status_reporter_bodies_too_large_total")
-           .Help("Requests refused with 413 because their body, declared or chunked, was larger "
-                 "than the endpoint takes.")
+           .Help(
+               "Requests refused with 413 because their body, declared or chunked, was larger "
+               "than the endpoint takes.")
            .Register(*registry_);
   pool_full_ = &BuildCounter()
                     .Name("status_reporter_pool_full_total")
-                    .Help("Requests answered 503 because the worker pool that handles them was "
-                          "full (or they waited in its queue past the request deadline).")
+                    .Help(
+                        "Requests answered 503 because the worker pool that handles them was "
+                        "full (or they waited in its queue past the request deadline).")
                     .Register(*registry_);
   for (const char* l : {"https", "http"}) {
     refusals_[{connections_refused_, l}] = &connections_refused_->Add({{"listener", l}});

@@ -258,19 +258,18 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
       // On the I/O threads, with its own deadline: a peer that never ends
       // its handshake holds one connection slot for this long, no thread.
       Lowest().expires_at(handshake_deadline);
-      stream_.async_handshake(ssl::stream_base::server,
-                              [self = this->shared_from_this()](beast::error_code ec) {
-                                if (ec) {
-                                  if (ec != asio::error::operation_aborted) {
-                                    self->impl_.Count([&](ReporterMetrics& m) {
-                                      m.CountTlsHandshakeFailure(
-                                          ec == beast::error::timeout ? "timeout" : "error");
-                                    });
-                                  }
-                                  return self->Drop(ec, "TLS handshake");
-                                }
-                                self->ReadRequest(true);
-                              });
+      stream_.async_handshake(
+          ssl::stream_base::server, [self = this->shared_from_this()](beast::error_code ec) {
+            if (ec) {
+              if (ec != asio::error::operation_aborted) {
+                self->impl_.Count([&](ReporterMetrics& m) {
+                  m.CountTlsHandshakeFailure(ec == beast::error::timeout ? "timeout" : "error");
+                });
+              }
+              return self->Drop(ec, "TLS handshake");
+            }
+            self->ReadRequest(true);
+          });
     } else {
       ReadRequest(true);
     }
@@ -537,12 +536,10 @@ Servers::Impl::Impl(const ServersConfig& config, Endpoints ep)
       limits(config.limits),
       certificate(
           std::make_unique<ReloadingCertificate>(config.tls_cert_file, config.tls_key_file)),
-      https_state(
-          std::make_shared<ListenerState>("reports (HTTPS)", "https", true,
-                                      HttpsBudget(config.limits))),
-      http_state(
-          std::make_shared<ListenerState>("metrics (HTTP)", "http", false,
-                                      config.limits.http_connections)),
+      https_state(std::make_shared<ListenerState>("reports (HTTPS)", "https", true,
+                                                  HttpsBudget(config.limits))),
+      http_state(std::make_shared<ListenerState>("metrics (HTTP)", "http", false,
+                                                 config.limits.http_connections)),
       reports("reports", config.limits.report_workers, config.limits.report_queue),
       admission("webhook", config.limits.admission_workers, config.limits.admission_queue),
       metrics("metrics", config.limits.metrics_workers, config.limits.metrics_queue) {

@@ -153,19 +153,21 @@ TEST_CASE(
   // What an SRE sees: the 4 over the budget refused, the rest cut at the
   // deadline (a refused client does not reconnect here), nothing on the unix socket.
   const std::string tcp = "{listener=\"tcp\"}";
-  CHECK(WaitUntil([&] { return Counter(e, "guest_exporter_http_connections_refused_total" + tcp) >= 4; },
-                  3s));
+  CHECK(WaitUntil(
+      [&] { return Counter(e, "guest_exporter_http_connections_refused_total" + tcp) >= 4; }, 3s));
   CHECK(WaitUntil(
       [&] {
-        return Counter(e, "guest_exporter_http_connections_timed_out_total{listener=\"tcp\","
-                          "timeout=\"request\"}") >= 256;
+        return Counter(e,
+                       "guest_exporter_http_connections_timed_out_total{listener=\"tcp\","
+                       "timeout=\"request\"}") >= 256;
       },
       3s));
   CHECK(Counter(e, "guest_exporter_http_connections_refused_total{listener=\"unix\"}") == 0);
   MESSAGE("refused: " << Counter(e, "guest_exporter_http_connections_refused_total" + tcp)
                       << ", cut at the request deadline: "
-                      << Counter(e, "guest_exporter_http_connections_timed_out_total{listener="
-                                    "\"tcp\",timeout=\"request\"}"));
+                      << Counter(e,
+                                 "guest_exporter_http_connections_timed_out_total{listener="
+                                 "\"tcp\",timeout=\"request\"}"));
 }
 
 TEST_CASE("a byte-a-second client cannot extend the request deadline") {
@@ -190,12 +192,14 @@ TEST_CASE("a byte-a-second client cannot extend the request deadline") {
   close(fd);
   CHECK(WaitUntil(
       [&] {
-        return Counter(e, "guest_exporter_http_connections_timed_out_total{listener=\"unix\","
-                          "timeout=\"request\"}") == 1;
+        return Counter(e,
+                       "guest_exporter_http_connections_timed_out_total{listener=\"unix\","
+                       "timeout=\"request\"}") == 1;
       },
       3s));
-  CHECK(Counter(e, "guest_exporter_http_connections_timed_out_total{listener=\"unix\","
-                   "timeout=\"idle\"}") == 0);
+  CHECK(Counter(e,
+                "guest_exporter_http_connections_timed_out_total{listener=\"unix\","
+                "timeout=\"idle\"}") == 0);
 }
 
 TEST_CASE("a kept-alive connection left idle is closed at the idle timeout, and counted") {
@@ -210,12 +214,14 @@ TEST_CASE("a kept-alive connection left idle is closed at the idle timeout, and 
   close(fd);
   CHECK(WaitUntil(
       [&] {
-        return Counter(e, "guest_exporter_http_connections_timed_out_total{listener=\"tcp\","
-                          "timeout=\"idle\"}") == 1;
+        return Counter(e,
+                       "guest_exporter_http_connections_timed_out_total{listener=\"tcp\","
+                       "timeout=\"idle\"}") == 1;
       },
       3s));
-  CHECK(Counter(e, "guest_exporter_http_connections_timed_out_total{listener=\"tcp\","
-                   "timeout=\"request\"}") == 0);
+  CHECK(Counter(e,
+                "guest_exporter_http_connections_timed_out_total{listener=\"tcp\","
+                "timeout=\"request\"}") == 0);
 }
 
 TEST_CASE(

@@ -114,11 +114,13 @@ TEST_CASE("what the HTTP listeners refused or cut is shown per listener that is 
   CHECK(Has(text, "guest_exporter_http_connections_refused_total{listener=\"tcp\"} 7\n"));
   CHECK(Has(text, "guest_exporter_http_connections_refused_total{listener=\"unix\"} 0\n"));
   CHECK(Has(text, "guest_exporter_http_accept_pauses_total{listener=\"tcp\"} 1\n"));
-  CHECK(Has(text,
-            "guest_exporter_http_connections_timed_out_total{listener=\"unix\",timeout=\"request\"} "
-            "2\n"));
-  CHECK(Has(text,
-            "guest_exporter_http_connections_timed_out_total{listener=\"tcp\",timeout=\"idle\"} 3\n"));
+  CHECK(
+      Has(text,
+          "guest_exporter_http_connections_timed_out_total{listener=\"unix\",timeout=\"request\"} "
+          "2\n"));
+  CHECK(Has(
+      text,
+      "guest_exporter_http_connections_timed_out_total{listener=\"tcp\",timeout=\"idle\"} 3\n"));
 
   // TCP off: no tcp series; no listeners at all: no families.
   const auto unix_only = RenderMetrics({}, "n", 120s, {}, self, {unix_stats});
