@@ -524,7 +524,7 @@ sample_mem "$ge_pid" ge after
 sample_mem "$go_pid" go after
 put ge_scrapes "${scrapes[ge]}"
 put go_scrapes "${scrapes[go]}"
-python3 "$helper" smaps "$ge_pid" ge >>"$res"
+python3 "$helper" smaps "$ge_pid" ge "$fl_pid" >>"$res"
 put loadavg_end "$(cut -d' ' -f1-3 /proc/loadavg)"
 put measure_s "$(( $(date +%s) - t_start ))"
 

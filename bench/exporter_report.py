@@ -2,7 +2,9 @@
 """Helper for bench/exporter.sh (python3 standard library only).
 
   exporter_report.py port                    print a free TCP port on 127.0.0.1
-  exporter_report.py smaps PID PREFIX        key=value lines: top mappings by Rss and by Anonymous
+  exporter_report.py smaps PID PREFIX [FLOOR_PID]
+        key=value lines: top mappings by Rss and by Anonymous; with FLOOR_PID, also
+        the Rss per mapping beyond that process's (the libvirt floor client)
   exporter_report.py render RESULTS [--doc DOC]
         print the exporter section (markdown) built from RESULTS (key=value
         lines written by exporter.sh); with --doc, also replace the text
@@ -38,7 +40,8 @@ def free_port():
     return port
 
 
-def smaps(pid, prefix):
+def mappings(pid):
+    """Rss and Anonymous KiB per mapping name (shared objects without their version suffix)."""
     rss, anon = {}, {}
     name = None
     header = re.compile(r"^[0-9a-f]+-[0-9a-f]+ ")
@@ -52,6 +55,12 @@ def smaps(pid, prefix):
                 rss[name] = rss.get(name, 0) + int(line.split()[1])
             elif line.startswith("Anonymous:"):
                 anon[name] = anon.get(name, 0) + int(line.split()[1])
+    return rss, anon
+
+
+def smaps(pid, prefix, floor_pid=None):
+    rss, anon = mappings(pid)
+
     def top(d, n):
         items = sorted(((v, k) for k, v in d.items() if v > 0), reverse=True)
         head = items[:n]
@@ -59,6 +68,19 @@ def smaps(pid, prefix):
         return ";".join(f"{k}:{v}" for v, k in head) + (f";(other {len(items) - n}):{rest}" if rest else "")
     print(f"{prefix}_smaps_top_rss={top(rss, 8)}")
     print(f"{prefix}_smaps_top_anon={top(anon, 6)}")
+    if floor_pid:
+        # What guest-exporter has resident beyond the floor client, mapping by
+        # mapping, read at the same moment: its own binary, the libraries only
+        # it maps, and the extra pages it touches in the ones both map.
+        frss, _ = mappings(floor_pid)
+        diff = {k: rss.get(k, 0) - frss.get(k, 0) for k in set(rss) | set(frss)}
+        items = sorted(((v, k) for k, v in diff.items() if v != 0), key=lambda t: -abs(t[0]))
+        head, rest = items[:12], items[12:]
+        text = ";".join(f"{k}:{v:+d}" for v, k in head)
+        if rest:
+            text += f";(other {len(rest)}):{sum(v for v, _ in rest):+d}"
+        print(f"{prefix}_smaps_beyond_floor={text}")
+        print(f"{prefix}_smaps_beyond_floor_total={sum(rss.values()) - sum(frss.values())}")
 
 
 def load(path):
@@ -232,6 +254,10 @@ def render(r):
     w("")
     w(f"- by Rss: {r.get('ge_smaps_top_rss', '?').replace(';', ', ')}")
     w(f"- by Anonymous: {r.get('ge_smaps_top_anon', '?').replace(';', ', ')}")
+    if r.get("ge_smaps_beyond_floor"):
+        w(f"- beyond the floor client's mappings (guest-exporter's Rss minus `bench/libvirt-floor.c`'s, read at "
+          f"the same moment, KiB; {num(r, 'ge_smaps_beyond_floor_total', 0):+.0f} KiB in all): "
+          f"{r.get('ge_smaps_beyond_floor').replace(';', ', ')}")
     w(f"- for reference, a C program that only links libvirt and holds one connection (`bench/libvirt-floor.c`): "
       f"VmRSS {mib_kib(num(r, 'fl_idle_vmrss'))}, RssAnon {mib(num(r, 'fl_idle_rssanon'))}, "
       f"RssFile {mib(num(r, 'fl_idle_rssfile'))}, idle CPU {num(r, 'fl_idle_cpu_s_per_h', 0):.3f} s per hour, "
@@ -264,8 +290,8 @@ def write_doc(doc, section):
 def main(argv):
     if len(argv) >= 2 and argv[1] == "port":
         print(free_port())
-    elif len(argv) == 4 and argv[1] == "smaps":
-        smaps(argv[2], argv[3])
+    elif len(argv) in (4, 5) and argv[1] == "smaps":
+        smaps(argv[2], argv[3], argv[4] if len(argv) == 5 else None)
     elif len(argv) >= 3 and argv[1] == "render":
         section = render(load(argv[2]))
         sys.stdout.write(section)

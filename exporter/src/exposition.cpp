@@ -95,6 +95,37 @@ void AddGauge(prometheus::MetricFamily& f, std::vector<prometheus::ClientMetric:
   f.metric.push_back(std::move(m));
 }
 
+void AddCounter(prometheus::MetricFamily& f, std::vector<prometheus::ClientMetric::Label> labels,
+                uint64_t value) {
+  prometheus::ClientMetric m;
+  m.label = std::move(labels);
+  m.counter.value = static_cast<double>(value);
+  f.metric.push_back(std::move(m));
+}
+
+// The listeners' refusals: counted by the server thread, which also renders
+// the page, so they are read here rather than mirrored into the registry.
+void AppendHttpFamilies(const std::vector<HttpListenerStats>& http,
+                        std::vector<prometheus::MetricFamily>& families) {
+  if (http.empty()) return;
+  // Short HELP texts: the page is served at every scrape; docs/metrics.md says the rest.
+  auto refused = Family("guest_exporter_http_connections_refused_total",
+                        "Connections closed at accept: the listener's budget was full.",
+                        prometheus::MetricType::Counter);
+  auto pauses = Family("guest_exporter_http_accept_pauses_total",
+                       "Accept pauses: out of file descriptors.", prometheus::MetricType::Counter);
+  auto timeouts = Family("guest_exporter_http_connections_timed_out_total",
+                         "Connections closed by the request deadline or the idle timeout.",
+                         prometheus::MetricType::Counter);
+  for (const auto& l : http) {
+    AddCounter(refused, {{"listener", l.listener}}, l.refused);
+    AddCounter(pauses, {{"listener", l.listener}}, l.accept_pauses);
+    AddCounter(timeouts, {{"listener", l.listener}, {"timeout", "request"}}, l.request_timeouts);
+    AddCounter(timeouts, {{"listener", l.listener}, {"timeout", "idle"}}, l.idle_timeouts);
+  }
+  for (auto* f : {&refused, &pauses, &timeouts}) families.push_back(std::move(*f));
+}
+
 }  // namespace
 
 RatioInputs InputsFor(const DomainView& d, const RatioInputs& requests) {
@@ -106,7 +137,7 @@ RatioInputs InputsFor(const DomainView& d, const RatioInputs& requests) {
 
 std::string RenderMetrics(const std::vector<DomainView>& domains, const std::string& node,
                           std::chrono::seconds interval, const RatioInputs& requests,
-                          const SelfMetrics& self) {
+                          const SelfMetrics& self, const std::vector<HttpListenerStats>& http) {
   using prometheus::MetricType;
   const std::string every = "; sampled from the guest agent every " +
                             std::to_string(interval.count()) +
@@ -172,6 +203,7 @@ std::string RenderMetrics(const std::vector<DomainView>& domains, const std::str
   auto own = self.registry().Collect();
   families.insert(families.end(), std::make_move_iterator(own.begin()),
                   std::make_move_iterator(own.end()));
+  AppendHttpFamilies(http, families);
   return prometheus::TextSerializer().Serialize(families);
 }
 

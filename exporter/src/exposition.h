@@ -17,6 +17,7 @@
 
 #include "gm/ratios.h"
 #include "guest_load.h"
+#include "http_server.h"
 #include "load_cache.h"
 
 namespace gm::exporter {
@@ -52,9 +53,9 @@ RatioInputs InputsFor(const DomainView& d, const RatioInputs& requests);
 
 /// Renders the whole /metrics body: domain families from `domains` (load,
 /// live allocation, ratios where the requests allow), then the exporter's own
-/// metrics.
+/// metrics, then what each HTTP listener in `http` refused or cut.
 std::string RenderMetrics(const std::vector<DomainView>& domains, const std::string& node,
                           std::chrono::seconds interval, const RatioInputs& requests,
-                          const SelfMetrics& self);
+                          const SelfMetrics& self, const std::vector<HttpListenerStats>& http = {});
 
 }  // namespace gm::exporter

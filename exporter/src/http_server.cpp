@@ -80,8 +80,11 @@ struct Listener {
   size_t open = 0;
   BurstLog full_log;
   BurstLog fd_log;
+  HttpListenerStats stats;
   Listener(asio::io_context& io, const char* k, size_t b)
-      : kind(k), acceptor(io), pause(io), budget(b) {}
+      : kind(k), acceptor(io), pause(io), budget(b) {
+    stats.listener = k;
+  }
 };
 
 struct HttpServer::Impl {
@@ -128,7 +131,12 @@ class Conn : public std::enable_shared_from_this<Conn> {
     request_deadline_ = request;
     timer_.expires_after(d);  // cancels the previous wait
     timer_.async_wait([self = shared_from_this()](const error_code& ec) {
-      if (!ec) self->Close();  // aborted: the deadline moved or the connection closed
+      // Aborted: the deadline moved or the connection closed (maybe just
+      // after the timer expired: then it was not cut by it).
+      if (ec || self->closed_) return;
+      auto& stats = self->listener_.stats;
+      ++(self->request_deadline_ ? stats.request_timeouts : stats.idle_timeouts);
+      self->Close();
     });
   }
 
@@ -222,6 +230,7 @@ void HttpServer::Impl::Accept(Listener& l) {
   l.acceptor.async_accept([this, &l](const error_code& ec, Socket socket) {
     if (ec == asio::error::operation_aborted) return;
     if (OutOfDescriptors(ec)) {
+      ++l.stats.accept_pauses;
       // Level-triggered readiness would report the pending connection again
       // at once: pause instead, and let closing connections free descriptors.
       l.fd_log([&](uint64_t since) {
@@ -239,6 +248,7 @@ void HttpServer::Impl::Accept(Listener& l) {
     if (!ec) {
       if (l.open >= l.budget) {
         // Refuse rather than queue: the client learns at once, and memory stays bounded.
+        ++l.stats.refused;
         l.full_log([&](uint64_t since) {
           spdlog::warn(
               "{} connection budget ({}) full; refusing connections ({} more since the last "
@@ -380,6 +390,14 @@ int HttpServer::tcp_port() const { return impl_->tcp_port; }
 size_t HttpServer::open_tcp() const { return impl_->tcp_listener ? impl_->tcp_listener->open : 0; }
 size_t HttpServer::open_unix() const {
   return impl_->unix_listener ? impl_->unix_listener->open : 0;
+}
+
+std::vector<HttpListenerStats> HttpServer::stats() const {
+  std::vector<HttpListenerStats> out;
+  for (const auto* l : {impl_->unix_listener.get(), impl_->tcp_listener.get()}) {
+    if (l != nullptr) out.push_back(l->stats);
+  }
+  return out;
 }
 
 int HttpGetUnix(const std::string& socket_path, const std::string& path,

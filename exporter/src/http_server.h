@@ -15,6 +15,7 @@
 //   unsent, so a client that pipelines and never reads costs one response;
 // - out of descriptors (EMFILE/ENFILE), accepting pauses for a second
 //   instead of spinning, and says so once per burst.
+// Each listener counts what it refused or cut (stats(), shown on /metrics).
 // An idle server sleeps: no timer runs without connections, and the only
 // other wake-ups are `tick_fd`, Stop() and Ping().
 
@@ -23,6 +24,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "http_protocol.h"
 
@@ -42,6 +44,21 @@ struct HttpServerOptions {
   /// unreadable again (e.g. a timerfd another thread arms, which it reads).
   /// -1: none. This replaces a periodic tick: wake-ups cost idle CPU.
   int tick_fd = -1;
+};
+
+/// What one listener refused or cut since start: for /metrics, so that abuse
+/// or overload shows without reading logs.
+struct HttpListenerStats {
+  const char* listener = "";  // "tcp" or "unix"
+  /// Connections closed at accept: the listener's budget was full.
+  uint64_t refused = 0;
+  /// Times accepting paused because the process was out of descriptors.
+  uint64_t accept_pauses = 0;
+  /// Connections closed by the request deadline: a request not received and
+  /// answered in time (a silent connection counts from its accept).
+  uint64_t request_timeouts = 0;
+  /// Kept-alive connections closed by the idle timeout.
+  uint64_t idle_timeouts = 0;
 };
 
 class HttpServer {
@@ -67,6 +84,9 @@ class HttpServer {
   /// Connections open now, by kind (for tests and logs; server thread only).
   size_t open_tcp() const;
   size_t open_unix() const;
+  /// One entry per listener that is on (unix first); server thread only,
+  /// like the handler, which is where /metrics reads it.
+  std::vector<HttpListenerStats> stats() const;
 
   struct Impl;  // Asio stays out of this header (and of every file that includes it)
 

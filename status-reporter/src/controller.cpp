@@ -357,6 +357,7 @@ struct Controller::Impl final : FactsSource {
     sc.tls_key_file = o.tls_key_file;
     Endpoints ep;
     ep.ingestion = ingestion.get();
+    ep.counters = &metrics;  // what the listeners refuse or cut
     ep.metrics = [this] {
       ReturnFreedMemory();  // what the last page (megabytes at 10,000 VMs) left free
       metrics.queue_depth.Set(static_cast<double>(queue.Len()));

@@ -94,7 +94,74 @@ ReporterMetrics::ReporterMetrics()
   for (const char* d : kAdmissionDecisions)
     admissions_by_decision_[d] = &admissions_.Add({{"decision", d}});
   mode_status_.Set(1);
+
+  connections_refused_ =
+      &BuildCounter()
+           .Name("status_reporter_connections_refused_total")
+           .Help(
+               "Connections closed at accept because the listener's connection budget was "
+               "full (https: reports and webhook; http: metrics and probes).")
+           .Register(*registry_);
+  tls_handshake_failures_ =
+      &BuildCounter()
+           .Name("status_reporter_tls_handshake_failures_total")
+           .Help(
+               "TLS handshakes on the HTTPS port that failed (reason=error) or did not finish "
+               "within the handshake deadline, silent connections included (reason=timeout).")
+           .Register(*registry_);
+  requests_timed_out_ =
+      &BuildCounter()
+           .Name("status_reporter_requests_timed_out_total")
+           .Help(
+               "Connections closed because a request was not read whole within the request "
+               "deadline, by listener.")
+           .Register(*registry_);
+  bodies_too_large_ =
+      &BuildCounter()
+           .Name("status_reporter_bodies_too_large_total")
+           .Help(
+               "Requests refused with 413 because their body, declared or chunked, was larger "
+               "than the endpoint takes.")
+           .Register(*registry_);
+  pool_full_ = &BuildCounter()
+                    .Name("status_reporter_pool_full_total")
+                    .Help(
+                        "Requests answered 503 because the worker pool that handles them was "
+                        "full (or they waited in its queue past the request deadline).")
+                    .Register(*registry_);
+  for (const char* l : {"https", "http"}) {
+    refusals_[{connections_refused_, l}] = &connections_refused_->Add({{"listener", l}});
+    refusals_[{requests_timed_out_, l}] = &requests_timed_out_->Add({{"listener", l}});
+  }
+  for (const char* r : {"error", "timeout"})
+    refusals_[{tls_handshake_failures_, r}] = &tls_handshake_failures_->Add({{"reason", r}});
+  for (const char* e : {"reports", "webhook", "other"})
+    refusals_[{bodies_too_large_, e}] = &bodies_too_large_->Add({{"endpoint", e}});
+  for (const char* p : {"reports", "webhook", "metrics"})
+    refusals_[{pool_full_, p}] = &pool_full_->Add({{"pool", p}});
 }
+
+void ReporterMetrics::CountIn(prometheus::Family<prometheus::Counter>* family, const char* label,
+                              const std::string& value) {
+  std::lock_guard lock(mu_);
+  auto& c = refusals_[{family, value}];
+  if (c == nullptr) c = &family->Add({{label, value}});
+  c->Increment();
+}
+
+void ReporterMetrics::CountConnectionRefused(const std::string& listener) {
+  CountIn(connections_refused_, "listener", listener);
+}
+void ReporterMetrics::CountTlsHandshakeFailure(const std::string& reason) {
+  CountIn(tls_handshake_failures_, "reason", reason);
+}
+void ReporterMetrics::CountRequestTimeout(const std::string& listener) {
+  CountIn(requests_timed_out_, "listener", listener);
+}
+void ReporterMetrics::CountBodyTooLarge(const std::string& endpoint) {
+  CountIn(bodies_too_large_, "endpoint", endpoint);
+}
+void ReporterMetrics::CountPoolFull(const std::string& pool) { CountIn(pool_full_, "pool", pool); }
 
 void ReporterMetrics::CountAdmission(const std::string& decision) {
   std::lock_guard lock(mu_);

@@ -41,6 +41,20 @@ class ReporterMetrics {
   /// Counts one webhook answer by its decision (see AdmissionResult).
   void CountAdmission(const std::string& decision);
 
+  // Work the listeners refused or cut (servers.cpp), so that abuse or
+  // overload shows on /metrics. Thread-safe; every known label value is
+  // exposed from the start, at 0.
+  /// A connection closed at accept: `listener` ("https" or "http") was at its budget.
+  void CountConnectionRefused(const std::string& listener);
+  /// A TLS handshake that failed ("error") or did not finish in time ("timeout").
+  void CountTlsHandshakeFailure(const std::string& reason);
+  /// A request not read within the request deadline on `listener`.
+  void CountRequestTimeout(const std::string& listener);
+  /// A body refused with 413 on `endpoint` ("reports", "webhook", "other").
+  void CountBodyTooLarge(const std::string& endpoint);
+  /// A request answered 503 because `pool` ("reports", "webhook", "metrics") was full.
+  void CountPoolFull(const std::string& pool);
+
   const prometheus::Registry& registry() const { return *registry_; }
 
  private:
@@ -53,6 +67,16 @@ class ReporterMetrics {
   std::map<std::string, prometheus::Counter*> reports_by_result_;
   std::map<std::pair<std::string, int>, prometheus::Counter*> api_by_verb_code_;
   std::map<std::string, prometheus::Counter*> admissions_by_decision_;
+
+  // The listeners' refusals: one family each, counters by (family, label value).
+  void CountIn(prometheus::Family<prometheus::Counter>* family, const char* label,
+               const std::string& value);
+  prometheus::Family<prometheus::Counter>* connections_refused_ = nullptr;
+  prometheus::Family<prometheus::Counter>* tls_handshake_failures_ = nullptr;
+  prometheus::Family<prometheus::Counter>* requests_timed_out_ = nullptr;
+  prometheus::Family<prometheus::Counter>* bodies_too_large_ = nullptr;
+  prometheus::Family<prometheus::Counter>* pool_full_ = nullptr;
+  std::map<std::pair<const void*, std::string>, prometheus::Counter*> refusals_;
 };
 
 /// The /metrics body. `export_guest_load` off drops the guest-load gauges

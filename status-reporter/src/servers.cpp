@@ -55,6 +55,8 @@ class WorkerPool {
   WorkerPool(const WorkerPool&) = delete;
   WorkerPool& operator=(const WorkerPool&) = delete;
 
+  const std::string& name() const { return name_; }
+
   bool TrySubmit(std::function<void()> job) {
     {
       std::lock_guard lock(mu_);
@@ -107,8 +109,10 @@ class WorkerPool {
 // One listener's shared state; sessions keep it alive, so it outlives the
 // handlers still queued in the io_context at shutdown.
 struct ListenerState {
-  ListenerState(const char* w, bool t, size_t b) : what(w), tls(t), budget(b) {}
+  ListenerState(const char* w, const char* l, bool t, size_t b)
+      : what(w), label(l), tls(t), budget(b) {}
   const char* const what;
+  const char* const label;  // "https" or "http", the metrics' listener label
   const bool tls;
   const size_t budget;
   std::atomic<size_t> open{0};
@@ -148,6 +152,13 @@ std::string PathOf(beast::string_view target) {
 // How large a body the target may have, decided from the header alone.
 size_t BodyLimit(const std::string& path) {
   return path == "/mutate" ? kMaxAdmissionBytes : kMaxReportBytes;
+}
+
+// The endpoint label of status_reporter_bodies_too_large_total.
+const char* EndpointOf(const std::string& path) {
+  if (path == "/v1/reports") return "reports";
+  if (path == "/mutate") return "webhook";
+  return "other";
 }
 
 std::string TooLarge(size_t limit) {
@@ -206,6 +217,11 @@ struct Servers::Impl {
   WorkerPool reports, admission, metrics;
   std::vector<std::thread> io_threads;
   std::atomic<bool> stopped{false};
+
+  template <class F>
+  void Count(F&& count) {
+    if (endpoints.counters != nullptr) count(*endpoints.counters);
+  }
 };
 
 namespace {
@@ -242,11 +258,18 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
       // On the I/O threads, with its own deadline: a peer that never ends
       // its handshake holds one connection slot for this long, no thread.
       Lowest().expires_at(handshake_deadline);
-      stream_.async_handshake(ssl::stream_base::server,
-                              [self = this->shared_from_this()](beast::error_code ec) {
-                                if (ec) return self->Drop(ec, "TLS handshake");
-                                self->ReadRequest(true);
-                              });
+      stream_.async_handshake(
+          ssl::stream_base::server, [self = this->shared_from_this()](beast::error_code ec) {
+            if (ec) {
+              if (ec != asio::error::operation_aborted) {
+                self->impl_.Count([&](ReporterMetrics& m) {
+                  m.CountTlsHandshakeFailure(ec == beast::error::timeout ? "timeout" : "error");
+                });
+              }
+              return self->Drop(ec, "TLS handshake");
+            }
+            self->ReadRequest(true);
+          });
     } else {
       ReadRequest(true);
     }
@@ -289,8 +312,7 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
     }
     if (ec == http::error::body_limit) {  // a declared length above every target's limit; the
                                           // header is parsed
-      return Refuse(http::status::payload_too_large,
-                    TooLarge(BodyLimit(PathOf(parser_->get().target()))));
+      return RefuseTooLarge(PathOf(parser_->get().target()));
     }
     if (ec) return Failed(ec, "reading a request header");
     const auto& req = parser_->get();
@@ -298,7 +320,7 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
     // Chunked bodies too: the parser counts what it decodes against this.
     parser_->body_limit(limit);
     if (const auto length = parser_->content_length(); length && *length > limit) {
-      return Refuse(http::status::payload_too_large, TooLarge(limit));
+      return RefuseTooLarge(PathOf(req.target()));
     }
     if (beast::iequals(req[http::field::expect], "100-continue")) {
       continue_.emplace(http::status::continue_, req.version());
@@ -315,9 +337,7 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
     http::async_read(stream_, buffer_, *parser_,
                      [self = this->shared_from_this()](beast::error_code ec, size_t) {
                        if (ec == http::error::body_limit) {
-                         return self->Refuse(
-                             http::status::payload_too_large,
-                             TooLarge(BodyLimit(PathOf(self->parser_->get().target()))));
+                         return self->RefuseTooLarge(PathOf(self->parser_->get().target()));
                        }
                        if (ec) return self->Failed(ec, "reading a request body");
                        self->request_ = self->parser_->release();
@@ -378,10 +398,11 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
   void OnPool(WorkerPool& pool, Handler handler) {
     const auto queued = Clock::now();
     auto self = this->shared_from_this();
-    const bool taken = pool.TrySubmit([self, handler, queued] {
+    const bool taken = pool.TrySubmit([self, handler, queued, &pool] {
       Response res;
       if (Clock::now() - queued > self->limits_.request_timeout) {
         res = self->Busy();  // its client has likely given up; do not start work for nobody
+        self->impl_.Count([&](ReporterMetrics& m) { m.CountPoolFull(pool.name()); });
       } else {
         try {
           res = handler(self->impl_, self->request_);
@@ -393,7 +414,10 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
       asio::post(self->stream_.get_executor(),
                  [self, res = std::move(res)]() mutable { self->Respond(std::move(res)); });
     });
-    if (!taken) Respond(Busy());
+    if (!taken) {
+      impl_.Count([&](ReporterMetrics& m) { m.CountPoolFull(pool.name()); });
+      Respond(Busy());
+    }
   }
 
   Response Busy() const {
@@ -410,6 +434,11 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
   void Respond(Response res) {
     res.keep_alive(request_.keep_alive());
     Write(std::move(res));
+  }
+
+  void RefuseTooLarge(const std::string& path) {
+    impl_.Count([&](ReporterMetrics& m) { m.CountBodyTooLarge(EndpointOf(path)); });
+    Refuse(http::status::payload_too_large, TooLarge(BodyLimit(path)));
   }
 
   // Answers a request whose body is left unread, then closes.
@@ -438,6 +467,9 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
   // A request that could not be read: a malformed one gets 400; a timeout
   // or a vanished peer just loses the connection.
   void Failed(beast::error_code ec, const char* what) {
+    if (ec == beast::error::timeout) {
+      impl_.Count([&](ReporterMetrics& m) { m.CountRequestTimeout(state_->label); });
+    }
     if (ec.category() == http::make_error_code(http::error::bad_target).category() &&
         ec != http::error::end_of_stream && ec != http::error::partial_message) {
       return Refuse(http::status::bad_request, "malformed request: " + ec.message());
@@ -504,12 +536,12 @@ Servers::Impl::Impl(const ServersConfig& config, Endpoints ep)
       limits(config.limits),
       certificate(
           std::make_unique<ReloadingCertificate>(config.tls_cert_file, config.tls_key_file)),
-      https_state(
-          std::make_shared<ListenerState>("reports (HTTPS)", true, HttpsBudget(config.limits))),
-      http_state(
-          std::make_shared<ListenerState>("metrics (HTTP)", false, config.limits.http_connections)),
+      https_state(std::make_shared<ListenerState>("reports (HTTPS)", "https", true,
+                                                  HttpsBudget(config.limits))),
+      http_state(std::make_shared<ListenerState>("metrics (HTTP)", "http", false,
+                                                 config.limits.http_connections)),
       reports("reports", config.limits.report_workers, config.limits.report_queue),
-      admission("admission", config.limits.admission_workers, config.limits.admission_queue),
+      admission("webhook", config.limits.admission_workers, config.limits.admission_queue),
       metrics("metrics", config.limits.metrics_workers, config.limits.metrics_queue) {
   SSL_CTX* ctx = tls.native_handle();
   SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
@@ -603,6 +635,7 @@ void Servers::Impl::Accept(tcp::acceptor& acceptor, const std::shared_ptr<Listen
 void Servers::Impl::OnAccept(tcp::socket socket, const std::shared_ptr<ListenerState>& state) {
   if (state->open.load() >= state->budget) {
     state->NoteRefusal();
+    Count([&](ReporterMetrics& m) { m.CountConnectionRefused(state->label); });
     beast::error_code ignored;
     socket.close(ignored);
     return;
@@ -629,8 +662,10 @@ void Servers::Impl::OnAccept(tcp::socket socket, const std::shared_ptr<ListenerS
   };
   auto wait = std::make_shared<FirstByte>(std::move(socket));
   wait->timer.expires_at(handshake_deadline);
-  wait->timer.async_wait([wait](beast::error_code ec) {
+  wait->timer.async_wait([this, wait](beast::error_code ec) {
     if (ec) return;  // cancelled: the client spoke in time
+    // A handshake that never began is one that did not finish in time.
+    Count([](ReporterMetrics& m) { m.CountTlsHandshakeFailure("timeout"); });
     beast::error_code ignored_close;
     wait->socket.close(ignored_close);
   });

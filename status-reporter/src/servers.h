@@ -16,6 +16,7 @@
 #include "admission.h"
 #include "gm/listen_address.h"
 #include "ingestion.h"
+#include "metrics.h"
 
 namespace gm::reporter {
 
@@ -69,6 +70,10 @@ struct Endpoints {
   /// POST /mutate: the body and when the webhook's lookups must end (from
   /// the API server's `timeout` parameter, see LookupBudget).
   std::function<AdmissionResult(const std::string& body, Deadline lookup_deadline)> admit;
+  /// Where the listeners count what they refused or cut (connections over
+  /// budget, failed handshakes, request deadlines, 413s, full pools); none
+  /// when null.
+  ReporterMetrics* counters = nullptr;
 };
 
 class Servers {

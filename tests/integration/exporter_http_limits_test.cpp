@@ -50,6 +50,16 @@ struct Exporter {
   }
 };
 
+// A sample of the exporter's /metrics read over its unix socket, as an
+// operator would; -1 when the series is absent. The page is cached for up to
+// 0.5 s, so callers wait for the value they expect.
+double Counter(const Exporter& e, const std::string& series) {
+  bool ok = false;
+  const std::string body = Get(e.sock, "/metrics", &ok);
+  if (!ok) return -1;
+  return Sample(body, series).value_or(-1);
+}
+
 bool PeerClosed(int fd) {
   pollfd p{fd, POLLIN, 0};
   if (poll(&p, 1, 0) <= 0) return false;
@@ -140,6 +150,24 @@ TEST_CASE(
   CHECK(slowest < 1000ms);
   // A 3 s deadline for the whole request: none of them may hold a slot after 6 s.
   CHECK(still_open == 0);
+  // What an SRE sees: the 4 over the budget refused, the rest cut at the
+  // deadline (a refused client does not reconnect here), nothing on the unix socket.
+  const std::string tcp = "{listener=\"tcp\"}";
+  CHECK(WaitUntil(
+      [&] { return Counter(e, "guest_exporter_http_connections_refused_total" + tcp) >= 4; }, 3s));
+  CHECK(WaitUntil(
+      [&] {
+        return Counter(e,
+                       "guest_exporter_http_connections_timed_out_total{listener=\"tcp\","
+                       "timeout=\"request\"}") >= 256;
+      },
+      3s));
+  CHECK(Counter(e, "guest_exporter_http_connections_refused_total{listener=\"unix\"}") == 0);
+  MESSAGE("refused: " << Counter(e, "guest_exporter_http_connections_refused_total" + tcp)
+                      << ", cut at the request deadline: "
+                      << Counter(e,
+                                 "guest_exporter_http_connections_timed_out_total{listener="
+                                 "\"tcp\",timeout=\"request\"}"));
 }
 
 TEST_CASE("a byte-a-second client cannot extend the request deadline") {
@@ -162,6 +190,38 @@ TEST_CASE("a byte-a-second client cannot extend the request deadline") {
   CHECK(closed);
   CHECK(held < 6s);  // 2 s deadline; the old idle timer let it last as long as the client liked
   close(fd);
+  CHECK(WaitUntil(
+      [&] {
+        return Counter(e,
+                       "guest_exporter_http_connections_timed_out_total{listener=\"unix\","
+                       "timeout=\"request\"}") == 1;
+      },
+      3s));
+  CHECK(Counter(e,
+                "guest_exporter_http_connections_timed_out_total{listener=\"unix\","
+                "timeout=\"idle\"}") == 0);
+}
+
+TEST_CASE("a kept-alive connection left idle is closed at the idle timeout, and counted") {
+  Exporter e(std::map<std::string, std::string>{{"GUEST_EXPORTER_HTTP_IDLE_TIMEOUT", "1"}});
+  const int fd = ConnectTcp(e.port);
+  REQUIRE(fd >= 0);
+  const std::string req = "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
+  REQUIRE(send(fd, req.data(), req.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(req.size()));
+  char buf[512];
+  REQUIRE(recv(fd, buf, sizeof buf, 0) > 0);  // the answer; the connection stays open
+  CHECK(WaitUntil([&] { return PeerClosed(fd); }, 5s));
+  close(fd);
+  CHECK(WaitUntil(
+      [&] {
+        return Counter(e,
+                       "guest_exporter_http_connections_timed_out_total{listener=\"tcp\","
+                       "timeout=\"idle\"}") == 1;
+      },
+      3s));
+  CHECK(Counter(e,
+                "guest_exporter_http_connections_timed_out_total{listener=\"tcp\","
+                "timeout=\"request\"}") == 0);
 }
 
 TEST_CASE(
@@ -193,4 +253,5 @@ TEST_CASE(
     log.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
   }
   CHECK(log.find("descriptors") != std::string::npos);
+  CHECK(Counter(e, "guest_exporter_http_accept_pauses_total{listener=\"tcp\"}") >= 1);
 }

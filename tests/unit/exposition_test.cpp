@@ -98,3 +98,32 @@ TEST_CASE("live allocation always, ratios only where the pod's requests allow") 
       Has(text,
           "kubevirt_vmi_memory_overcommit_ratio{namespace=\"prod\",name=\"db\",node=\"n\"} 1.5\n"));
 }
+
+TEST_CASE("what the HTTP listeners refused or cut is shown per listener that is on") {
+  SelfMetrics self("9.0.0");
+  HttpListenerStats unix_stats;
+  unix_stats.listener = "unix";
+  unix_stats.request_timeouts = 2;
+  HttpListenerStats tcp_stats;
+  tcp_stats.listener = "tcp";
+  tcp_stats.refused = 7;
+  tcp_stats.accept_pauses = 1;
+  tcp_stats.idle_timeouts = 3;
+  const auto text = RenderMetrics({}, "n", 120s, {}, self, {unix_stats, tcp_stats});
+  CHECK(Has(text, "# TYPE guest_exporter_http_connections_refused_total counter\n"));
+  CHECK(Has(text, "guest_exporter_http_connections_refused_total{listener=\"tcp\"} 7\n"));
+  CHECK(Has(text, "guest_exporter_http_connections_refused_total{listener=\"unix\"} 0\n"));
+  CHECK(Has(text, "guest_exporter_http_accept_pauses_total{listener=\"tcp\"} 1\n"));
+  CHECK(
+      Has(text,
+          "guest_exporter_http_connections_timed_out_total{listener=\"unix\",timeout=\"request\"} "
+          "2\n"));
+  CHECK(Has(
+      text,
+      "guest_exporter_http_connections_timed_out_total{listener=\"tcp\",timeout=\"idle\"} 3\n"));
+
+  // TCP off: no tcp series; no listeners at all: no families.
+  const auto unix_only = RenderMetrics({}, "n", 120s, {}, self, {unix_stats});
+  CHECK_FALSE(Has(unix_only, "listener=\"tcp\""));
+  CHECK_FALSE(Has(RenderMetrics({}, "n", 120s, {}, self), "guest_exporter_http_"));
+}

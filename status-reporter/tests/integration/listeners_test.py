@@ -157,6 +157,10 @@ class ListenersTest(unittest.TestCase):
         finally:
             conn.close()
 
+    def counter(self, metric, **labels):
+        """A counter on the reporter's /metrics, as an SRE reads it (0 when absent)."""
+        return self.reporter.metric(metric, **labels) or 0
+
     def tls(self, timeout=10):
         raw = socket.create_connection(("127.0.0.1", self.reporter.https_port), timeout=timeout)
         return self.reporter.ssl.wrap_socket(raw, server_hostname="127.0.0.1")
@@ -193,6 +197,7 @@ class ListenersTest(unittest.TestCase):
             attack.close()
 
     def test_a_byte_a_second_client_is_cut_off_at_the_request_deadline(self):
+        timed_out = self.counter("status_reporter_requests_timed_out_total", listener="https")
         sock = self.tls()
         start = time.monotonic()
         sock.sendall(b"POST /v1/reports HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
@@ -218,6 +223,8 @@ class ListenersTest(unittest.TestCase):
                                            f"{2 * REQUEST_DEADLINE + 5} s ({sent} bytes)")
         self.assertLess(closed_after, REQUEST_DEADLINE + 5)
         self.assertGreater(closed_after, REQUEST_DEADLINE - 1, "cut off before its deadline")
+        self.assertEqual(self.counter("status_reporter_requests_timed_out_total", listener="https"),
+                         timed_out + 1)
 
     def test_a_chunked_upload_over_the_limit_is_refused_with_413_and_memory_stays_bounded(self):
         # No token at all: the limit holds before anybody is authenticated.
@@ -225,6 +232,7 @@ class ListenersTest(unittest.TestCase):
         chunk = b"{" * 65536
         frame = b"%x\r\n" % len(chunk) + chunk + b"\r\n"
         before = self.reporter.rss_kib("VmHWM")
+        too_large = self.counter("status_reporter_bodies_too_large_total", endpoint="reports")
         results = [None] * 4
 
         def upload(i):
@@ -260,8 +268,12 @@ class ListenersTest(unittest.TestCase):
             self.assertIn(f'{{"error":"body larger than {MAX_REPORT_BYTES} bytes"}}', text)
             self.assertLess(sent, per_upload, "the whole upload was read before the refusal")
         self.assertLess(grown_mib, 24, f"peak RSS grew by {grown_mib:.0f} MiB for 4 refused uploads")
+        self.assertEqual(self.counter("status_reporter_bodies_too_large_total", endpoint="reports"),
+                         too_large + 4)
 
     def test_a_declared_length_over_the_targets_limit_is_refused_before_the_body(self):
+        reports = self.counter("status_reporter_bodies_too_large_total", endpoint="reports")
+        webhook = self.counter("status_reporter_bodies_too_large_total", endpoint="webhook")
         for path, length, limit in (("/v1/reports", MAX_REPORT_BYTES + 1, MAX_REPORT_BYTES),
                                     ("/v1/reports", 3 * 2**20, MAX_REPORT_BYTES),
                                     ("/mutate?timeout=10s", 3 * 2**20, 2 * 2**20)):
@@ -274,10 +286,15 @@ class ListenersTest(unittest.TestCase):
                 sock.close()
             self.assertEqual(status, 413, f"{path} with {length} bytes: {text[:200]!r}")
             self.assertIn(f'{{"error":"body larger than {limit} bytes"}}', text)
+        self.assertEqual(self.counter("status_reporter_bodies_too_large_total", endpoint="reports"),
+                         reports + 2)
+        self.assertEqual(self.counter("status_reporter_bodies_too_large_total", endpoint="webhook"),
+                         webhook + 1)
 
     def test_a_full_worker_pool_answers_503_at_once_and_admission_is_not_held_up(self):
         # Every TokenReview takes 4 s: the report workers fill and their queue with them.
         tokens = [self.cluster.token(self.ns, "virt-launcher-vm-a") for _ in range(80)]
+        full = self.counter("status_reporter_pool_full_total", pool="reports")
         self.cluster.faults({"resource": "tokenreviews", "delaySeconds": 4, "count": -1})
         answers = [None] * len(tokens)
 
@@ -299,9 +316,53 @@ class ListenersTest(unittest.TestCase):
         busy = [(a, t) for a, t in answers if a[0] == 503 and a[1] and a[1].get("result") == "busy"]
         self.assertTrue(busy, f"no report was refused as busy: {sorted(set(a[0] for a, _ in answers))}")
         self.assertLess(max(t for _, t in busy), ANSWER_BOUND, "a full pool answered 503 late")
+        # At least every 503 a client saw (a request that outwaited its client in the queue is
+        # answered 503 too, to nobody).
+        self.assertGreaterEqual(self.counter("status_reporter_pool_full_total", pool="reports"),
+                                full + len(busy))
+        self.assertEqual(self.counter("status_reporter_pool_full_total", pool="webhook"), 0)
         self.cluster.reset_faults()
         wait_until(lambda: self.reporter.post_report(self.body, self.token)[0] == 202, SETTLE,
                    "reports to be accepted again", interval=0.2)
+
+    def test_unfinished_handshakes_are_counted_as_timeouts(self):
+        before = self.counter("status_reporter_tls_handshake_failures_total", reason="timeout")
+        # Two that never speak, two that trickle a ClientHello: all outlive the 5 s handshake deadline.
+        attack = Trickler("127.0.0.1", self.reporter.https_port, slow=2, silent=2,
+                          payload=harness.client_hello(), interval=1.0)
+        try:
+            wait_until(lambda: self.counter("status_reporter_tls_handshake_failures_total",
+                                            reason="timeout") >= before + 4,
+                       15, "four handshake timeouts on /metrics", interval=0.5)
+        finally:
+            attack.close()
+        self.assertEqual(self.counter("status_reporter_tls_handshake_failures_total", reason="timeout"),
+                         before + 4)
+
+    def test_connections_over_the_metrics_ports_budget_are_closed_at_accept_and_counted(self):
+        before = self.counter("status_reporter_connections_refused_total", listener="http")
+        socks = []
+        try:
+            for _ in range(140):  # the metrics port's budget is 128
+                socks.append(socket.create_connection(("127.0.0.1", self.reporter.http_port), timeout=5))
+            # The reporter closes the ones over budget: their reads end at once.
+            closed = 0
+            deadline = time.monotonic() + 5
+            for s in socks:
+                s.settimeout(max(0.01, deadline - time.monotonic()))
+                try:
+                    if s.recv(1) == b"":
+                        closed += 1
+                except (socket.timeout, OSError):
+                    pass
+        finally:
+            for s in socks:
+                s.close()
+        wait_until(lambda: self.reporter.get("/healthz")[0] == 200, 15, "the metrics port to answer again")
+        refused = self.counter("status_reporter_connections_refused_total", listener="http") - before
+        self.assertGreaterEqual(refused, 12)
+        self.assertEqual(refused, closed, "refused connections are the ones closed at once")
+        self.assertEqual(self.counter("status_reporter_connections_refused_total", listener="https"), 0)
 
 
 def ipv6_loopback():
