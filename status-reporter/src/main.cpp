@@ -78,6 +78,10 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(10, 86400));
   Flag(app, "export-guest-load", o.export_guest_load,
        "Serve kubevirt_vmi_guest_load_* (off where KubeVirt exports them)");
+  Flag(app, "write-ratios", o.write_ratios,
+       "Write the CPU allocation and memory overcommit ratios onto launcher pods and VMIs "
+       "(VEP 156). false writes nothing to pods or VMIs; reports are still taken and guest "
+       "load served; ratios written before stay until removed by hand (docs/operations.md)");
   Flag(app, "sidecar-image", o.sidecar_image,
        "Image of the guest-exporter sidecar the webhook injects");
   Flag(app, "sidecar-reporter-url", o.sidecar_reporter_url,

@@ -66,20 +66,13 @@ ReporterMetrics::ReporterMetrics()
               .Name("status_reporter_admissions_total")
               .Help("Webhook answers by decision: injected, or why the pod was admitted unchanged.")
               .Register(*registry_)),
-      mode_status_(BuildGauge()
-                       .Name("status_reporter_vmi_ratio_mode")
-                       .Help("Where VMI ratios are written: 1 on the mode in effect. 'status' when "
-                             "the VMI CRD keeps "
-                             "the VEP 156 fields, 'annotations' when it prunes them.")
-                       .Register(*registry_)
-                       .Add({{"mode", "status"}})),
-      mode_annotations_(BuildGauge()
-                            .Name("status_reporter_vmi_ratio_mode")
-                            .Help("Where VMI ratios are written: 1 on the mode in effect. 'status' "
-                                  "when the VMI CRD "
-                                  "keeps the VEP 156 fields, 'annotations' when it prunes them.")
-                            .Register(*registry_)
-                            .Add({{"mode", "annotations"}})) {
+      modes_(BuildGauge()
+                 .Name("status_reporter_vmi_ratio_mode")
+                 .Help("Where VMI ratios are written: 1 on the mode in effect, 0 on the others. "
+                       "'status' when the VMI CRD keeps the VEP 156 fields, 'annotations' when it "
+                       "prunes them, 'unknown' until the first status write has answered, 'off' "
+                       "when --write-ratios=false (nothing is written).")
+                 .Register(*registry_)) {
   BuildGauge()
       .Name("status_reporter_build_info")
       .Help("Build of the running status-reporter; always 1.")
@@ -93,7 +86,7 @@ ReporterMetrics::ReporterMetrics()
   }
   for (const char* d : kAdmissionDecisions)
     admissions_by_decision_[d] = &admissions_.Add({{"decision", d}});
-  mode_status_.Set(1);
+  SetVmiRatioMode(VmiRatioMode::kUnknown);
 }
 
 void ReporterMetrics::CountAdmission(const std::string& decision) {
@@ -118,8 +111,11 @@ void ReporterMetrics::CountApiRequest(const std::string& verb, int code) {
 }
 
 void ReporterMetrics::SetVmiRatioMode(VmiRatioMode mode) {
-  mode_status_.Set(mode == VmiRatioMode::kStatus ? 1 : 0);
-  mode_annotations_.Set(mode == VmiRatioMode::kAnnotations ? 1 : 0);
+  for (const VmiRatioMode m : {VmiRatioMode::kUnknown, VmiRatioMode::kStatus,
+                               VmiRatioMode::kAnnotations, VmiRatioMode::kOff}) {
+    modes_.Add({{"mode", VmiRatioModeName(m)}})
+        .Set(m == mode ? 1 : 0);  // Add returns the existing series
+  }
 }
 
 namespace {

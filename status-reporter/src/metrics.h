@@ -47,8 +47,7 @@ class ReporterMetrics {
   prometheus::Family<prometheus::Counter>& reports_;
   prometheus::Family<prometheus::Counter>& api_requests_;
   prometheus::Family<prometheus::Counter>& admissions_;
-  prometheus::Gauge& mode_status_;
-  prometheus::Gauge& mode_annotations_;
+  prometheus::Family<prometheus::Gauge>& modes_;
   std::mutex mu_;  // guards the lookups below (Family::Add is thread-safe, the maps are not)
   std::map<std::string, prometheus::Counter*> reports_by_result_;
   std::map<std::pair<std::string, int>, prometheus::Counter*> api_by_verb_code_;

@@ -15,7 +15,7 @@
 
 #include "admission.h"
 #include "gm/listen_address.h"
-#include "ingestion.h"
+#include "report_intake.h"
 
 namespace gm::reporter {
 

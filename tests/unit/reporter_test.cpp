@@ -6,7 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "facts.h"
-#include "ingest.h"
+#include "report_check.h"
 #include "metrics.h"
 #include "plan.h"
 #include "report_store.h"

@@ -9,7 +9,7 @@
 #include <string>
 
 #include "facts.h"
-#include "ingest.h"
+#include "report_check.h"
 #include "metrics.h"
 #include "report_store.h"
 #include "token_cache.h"
