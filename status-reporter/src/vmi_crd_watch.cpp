@@ -33,7 +33,8 @@ void VmiCrdWatch::Run(const std::atomic<bool>& stop) {
   constexpr milliseconds kFirstBackoff = std::chrono::seconds(5);
   const std::string field_selector = std::string("metadata.name=") + kVmiCrdName;
   // The informer's own list and watch would warn at every backoff (30 s) for
-  // as long as RBAC forbids them: first see, once, whether we may list.
+  // as long as RBAC forbids them or the CRD is missing: first read the CRD
+  // by name, and only once that works, watch it.
   std::mt19937 rng(std::random_device{}());
   milliseconds backoff = kFirstBackoff;
   bool failing = false;
@@ -41,8 +42,7 @@ void VmiCrdWatch::Run(const std::atomic<bool>& stop) {
     milliseconds wait = kPeriod;
     try {
       kube::RequestSpec spec;
-      spec.path = kube::CollectionPath(kCrdVersion, "customresourcedefinitions");
-      spec.query = {{"fieldSelector", field_selector}, {"limit", "1"}};
+      spec.path = kube::ObjectPath(kCrdVersion, "customresourcedefinitions", "", kVmiCrdName);
       spec.timeout = std::chrono::seconds(10);
       spec.retry = false;
       spec.stop = &stop;
@@ -50,29 +50,33 @@ void VmiCrdWatch::Run(const std::atomic<bool>& stop) {
       break;
     } catch (const kube::Cancelled&) {
       return;
-    } catch (const kube::Forbidden& e) {
-      if (!failing) {
+    } catch (const std::exception& e) {
+      // Forbidden (no RBAC on the CRD) and NotFound (no KubeVirt yet) last:
+      // ask again at the period. Anything else: backoff.
+      const auto* api = dynamic_cast<const kube::ApiError*>(&e);
+      const bool lasting = api != nullptr && (api->code() == 403 || api->code() == 404);
+      if (!failing && lasting) {
         spdlog::warn(
-            "cannot list customresourcedefinitions {} (the chart's RBAC grants get/list/watch on "
+            "cannot read customresourcedefinitions {} (the chart's RBAC grants get/list/watch on "
             "it): VMI ratio mode is re-probed every 10 min instead of on CRD changes; asking again "
             "every 10 min: {}",
             kVmiCrdName, EscapeForLog(e.what()));
-      }
-      failing = true;
-    } catch (const std::exception& e) {
-      if (!failing) {
-        spdlog::warn("cannot list customresourcedefinitions {}, retrying with backoff: {}",
+      } else if (!failing) {
+        spdlog::warn("cannot read customresourcedefinitions {}, retrying with backoff: {}",
                      kVmiCrdName, EscapeForLog(e.what()));
       }
       failing = true;
-      wait = milliseconds(
-          std::uniform_int_distribution<int64_t>(backoff.count() / 2, backoff.count())(rng));
-      backoff = std::min(backoff * 2, kPeriod);
+      if (!lasting) {
+        wait = milliseconds(
+            std::uniform_int_distribution<int64_t>(backoff.count() / 2, backoff.count())(rng));
+        backoff = std::min(backoff * 2, kPeriod);
+      }
     }
     if (!SleepUnlessStopped(wait, stop)) return;
   }
   if (stop) return;
-  if (failing) spdlog::info("customresourcedefinitions {} can be listed now", kVmiCrdName);
+  if (failing)
+    spdlog::info("customresourcedefinitions {} can be read now: watching it", kVmiCrdName);
 
   CrdChangeDetector detector;
   kube::InformerOptions opts;
