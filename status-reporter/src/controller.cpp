@@ -172,7 +172,8 @@ struct Controller::Impl final : FactsSource {
       ReturnFreedMemory();  // what the last page (megabytes at 10,000 VMs) left free
       metrics.queue_depth.Set(static_cast<double>(queue.Len()));
       const auto now = Clock::now();
-      return RenderReporterMetrics(store.Fresh(now), store, now, o.export_guest_load, metrics);
+      return RenderReporterMetrics(store.Fresh(now), store, now, o.export_guest_load, metrics,
+                                   o.write_ratios);
     };
     // Ready = caches synced, i.e. able to take over at once. Standbys are
     // Ready so that rollouts finish and a PodDisruptionBudget can protect the

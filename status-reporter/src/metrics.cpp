@@ -165,7 +165,7 @@ void AppendVmFamily(std::string& out, const char* name, const std::string& help,
 
 std::string RenderReporterMetrics(const std::vector<StoredReport>& fresh, const ReportStore& store,
                                   Clock::time_point now, bool export_guest_load,
-                                  const ReporterMetrics& self) {
+                                  const ReporterMetrics& self, bool export_ratios) {
   const std::string sampled =
       ", in runnable threads, as reported by the VM's guest-exporter sidecar; sampled every poll "
       "interval and "
@@ -187,11 +187,15 @@ std::string RenderReporterMetrics(const std::vector<StoredReport>& fresh, const 
   AppendVmFamily(
       out, "kubevirt_vmi_cpu_allocation_ratio",
       "Guest vCPUs divided by the compute container's CPU request in cores (see docs/ratios.md).",
-      fresh, [](const StoredReport& s) { return s.report.cpu_allocation_ratio; });
+      fresh, [export_ratios](const StoredReport& s) {
+        return export_ratios ? s.report.cpu_allocation_ratio : std::nullopt;
+      });
   AppendVmFamily(out, "kubevirt_vmi_memory_overcommit_ratio",
                  "Guest memory divided by the memory request without virtualization overhead (see "
                  "docs/ratios.md).",
-                 fresh, [](const StoredReport& s) { return s.report.memory_overcommit_ratio; });
+                 fresh, [export_ratios](const StoredReport& s) {
+                   return export_ratios ? s.report.memory_overcommit_ratio : std::nullopt;
+                 });
   out += prometheus::TextSerializer().Serialize(self.registry().Collect());
   return out;
 }

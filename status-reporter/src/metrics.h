@@ -55,9 +55,10 @@ class ReporterMetrics {
 };
 
 /// The /metrics body. `export_guest_load` off drops the guest-load gauges
-/// (for clusters whose KubeVirt already exports them).
+/// (for clusters whose KubeVirt already exports them); `export_ratios` off
+/// (--write-ratios=false) drops the two ratio gauges.
 std::string RenderReporterMetrics(const std::vector<StoredReport>& fresh, const ReportStore& store,
                                   Clock::time_point now, bool export_guest_load,
-                                  const ReporterMetrics& self);
+                                  const ReporterMetrics& self, bool export_ratios = true);
 
 }  // namespace gm::reporter

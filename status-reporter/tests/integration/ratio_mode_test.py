@@ -64,7 +64,11 @@ class RatiosOffTest(ReporterCase):
         self.assertNotIn(MEMORY_ANNOTATION, annotations(pod))
         self.assertNotIn(CPU_ANNOTATION, annotations(vmi))
         self.assertEqual(status_ratios(vmi), (None, None))
-        self.assertEqual(modes(self.reporter.metrics())["off"], 1)
+        m = self.reporter.metrics()
+        self.assertEqual(modes(m)["off"], 1)
+        # The feature is off as a whole: no ratio gauges either.
+        self.assertIsNone(harness.sample(m, "kubevirt_vmi_cpu_allocation_ratio", **vm))
+        self.assertIsNone(harness.sample(m, "kubevirt_vmi_memory_overcommit_ratio", **vm))
 
 
 class CrdUpgradeTest(ReporterCase):
