@@ -127,5 +127,38 @@ class CrdUpgradeTest(ReporterCase):
         self.wait_vmi_status_ratios("vm-w", 4.0, 1.0)
 
 
+class CrdForbiddenTest(ReporterCase):
+    """RBAC without the chart's rule on the VMI CRD: the reporter says so
+    once and falls back to its periodic re-probe; reports still work."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.dir = harness.temp_dir("status-reporter-it-")
+        cls.cert, cls.key = harness.serving_certificate(cls.dir)
+        cls.cluster = harness.Cluster()
+        cls.addClassCleanup(cls.cluster.stop)
+        cls.cluster.faults({"resource": "customresourcedefinitions", "code": 403, "count": -1})
+        cls.reporter = cls.start_reporter("reporter-a")
+        wait_until(cls.reporter.serving, SETTLE, "the reporter to lead and sync")
+
+    def tearDown(self):
+        pass  # the 403 stays for the whole class
+
+    def test_forbidden_crd_is_logged_once_and_ratios_still_flow(self):
+        uid = self.cluster.launcher(self.ns, "vm-f", "virt-launcher-vm-f-x1", "node-1")
+        self.accept(report(self.ns, "vm-f", "virt-launcher-vm-f-x1", uid, "node-1", cpu=10.0, memory=1.5),
+                    self.cluster.token(self.ns, "virt-launcher-vm-f-x1"))
+        wait_until(lambda: annotations(self.cluster.vmi(self.ns, "vm-f")).get(CPU_ANNOTATION) == "10.0", SETTLE,
+                   "the ratios as VMI annotations")
+        self.assertEqual(modes(self.reporter.metrics())["annotations"], 1)
+        time.sleep(2)  # time for a retry storm, if there were one
+        with open(self.reporter.log_path, errors="replace") as f:
+            log = f.read()
+        self.assertEqual(log.count("cannot read customresourcedefinitions"), 1, log[-3000:])
+        self.assertIn("re-probed every 10 min", log)
+        crd_requests = [r for r in self.cluster.requests() if r["resource"] == "customresourcedefinitions"]
+        self.assertEqual(len(crd_requests), 1, "one GET, then nothing for 10 min")
+
+
 if __name__ == "__main__":
     unittest.main(argv=harness.take_binary_args(sys.argv))
