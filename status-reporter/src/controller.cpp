@@ -15,6 +15,7 @@
 #include "gm/kube/paths.h"
 #include "gm/kube/workqueue.h"
 #include "gm/listen_address.h"
+#include "gm/logging.h"
 #include "kube_adapters.h"
 #include "leadership.h"
 #include "metrics.h"
@@ -47,7 +48,7 @@ std::function<T(const json&)> Safe(T (*parse)(const json&)) {
     try {
       return parse(obj);
     } catch (const std::exception& e) {
-      spdlog::warn("ignoring object: {}", e.what());
+      spdlog::warn("ignoring object: {}", EscapeForLog(e.what()));
       return T{};
     }
   };
