@@ -49,7 +49,7 @@ VEP67_NAMES = os.path.join(REPO, "promrules", "kubevirt-vep67-names.rules.yaml")
 DASHBOARD = os.path.join(REPO, "promrules", "dashboards", "kubevirt-guest-metrics.json")
 PROMTOOL_TESTS = os.path.join(REPO, "promrules", "tests")
 REPORTER_MAIN = os.path.join(REPO, "status-reporter", "src", "main.cpp")
-REPORTER_CONTROLLER = os.path.join(REPO, "status-reporter", "src", "controller.cpp")
+REPORTER_LEADERSHIP = os.path.join(REPO, "status-reporter", "src", "leadership.h")
 SHARED_CLI = os.path.join(REPO, "common", "include", "gm", "cli.h")
 REPORTER_ADMISSION = os.path.join(REPO, "status-reporter", "src", "admission.cpp")
 
@@ -223,9 +223,9 @@ def reporter_flags(main_cpp=REPORTER_MAIN):
 
 def leader_label_of_controller():
     """The label the status-reporter puts on its own pod while it leads."""
-    with open(REPORTER_CONTROLLER) as f:
+    with open(REPORTER_LEADERSHIP) as f:
         m = re.search(r'kLeaderLabel\s*=\s*"([^"]+)"', f.read())
-    assert m, f"kLeaderLabel not found in {REPORTER_CONTROLLER}"
+    assert m, f"kLeaderLabel not found in {REPORTER_LEADERSHIP}"
     return m.group(1)
 
 
@@ -650,14 +650,28 @@ class Rbac(unittest.TestCase):
                             out.add((g, res, v, n))
         return out
 
+    # The VMI CRD, by name only: the reporter reads it, then lists and watches
+    # it with a metadata.name field selector (vmi_crd_watch.cpp).
+    VMI_CRD = {("apiextensions.k8s.io", "customresourcedefinitions", v, "virtualmachineinstances.kubevirt.io")
+               for v in ("get", "list", "watch")}
+
     def test_cluster_role_is_exactly_what_is_needed(self):
         role = one(render(), "ClusterRole", REPORTER)
         self.assertNotIn("aggregationRule", role)
         want = {(g, res, v, "*") for (g, res), verbs in self.CLUSTER.items() for v in verbs}
-        self.assertEqual(self.grants(role), want)
+        self.assertEqual(self.grants(role), want | self.VMI_CRD)
         for r in role["rules"]:
             for field in ("apiGroups", "resources", "verbs"):
                 self.assertNotIn("*", r[field])
+
+    def test_ratios_off_drops_the_crd_rule_and_tells_the_reporter(self):
+        docs = render(sets=("ratios.enabled=false",))
+        want = {(g, res, v, "*") for (g, res), verbs in self.CLUSTER.items() for v in verbs}
+        self.assertEqual(self.grants(one(docs, "ClusterRole", REPORTER)), want)
+        _, c = container(docs)
+        self.assertEqual(args_of(c)["write-ratios"], "false")
+        _, c = container(render())
+        self.assertEqual(args_of(c)["write-ratios"], "true")
 
     def test_role_is_the_lease_only(self):
         lease = REPORTER

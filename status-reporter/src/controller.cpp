@@ -3,11 +3,7 @@
 #include <malloc.h>
 #include <spdlog/spdlog.h>
 
-#include <algorithm>
-#include <condition_variable>
 #include <fstream>
-#include <mutex>
-#include <random>
 #include <sstream>
 
 #include "admission.h"
@@ -19,21 +15,23 @@
 #include "gm/kube/paths.h"
 #include "gm/kube/workqueue.h"
 #include "gm/listen_address.h"
-#include "ingestion.h"
+#include "gm/logging.h"
+#include "kube_adapters.h"
+#include "leadership.h"
 #include "metrics.h"
 #include "reconciler.h"
+#include "report_intake.h"
 #include "report_store.h"
 #include "servers.h"
 #include "token_cache.h"
+#include "vmi_crd_watch.h"
+#include "write_worker.h"
 
 namespace gm::reporter {
 
 using nlohmann::json;
 
 namespace {
-
-// The leader's pod carries this label; the chart's HTTPS Service selects it.
-constexpr const char* kLeaderLabel = "guestmetrics.kubevirt.io/leader";
 
 std::string ReadFile(const std::string& path) {
   std::ifstream f(path);
@@ -43,189 +41,6 @@ std::string ReadFile(const std::string& path) {
   return ss.str();
 }
 
-WriteResult Write(kube::Client& client, const std::string& path, const json& patch,
-                  const kube::Query& query = {}) {
-  try {
-    return {200, "", client.Patch(path, patch, kube::kMergePatch, query)};
-  } catch (const kube::ApiError& e) {
-    return {e.code(), e.message(), {}};
-  }
-}
-
-class KubeWriter final : public ObjectWriter {
- public:
-  explicit KubeWriter(kube::Client& c) : c_(c) {}
-  WriteResult PatchPod(const std::string& ns, const std::string& name, const json& patch) override {
-    return Write(c_, kube::ObjectPath("v1", "pods", ns, name), patch);
-  }
-  WriteResult PatchVmiStatus(const std::string& ns, const std::string& name,
-                             const json& patch) override {
-    // Strict: a CRD that prunes the fields answers 422 instead of keeping nothing.
-    return Write(c_,
-                 kube::ObjectPath("kubevirt.io/v1", "virtualmachineinstances", ns, name, "status"),
-                 patch, {{"fieldValidation", "Strict"}});
-  }
-  WriteResult PatchVmi(const std::string& ns, const std::string& name, const json& patch) override {
-    return Write(c_, kube::ObjectPath("kubevirt.io/v1", "virtualmachineinstances", ns, name),
-                 patch);
-  }
-
- private:
-  kube::Client& c_;
-};
-
-class KubeReviewer final : public TokenReviewer {
- public:
-  KubeReviewer(kube::Client& c, std::string audience) : c_(c), audience_(std::move(audience)) {}
-  ReviewResult Review(const std::string& token) override {
-    kube::RequestSpec spec;
-    spec.verb = "POST";
-    spec.path = "/apis/authentication.k8s.io/v1/tokenreviews";
-    spec.body = TokenReviewRequest(token, audience_).dump();
-    spec.timeout = std::chrono::seconds(5);  // the sidecar waits on this answer
-    try {
-      return ParseTokenReview(json::parse(c_.Request(spec).body));
-    } catch (const kube::ApiError& e) {
-      return {true, false, {}, e.what()};
-    } catch (const json::exception& e) {
-      return {true, false, {}, std::string("bad TokenReview response: ") + e.what()};
-    }
-  }
-
- private:
-  kube::Client& c_;
-  const std::string audience_;
-};
-
-// The webhook's two lookups: the pod's VMI and the KubeVirt CR. They end by
-// the admission's deadline (the API server's own timeout, less a margin), so
-// the webhook answers in time
-// whatever the API does. Their client makes one attempt per request: a
-// retry after a 429's Retry-After would overrun that deadline.
-class KubeLookup final : public ClusterLookup {
- public:
-  explicit KubeLookup(kube::Client& c) : c_(c) {}
-  std::optional<json> Vmi(const std::string& ns, const std::string& name,
-                          Deadline deadline) override {
-    return Get(kube::ObjectPath("kubevirt.io/v1", "virtualmachineinstances", ns, name), deadline);
-  }
-  std::optional<json> KubeVirts(Deadline deadline) override {
-    return Get(kube::CollectionPath("kubevirt.io/v1", "kubevirts"), deadline);
-  }
-
- private:
-  // nullopt: not found; LookupFailed: no answer in time.
-  std::optional<json> Get(const std::string& path, Deadline deadline) {
-    using std::chrono::milliseconds;
-    const auto left =
-        std::chrono::duration_cast<milliseconds>(deadline - std::chrono::steady_clock::now());
-    if (left < milliseconds(50))
-      throw LookupFailed("GET " + path + ": no time left before the webhook's deadline");
-    kube::RequestSpec spec;
-    spec.path = path;
-    spec.timeout = std::min<milliseconds>(left, std::chrono::seconds(2));
-    spec.retry = false;
-    try {
-      json body = json::parse(c_.Request(spec).body);
-      if (!body.is_object()) throw LookupFailed("GET " + path + ": the answer is not an object");
-      return body;
-    } catch (const kube::NotFound&) {
-      return std::nullopt;
-    } catch (const LookupFailed&) {
-      throw;
-    } catch (const std::exception& e) {
-      throw LookupFailed("GET " + path + ": " + e.what());
-    }
-  }
-  kube::Client& c_;
-};
-
-// `text` escaped as inside a JSON string: a peer's words in a log line.
-std::string Escaped(const std::string& text) {
-  const std::string quoted = json(text).dump(-1, ' ', false, json::error_handler_t::replace);
-  return quoted.substr(1, quoted.size() - 2);
-}
-
-// Whether the API server has native sidecars (KEP-753); the webhook injects
-// only while it does. --native-sidecars=auto reads /version at start and
-// every 10 minutes (a server is upgraded in place); after a failed read it
-// tries again with jittered backoff from 5 s up to that period, keeping what
-// it knew, and logs once per run of failures. Until the first answer it
-// does not know, and the webhook does not inject.
-class SidecarSupport {
- public:
-  SidecarSupport(kube::Client& c, const std::string& mode, ReporterMetrics& m)
-      : c_(c), m_(m), by_version_(mode == "auto") {
-    if (!by_version_)
-      Set(mode == "true" ? NativeSidecars::kYes : NativeSidecars::kNo, "--native-sidecars=" + mode);
-  }
-  NativeSidecars Get() const { return state_.load(); }
-
-  void Run(const std::atomic<bool>& stop) {
-    using std::chrono::milliseconds;
-    constexpr milliseconds kPeriod = std::chrono::minutes(10);
-    constexpr milliseconds kFirstBackoff = std::chrono::seconds(5);
-    if (!by_version_) return;
-    std::mt19937 rng(std::random_device{}());
-    milliseconds backoff = kFirstBackoff;
-    bool failing = false;
-    while (!stop) {
-      milliseconds wait = kPeriod;
-      try {
-        kube::RequestSpec spec;
-        spec.path = "/version";
-        spec.timeout = std::chrono::seconds(5);
-        spec.retry = false;
-        spec.stop = &stop;
-        const ServerVersion v =
-            ParseServerVersion(json::parse(c_.Request(spec).body, nullptr, false));
-        if (failing) spdlog::info("the API server's /version answers again");
-        failing = false;
-        backoff = kFirstBackoff;
-        Set(NativeSidecarsByVersion(v), "the API server is " + Escaped(v.git_version));
-      } catch (const kube::Cancelled&) {
-        return;
-      } catch (const std::exception& e) {
-        if (!failing) {
-          spdlog::warn(
-              "cannot read the API server's /version, retrying with backoff (the webhook {}): {}",
-              Get() == NativeSidecars::kYes ? "keeps injecting" : "injects nothing meanwhile",
-              Escaped(e.what()));
-        }
-        failing = true;
-        wait = milliseconds(
-            std::uniform_int_distribution<int64_t>(backoff.count() / 2, backoff.count())(rng));
-        backoff = std::min(backoff * 2, kPeriod);
-      }
-      for (const auto until = std::chrono::steady_clock::now() + wait;
-           !stop && std::chrono::steady_clock::now() < until;) {
-        std::this_thread::sleep_for(std::chrono::milliseconds(200));
-      }
-    }
-  }
-
- private:
-  // Logged once per change, not per pod.
-  void Set(NativeSidecars now, const std::string& source) {
-    m_.native_sidecars.Set(now == NativeSidecars::kYes ? 1 : 0);
-    if (state_.exchange(now) == now) return;
-    if (now == NativeSidecars::kYes) {
-      spdlog::info("{}: it has native sidecars; the webhook injects guest-exporter", source);
-    } else {
-      spdlog::warn(
-          "{}: it has no native sidecars (SidecarContainers, on by default from Kubernetes 1.29); "
-          "the "
-          "webhook admits launcher pods unchanged (decision no_native_sidecars)",
-          source);
-    }
-  }
-
-  kube::Client& c_;
-  ReporterMetrics& m_;
-  const bool by_version_;
-  std::atomic<NativeSidecars> state_{NativeSidecars::kUnknown};
-};
-
 template <typename T>
 std::function<T(const json&)> Safe(T (*parse)(const json&)) {
   // One malformed object must not stop the informer: keep an empty record.
@@ -233,7 +48,7 @@ std::function<T(const json&)> Safe(T (*parse)(const json&)) {
     try {
       return parse(obj);
     } catch (const std::exception& e) {
-      spdlog::warn("ignoring object: {}", e.what());
+      spdlog::warn("ignoring object: {}", EscapeForLog(e.what()));
       return T{};
     }
   };
@@ -255,19 +70,20 @@ struct Controller::Impl final : FactsSource {
   std::unique_ptr<kube::Informer<PodFacts>> pods;
   std::unique_ptr<kube::Informer<VmiFacts>> vmis;
   kube::WorkQueue queue;
+  KubeKeyQueue worker_queue{queue};
   std::unique_ptr<kube::LeaderElector> elector;
+  std::unique_ptr<WriteGate> gate;
   std::unique_ptr<KubeWriter> writer;
+  std::unique_ptr<Leadership> leadership;
   std::unique_ptr<KubeReviewer> reviewer;
   std::unique_ptr<KubeLookup> lookup;
   std::unique_ptr<SidecarSupport> sidecars;
   std::unique_ptr<Reconciler> reconciler;
+  std::unique_ptr<VmiCrdWatch> crd_watch;
   std::unique_ptr<Ingestion> ingestion;
   InjectionConfig injection;
   std::unique_ptr<Servers> servers;
   std::atomic<bool> stop{false};
-  std::mutex writing_mu;
-  std::condition_variable writing_cv;
-  int writing = 0;  // reconciles in flight
   std::vector<std::thread> informer_threads;
   std::vector<std::thread> worker_threads;
   std::thread election_thread;
@@ -315,27 +131,23 @@ struct Controller::Impl final : FactsSource {
     le.lease_duration = std::chrono::seconds(o.lease_duration_seconds);
     le.renew_deadline = std::chrono::seconds(o.renew_deadline_seconds);
     le.retry_period = std::chrono::seconds(o.retry_period_seconds);
-    le.on_started_leading = [this] {
-      spdlog::info("{} is now the leader", o.identity);
-      metrics.leader.Set(1);
-      LabelSelfAsLeader(true);
-    };
-    le.on_stopped_leading = [this] {
-      spdlog::warn("{} stopped leading", o.identity);
-      metrics.leader.Set(0);
-      LabelSelfAsLeader(false);
-      // The elector hands the Lease on only after this returns: let the
-      // writes in flight end first, so two leaders never write at once.
-      std::unique_lock lock(writing_mu);
-      writing_cv.wait(lock, [this] { return writing == 0; });
-    };
+    le.on_started_leading = [this] { leadership->Started(); };
+    // The elector hands the Lease on only after this returns, once the
+    // writes in flight have ended: two leaders never write at once.
+    le.on_stopped_leading = [this] { leadership->Stopped(); };
     elector = std::make_unique<kube::LeaderElector>(*client, le);
+    gate = std::make_unique<WriteGate>([this] { return elector->IsLeader(); });
 
     writer = std::make_unique<KubeWriter>(*client);
+    leadership =
+        std::make_unique<Leadership>(*writer, o.namespace_, o.identity, metrics.leader, *gate);
     reviewer = std::make_unique<KubeReviewer>(*client, o.audience);
     lookup = std::make_unique<KubeLookup>(*lookup_client);
     sidecars = std::make_unique<SidecarSupport>(*lookup_client, o.native_sidecars, metrics);
-    reconciler = std::make_unique<Reconciler>(store, *this, *writer, metrics);
+    ReconcilerOptions ropts;
+    ropts.write_ratios = o.write_ratios;
+    reconciler = std::make_unique<Reconciler>(store, *this, *writer, metrics, ropts);
+    if (o.write_ratios) crd_watch = std::make_unique<VmiCrdWatch>(*client, [this] { Reprobe(); });
     ingestion =
         std::make_unique<Ingestion>([this] { return Serving(); }, *reviewer, tokens, *this, store,
                                     [this](const std::string& key) { queue.Add(key); }, metrics);
@@ -362,7 +174,8 @@ struct Controller::Impl final : FactsSource {
       ReturnFreedMemory();  // what the last page (megabytes at 10,000 VMs) left free
       metrics.queue_depth.Set(static_cast<double>(queue.Len()));
       const auto now = Clock::now();
-      return RenderReporterMetrics(store.Fresh(now), store, now, o.export_guest_load, metrics);
+      return RenderReporterMetrics(store.Fresh(now), store, now, o.export_guest_load, metrics,
+                                   o.write_ratios);
     };
     // Ready = caches synced, i.e. able to take over at once. Standbys are
     // Ready so that rollouts finish and a PodDisruptionBudget can protect the
@@ -390,16 +203,12 @@ struct Controller::Impl final : FactsSource {
   // pages, /metrics pages) that is most of the heap. Give it back.
   static void ReturnFreedMemory() { malloc_trim(0); }
 
-  // Labels this replica's own pod while it leads, and unlabels it when it
-  // stops. Outside a cluster there is no such pod: the 404 is harmless.
-  void LabelSelfAsLeader(bool leading) {
-    const json patch = {
-        {"metadata", {{"labels", {{kLeaderLabel, leading ? json("true") : json(nullptr)}}}}}};
-    const WriteResult r =
-        Write(*client, kube::ObjectPath("v1", "pods", o.namespace_, o.identity), patch);
-    if (!r.ok())
-      spdlog::debug("cannot label pod {}/{} as leader={}: {}", o.namespace_, o.identity, leading,
-                    r.message);
+  // The VMI CRD changed: find out where ratios go now, with every VMI that
+  // has a report, rather than at each VMI's next report.
+  void Reprobe() {
+    reconciler->SchemaChanged();
+    for (const auto& s : store.Fresh(Clock::now()))
+      queue.Add(Key(s.report.namespace_, s.report.vmi_name));
   }
 
   // A pod or VMI changed: if the VMI has a report, check its record again.
@@ -410,42 +219,13 @@ struct Controller::Impl final : FactsSource {
   std::optional<PodFacts> Pod(const std::string& key) const override { return pods->Get(key); }
   std::optional<VmiFacts> Vmi(const std::string& key) const override { return vmis->Get(key); }
 
-  void Worker() {
-    std::string key;
-    while (queue.Get(key)) {
-      {
-        // Checked and counted under one lock: on_stopped_leading, which runs
-        // once IsLeader() is false, then sees every write that got past here.
-        std::lock_guard lock(writing_mu);
-        if (!elector->IsLeader()) {  // only the leader writes
-          queue.Forget(key);
-          queue.Done(key);
-          continue;
-        }
-        ++writing;
-      }
-      const auto t0 = Clock::now();
-      const Outcome out = reconciler->Reconcile(key);
-      metrics.reconcile_duration.Observe(std::chrono::duration<double>(Clock::now() - t0).count());
-      {
-        std::lock_guard lock(writing_mu);
-        --writing;
-      }
-      writing_cv.notify_all();
-      if (out == Outcome::kRetry)
-        queue.AddRateLimited(key);
-      else
-        queue.Forget(key);
-      queue.Done(key);
-    }
-  }
-
   void Start() {
-    LabelSelfAsLeader(false);  // a restarted leader must not keep attracting reports
+    leadership->Unlabel();
     servers->Start();
     informer_threads.emplace_back([this] { pods->Run(stop); });
     informer_threads.emplace_back([this] { vmis->Run(stop); });
     informer_threads.emplace_back([this] { sidecars->Run(stop); });
+    if (crd_watch) informer_threads.emplace_back([this] { crd_watch->Run(stop); });
     informer_threads.emplace_back([this] {
       // Polls, so that a stop before the first sync (API unreachable) is not held up.
       while (!stop) {
@@ -459,7 +239,14 @@ struct Controller::Impl final : FactsSource {
       }
     });
     election_thread = std::thread([this] { elector->Run(stop); });
-    for (int i = 0; i < o.workers; ++i) worker_threads.emplace_back([this] { Worker(); });
+    for (int i = 0; i < o.workers; ++i) {
+      worker_threads.emplace_back([this] {
+        RunWriteWorker(
+            worker_queue, *gate,
+            [this](const std::string& key) { return reconciler->Reconcile(key); },
+            &metrics.reconcile_duration);
+      });
+    }
   }
 
   void Stop() {

@@ -1,7 +1,10 @@
 #pragma once
-// Wires the status-reporter together: Kubernetes client, pod and VMI
+// Wires the status-reporter together: Kubernetes client, pod, VMI and VMI-CRD
 // informers, leader election, the work queue and its writers, the report
-// endpoint, the webhook and /metrics.
+// endpoint, the webhook and /metrics. Only wiring: the writers' loop
+// (write_worker), leader labelling (leadership), the ratio mode
+// (ratio_mode, reconciler) live in gm_reporter_core; the Kubernetes
+// adapters in kube_adapters and vmi_crd_watch.
 
 #include <atomic>
 #include <memory>
@@ -26,6 +29,9 @@ struct ControllerOptions {
   int workers = 4;
   int report_max_age_seconds = 300;
   bool export_guest_load = true;
+  // VEP 156's switch: false writes no ratios to pods or VMIs (reports are
+  // still taken, guest load still served); ratios written before stay.
+  bool write_ratios = true;
   // Injection.
   std::string sidecar_image;
   std::string sidecar_reporter_url;

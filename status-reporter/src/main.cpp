@@ -25,11 +25,10 @@ CLI::Option* Flag(CLI::App& app, const std::string& name, T& value, const std::s
   return gm::AddFlag(app, "STATUS_REPORTER", name, value, help);
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
+int Run(int argc, char** argv) {
   // Every thread that allocates (HTTP workers, informers, writers) would get
   // its own glibc arena, each holding freed memory; two are plenty here.
+  // NOLINTNEXTLINE(concurrency-mt-unsafe): called before any thread starts.
   mallopt(M_ARENA_MAX, 2);
   gm::reporter::ControllerOptions o;
   std::string log_format = "text";
@@ -78,6 +77,10 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(10, 86400));
   Flag(app, "export-guest-load", o.export_guest_load,
        "Serve kubevirt_vmi_guest_load_* (off where KubeVirt exports them)");
+  Flag(app, "write-ratios", o.write_ratios,
+       "Write the CPU allocation and memory overcommit ratios onto launcher pods and VMIs "
+       "(VEP 156). false writes nothing to pods or VMIs; reports are still taken and guest "
+       "load served; ratios written before stay until removed by hand (docs/operations.md)");
   Flag(app, "sidecar-image", o.sidecar_image,
        "Image of the guest-exporter sidecar the webhook injects");
   Flag(app, "sidecar-reporter-url", o.sidecar_reporter_url,
@@ -111,9 +114,10 @@ int main(int argc, char** argv) {
       o.identity = host;
     }
     gm::reporter::Controller controller(o);
-    std::signal(SIGTERM, OnSignal);
-    std::signal(SIGINT, OnSignal);
-    std::signal(SIGPIPE, SIG_IGN);
+    if (std::signal(SIGTERM, OnSignal) == SIG_ERR || std::signal(SIGINT, OnSignal) == SIG_ERR ||
+        std::signal(SIGPIPE, SIG_IGN) == SIG_ERR) {
+      throw std::runtime_error("cannot install the signal handlers");
+    }
     controller.Start();
     spdlog::info("status-reporter {} ({}): reports on https port {}, metrics on http port {}",
                  gm::kVersion, gm::kRevision, controller.https_port(), controller.http_port());
@@ -125,4 +129,18 @@ int main(int argc, char** argv) {
     std::cerr << "status-reporter: " << e.what() << "\n";
     return 1;
   }
+}
+}  // namespace
+
+int main(int argc, char** argv) {
+  // Run reports what it can; anything else escaping it must not abort with
+  // a core dump instead of a message.
+  try {
+    return Run(argc, argv);
+  } catch (const std::exception& e) {
+    std::cerr << "status-reporter: " << e.what() << "\n";
+  } catch (...) {
+    std::cerr << "status-reporter: unexpected error\n";
+  }
+  return 1;
 }

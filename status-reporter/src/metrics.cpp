@@ -66,20 +66,13 @@ ReporterMetrics::ReporterMetrics()
               .Name("status_reporter_admissions_total")
               .Help("Webhook answers by decision: injected, or why the pod was admitted unchanged.")
               .Register(*registry_)),
-      mode_status_(BuildGauge()
-                       .Name("status_reporter_vmi_ratio_mode")
-                       .Help("Where VMI ratios are written: 1 on the mode in effect. 'status' when "
-                             "the VMI CRD keeps "
-                             "the VEP 156 fields, 'annotations' when it prunes them.")
-                       .Register(*registry_)
-                       .Add({{"mode", "status"}})),
-      mode_annotations_(BuildGauge()
-                            .Name("status_reporter_vmi_ratio_mode")
-                            .Help("Where VMI ratios are written: 1 on the mode in effect. 'status' "
-                                  "when the VMI CRD "
-                                  "keeps the VEP 156 fields, 'annotations' when it prunes them.")
-                            .Register(*registry_)
-                            .Add({{"mode", "annotations"}})) {
+      modes_(BuildGauge()
+                 .Name("status_reporter_vmi_ratio_mode")
+                 .Help("Where VMI ratios are written: 1 on the mode in effect, 0 on the others. "
+                       "'status' when the VMI CRD keeps the VEP 156 fields, 'annotations' when it "
+                       "prunes them, 'unknown' until the first status write has answered, 'off' "
+                       "when --write-ratios=false (nothing is written).")
+                 .Register(*registry_)) {
   BuildGauge()
       .Name("status_reporter_build_info")
       .Help("Build of the running status-reporter; always 1.")
@@ -93,7 +86,7 @@ ReporterMetrics::ReporterMetrics()
   }
   for (const char* d : kAdmissionDecisions)
     admissions_by_decision_[d] = &admissions_.Add({{"decision", d}});
-  mode_status_.Set(1);
+  SetVmiRatioMode(VmiRatioMode::kUnknown);
 
   connections_refused_ =
       &BuildCounter()
@@ -185,8 +178,11 @@ void ReporterMetrics::CountApiRequest(const std::string& verb, int code) {
 }
 
 void ReporterMetrics::SetVmiRatioMode(VmiRatioMode mode) {
-  mode_status_.Set(mode == VmiRatioMode::kStatus ? 1 : 0);
-  mode_annotations_.Set(mode == VmiRatioMode::kAnnotations ? 1 : 0);
+  for (const VmiRatioMode m : {VmiRatioMode::kUnknown, VmiRatioMode::kStatus,
+                               VmiRatioMode::kAnnotations, VmiRatioMode::kOff}) {
+    modes_.Add({{"mode", VmiRatioModeName(m)}})
+        .Set(m == mode ? 1 : 0);  // Add returns the existing series
+  }
 }
 
 namespace {
@@ -236,7 +232,7 @@ void AppendVmFamily(std::string& out, const char* name, const std::string& help,
 
 std::string RenderReporterMetrics(const std::vector<StoredReport>& fresh, const ReportStore& store,
                                   Clock::time_point now, bool export_guest_load,
-                                  const ReporterMetrics& self) {
+                                  const ReporterMetrics& self, bool export_ratios) {
   const std::string sampled =
       ", in runnable threads, as reported by the VM's guest-exporter sidecar; sampled every poll "
       "interval and "
@@ -258,11 +254,15 @@ std::string RenderReporterMetrics(const std::vector<StoredReport>& fresh, const 
   AppendVmFamily(
       out, "kubevirt_vmi_cpu_allocation_ratio",
       "Guest vCPUs divided by the compute container's CPU request in cores (see docs/ratios.md).",
-      fresh, [](const StoredReport& s) { return s.report.cpu_allocation_ratio; });
+      fresh, [export_ratios](const StoredReport& s) {
+        return export_ratios ? s.report.cpu_allocation_ratio : std::nullopt;
+      });
   AppendVmFamily(out, "kubevirt_vmi_memory_overcommit_ratio",
                  "Guest memory divided by the memory request without virtualization overhead (see "
                  "docs/ratios.md).",
-                 fresh, [](const StoredReport& s) { return s.report.memory_overcommit_ratio; });
+                 fresh, [export_ratios](const StoredReport& s) {
+                   return export_ratios ? s.report.memory_overcommit_ratio : std::nullopt;
+                 });
   out += prometheus::TextSerializer().Serialize(self.registry().Collect());
   return out;
 }

@@ -61,8 +61,7 @@ class ReporterMetrics {
   prometheus::Family<prometheus::Counter>& reports_;
   prometheus::Family<prometheus::Counter>& api_requests_;
   prometheus::Family<prometheus::Counter>& admissions_;
-  prometheus::Gauge& mode_status_;
-  prometheus::Gauge& mode_annotations_;
+  prometheus::Family<prometheus::Gauge>& modes_;
   std::mutex mu_;  // guards the lookups below (Family::Add is thread-safe, the maps are not)
   std::map<std::string, prometheus::Counter*> reports_by_result_;
   std::map<std::pair<std::string, int>, prometheus::Counter*> api_by_verb_code_;
@@ -80,9 +79,10 @@ class ReporterMetrics {
 };
 
 /// The /metrics body. `export_guest_load` off drops the guest-load gauges
-/// (for clusters whose KubeVirt already exports them).
+/// (for clusters whose KubeVirt already exports them); `export_ratios` off
+/// (--write-ratios=false) drops the two ratio gauges.
 std::string RenderReporterMetrics(const std::vector<StoredReport>& fresh, const ReportStore& store,
                                   Clock::time_point now, bool export_guest_load,
-                                  const ReporterMetrics& self);
+                                  const ReporterMetrics& self, bool export_ratios = true);
 
 }  // namespace gm::reporter

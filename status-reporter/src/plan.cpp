@@ -9,7 +9,17 @@ namespace gm::reporter {
 using nlohmann::json;
 
 const char* VmiRatioModeName(VmiRatioMode m) {
-  return m == VmiRatioMode::kStatus ? "status" : "annotations";
+  switch (m) {
+    case VmiRatioMode::kStatus:
+      return "status";
+    case VmiRatioMode::kAnnotations:
+      return "annotations";
+    case VmiRatioMode::kOff:
+      return "off";
+    case VmiRatioMode::kUnknown:
+      break;
+  }
+  return "unknown";
 }
 
 std::optional<double> RoundedRatio(const std::optional<double>& ratio) {

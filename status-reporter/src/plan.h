@@ -12,8 +12,9 @@
 namespace gm::reporter {
 
 /// Where the VMI's ratios go: the VEP 156 status fields, or annotations when
-/// the VMI CRD prunes those fields.
-enum class VmiRatioMode { kStatus, kAnnotations };
+/// the VMI CRD prunes those fields; kUnknown until the first status write
+/// answers, kOff when the ratio feature is turned off (nothing is written).
+enum class VmiRatioMode { kUnknown, kStatus, kAnnotations, kOff };
 const char* VmiRatioModeName(VmiRatioMode m);
 
 /// Merge patch for the pod's ratio annotations. A ratio the report lacks

@@ -51,17 +51,15 @@ void RememberAnswer(RecentWrites<Facts>& written, const std::string& key, const 
 }  // namespace
 
 Reconciler::Reconciler(const ReportStore& store, const FactsSource& facts, ObjectWriter& writer,
-                       ReporterMetrics& metrics, std::chrono::seconds reprobe)
-    : store_(store), facts_(facts), writer_(writer), metrics_(metrics), reprobe_(reprobe) {}
-
-void Reconciler::SetMode(VmiRatioMode m) {
-  if (mode_.exchange(m) != m) {
-    spdlog::info("VMI ratios are now written as {}", VmiRatioModeName(m));
-  }
-  metrics_.SetVmiRatioMode(m);
-}
+                       ReporterMetrics& metrics, ReconcilerOptions options)
+    : store_(store),
+      facts_(facts),
+      writer_(writer),
+      mode_(options.reprobe, options.write_ratios,
+            [&metrics](VmiRatioMode m) { metrics.SetVmiRatioMode(m); }) {}
 
 Outcome Reconciler::Reconcile(const std::string& key) {
+  if (mode_.mode() == VmiRatioMode::kOff) return Outcome::kDone;  // the switch is off
   const auto stored = store_.Get(key);
   if (!stored) return Outcome::kDrop;
   const Report& r = stored->report;
@@ -83,34 +81,27 @@ Outcome Reconciler::Reconcile(const std::string& key) {
 
 Outcome Reconciler::WriteVmi(const VmiFacts& vmi, const Report& r) {
   const std::string what = "VMI " + Key(vmi.namespace_, vmi.name);
-  bool try_status = mode_ == VmiRatioMode::kStatus;
-  if (!try_status) {
-    std::lock_guard lock(probe_mu_);
-    if (Clock::now() - last_probe_ >= reprobe_) {
-      last_probe_ = Clock::now();
-      try_status = true;
-    }
-  }
-  if (try_status) {
+  const auto now = Clock::now();
+  if (mode_.TryStatus(now)) {
     if (const auto patch = VmiStatusPatch(vmi, r)) {
       const WriteResult res = writer_.PatchVmiStatus(vmi.namespace_, vmi.name, *patch);
       if (IsUnknownFieldError(res) || (res.ok() && !StatusKept(res.object, *patch))) {
         // The CRD prunes the VEP 156 fields: the patch would keep nothing.
-        std::lock_guard lock(probe_mu_);
-        last_probe_ = Clock::now();
-        SetMode(VmiRatioMode::kAnnotations);
+        mode_.Pruned(now);
       } else {
         const Outcome o = Classify(res, "patch status of " + what);
         if (o != Outcome::kDone) return o;
-        SetMode(VmiRatioMode::kStatus);
+        mode_.Kept();
         RememberAnswer(written_vmis_, Key(vmi.namespace_, vmi.name), res.object, &VmiFromJson);
       }
+    } else if (vmi.status_cpu_ratio || vmi.status_memory_ratio) {
+      mode_.Kept();  // the VMI already holds the fields: the CRD keeps them
     }
   }
   // In status mode, annotations from an earlier annotation mode are no longer
   // the record: remove them. In annotation mode, write them.
   Report annotated = r;
-  if (mode_ == VmiRatioMode::kStatus) {
+  if (mode_.mode() == VmiRatioMode::kStatus) {
     annotated.cpu_allocation_ratio.reset();
     annotated.memory_overcommit_ratio.reset();
   }

@@ -11,9 +11,10 @@
 #include <string>
 #include <vector>
 
-#include "ingestion.h"
 #include "metrics.h"
 #include "plan.h"
+#include "ratio_mode.h"
+#include "report_intake.h"
 #include "report_store.h"
 
 namespace gm::reporter {
@@ -100,28 +101,32 @@ enum class Outcome {
   kDrop,   // nothing can be done (object gone, report not from the active pod)
 };
 
+struct ReconcilerOptions {
+  /// VEP 156's switch: false writes nothing to pods or VMIs (reports are
+  /// still taken and their guest load served). Ratios written before stay.
+  bool write_ratios = true;
+  /// How often annotation mode tries the status fields again, besides after
+  /// each change of the VMI CRD (a KubeVirt upgrade may bring one that keeps them).
+  std::chrono::seconds reprobe{600};
+};
+
 class Reconciler {
  public:
-  /// `reprobe` is how often annotation mode tries the status fields again
-  /// (a KubeVirt upgrade may bring a CRD that keeps them).
   Reconciler(const ReportStore& store, const FactsSource& facts, ObjectWriter& writer,
-             ReporterMetrics& metrics, std::chrono::seconds reprobe = std::chrono::seconds(600));
+             ReporterMetrics& metrics, ReconcilerOptions options = {});
 
   Outcome Reconcile(const std::string& vmi_key);
-  VmiRatioMode mode() const { return mode_; }
+  VmiRatioMode mode() const { return mode_.mode(); }
+  /// The VMI CRD changed: the next VMI write tries the status fields again.
+  void SchemaChanged() { mode_.SchemaChanged(); }
 
  private:
   Outcome WriteVmi(const VmiFacts& vmi, const Report& r);
-  void SetMode(VmiRatioMode m);
 
   const ReportStore& store_;
   const FactsSource& facts_;
   ObjectWriter& writer_;
-  ReporterMetrics& metrics_;
-  const std::chrono::seconds reprobe_;
-  std::atomic<VmiRatioMode> mode_{VmiRatioMode::kStatus};
-  std::mutex probe_mu_;
-  Clock::time_point last_probe_{};
+  RatioModeProbe mode_;
   RecentWrites<PodFacts> written_pods_{std::chrono::minutes(2)};
   RecentWrites<VmiFacts> written_vmis_{std::chrono::minutes(2)};
 };

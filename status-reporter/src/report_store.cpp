@@ -12,7 +12,7 @@ PutResult ReportStore::Put(const std::string& key, StoredReport r,
   }
   const Report& old = it->second.report;
   // Only one pod's reports are compared: another pod reaches here only as the
-  // VMI's active pod (ingest.cpp), and its sidecar's clock and numbers are its own.
+  // VMI's active pod (report_check.cpp), and its sidecar's clock and numbers are its own.
   const bool same_pod = old.pod_uid == r.report.pod_uid;
   const bool expired = r.received - it->second.received > max_age_;
   if (same_pod && !expired && old.order && (!r.report.order || !(*old.order < *r.report.order))) {

@@ -15,8 +15,8 @@
 
 #include "admission.h"
 #include "gm/listen_address.h"
-#include "ingestion.h"
 #include "metrics.h"
+#include "report_intake.h"
 
 namespace gm::reporter {
 

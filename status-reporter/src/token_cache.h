@@ -10,7 +10,7 @@
 #include <optional>
 #include <string>
 
-#include "ingest.h"
+#include "report_check.h"
 
 namespace gm::reporter {
 

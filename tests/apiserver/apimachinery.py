@@ -202,6 +202,8 @@ class ResourceType:
     # Pods answer DELETE with the object, the others with Status Success.
     return_deleted_object: bool
     field_labels: Dict[str, Callable] = field(default_factory=lambda: dict(_META_FIELDS))
+    # Cluster-scoped kinds have no namespace: /apis/G/V/PLURAL/NAME.
+    namespaced: bool = True
 
     @property
     def api_version(self):
@@ -230,7 +232,15 @@ LEASE = ResourceType("coordination.k8s.io", "v1", "leases", "Lease", typed=True,
                      status_subresource=False, generation=False, create_on_update=True,
                      return_deleted_object=False)
 
-RESOURCES = {(rt.group, rt.version, rt.plural): rt for rt in (POD, VMI, KUBEVIRT, LEASE)}
+# Built in (typed), cluster-scoped; a spec change bumps generation and, for the
+# VMI CRD, changes the schema VMIs are pruned with (http_api.crd_changed).
+CRD = ResourceType("apiextensions.k8s.io", "v1", "customresourcedefinitions",
+                   "CustomResourceDefinition", typed=True, status_subresource=True,
+                   generation=True, create_on_update=False, return_deleted_object=False,
+                   namespaced=False)
+
+RESOURCES = {(rt.group, rt.version, rt.plural): rt
+             for rt in (POD, VMI, KUBEVIRT, LEASE, CRD)}
 BY_KIND = {(rt.api_version, rt.kind): rt for rt in RESOURCES.values()}
 
 

@@ -22,9 +22,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
 import apimachinery as am
-from apimachinery import BY_KIND, POD, RESOURCES, VMI, ApiError
+from apimachinery import BY_KIND, CRD, POD, RESOURCES, VMI, ApiError
 from pod_validation import ServerVersion, check_pod, drop_gated_fields
-from schema import prune, vmi_schema
+from schema import crd_has_ratio_fields, prune, vmi_crd, vmi_schema
 from store import CLOSE_GRACEFUL, CLOSE_RESET, Watcher, key_of
 
 TRUE = {"1", "t", "T", "true", "True", "TRUE"}
@@ -78,7 +78,7 @@ def route(method, path, query):
             raise am.not_found_path()
         group, version, namespace, plural, name, sub = m.groups()
     rt = RESOURCES.get((group, version, plural))
-    if rt is None or (name and not namespace):
+    if rt is None or (name and not namespace and rt.namespaced) or (namespace and not rt.namespaced):
         raise am.not_found_path()
     if sub and (sub != "status" or not rt.status_subresource):
         raise am.not_found_path()
@@ -239,6 +239,10 @@ class ApiServer:
         self._faults = []
         self._requests = []
         self._lock = threading.Lock()
+        # The VMI CRD the pruning follows (see crd_changed).
+        crd = vmi_crd(not prune_vmi_status)
+        crd["metadata"].update(uid=am.new_uid(), creationTimestamp=am.now_rfc3339(), generation=1)
+        store.put(CRD, crd, None)
 
     # -- faults and request log ------------------------------------------------
 
@@ -291,12 +295,25 @@ class ApiServer:
     # -- pruning mode ----------------------------------------------------------
 
     def set_pruning(self, enabled):
-        """Switch the served VMI CRD variant. Stored VMIs are re-read through
-        the new schema at once, as the API server prunes on read from etcd."""
+        """Switch the served VMI CRD variant by updating the CRD object, as a
+        KubeVirt upgrade does (see crd_changed)."""
         with self.store.lock:
-            self.prune_vmi_status = bool(enabled)
-            schema = vmi_schema(not self.prune_vmi_status)
-            self.store.rewrite(VMI, lambda obj: prune(obj, schema)[0])
+            old = self.store.get(CRD, "", "virtualmachineinstances.kubevirt.io")
+            new = copy.deepcopy(old)
+            new["spec"] = vmi_crd(not enabled)["spec"]
+            self._update_locked(CRD, old, new, "")
+
+    def crd_changed(self, crd):
+        """A CRD's spec changed. For the VMI CRD: the pruning follows its
+        status schema, stored VMIs are re-read through it at once (the API
+        server prunes on read from etcd), and the VMI watch cache restarts
+        (store.restart_watch_cache)."""
+        if crd["metadata"]["name"] != "virtualmachineinstances.kubevirt.io":
+            return
+        self.prune_vmi_status = not crd_has_ratio_fields(crd)
+        schema = vmi_schema(not self.prune_vmi_status)
+        self.store.rewrite(VMI, lambda obj: prune(obj, schema)[0])
+        self.store.restart_watch_cache(VMI)
 
     # -- decoding ----------------------------------------------------------------
 
@@ -497,7 +514,10 @@ class ApiServer:
         if nm.get("deletionTimestamp") and not nm.get("finalizers") and \
                 nm.get("deletionGracePeriodSeconds") == 0:
             return self.store.remove(rt, key_of(old), last=new)  # last finalizer removed
-        return self.store.put(rt, new, old)
+        stored = self.store.put(rt, new, old)
+        if rt is CRD and not am.json_equal(new.get("spec"), old.get("spec")):
+            self.crd_changed(stored)
+        return stored
 
     PATCH_TYPES = ("application/json-patch+json", "application/merge-patch+json",
                    "application/strategic-merge-patch+json")

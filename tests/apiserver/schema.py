@@ -125,3 +125,47 @@ def prune(value, node, path="", unknown=None):
     if top:
         unknown.sort()  # structural pruning sorts the paths it reports
     return result, unknown
+
+
+def openapi(node):
+    """NODE as an openAPIV3Schema fragment of a CRD. A LEAF (not modelled)
+    becomes a subtree kept as is."""
+    if node is LEAF:
+        return {"x-kubernetes-preserve-unknown-fields": True}
+    if "p" in node:
+        return {"type": "object", "properties": {k: openapi(v) for k, v in node["p"].items()}}
+    if "items" in node:
+        return {"type": "array", "items": openapi(node["items"])}
+    return {"type": "object", "additionalProperties": openapi(node["map"])}
+
+
+def vmi_crd(with_ratio_fields):
+    """KubeVirt's VMI CustomResourceDefinition as the fixture serves it: the
+    status schema above (spec and metadata kept as is)."""
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": "virtualmachineinstances.kubevirt.io"},
+        "spec": {
+            "group": "kubevirt.io",
+            "names": {"kind": "VirtualMachineInstance", "listKind": "VirtualMachineInstanceList",
+                      "plural": "virtualmachineinstances", "singular": "virtualmachineinstance",
+                      "shortNames": ["vmi", "vmis"]},
+            "scope": "Namespaced",
+            "versions": [{"name": "v1", "served": True, "storage": True,
+                          "subresources": {"status": {}},
+                          "schema": {"openAPIV3Schema": openapi(vmi_schema(with_ratio_fields))}}],
+        },
+    }
+
+
+def crd_has_ratio_fields(crd):
+    """Whether a VMI CRD's status schema knows both VEP 156 ratio fields."""
+    try:
+        versions = crd["spec"]["versions"]
+        status = next(v for v in versions if v.get("storage"))["schema"]["openAPIV3Schema"][
+            "properties"]["status"]["properties"]
+        return "memoryOvercommitRatio" in status["memory"]["properties"] and \
+            "cpuAllocationRatio" in status["currentCPUTopology"]["properties"]
+    except (KeyError, TypeError, StopIteration, AttributeError):
+        return False

@@ -197,6 +197,21 @@ class Store:
         with self.lock:
             watcher.queue.put(("BOOKMARK", self.rv))
 
+    def restart_watch_cache(self, rt):
+        """What a CRD update does to the watch cache of its resource:
+        apiextensions-apiserver's crdHandler (customresource_handler.go,
+        updateCustomResourceDefinition -> removeStorage_locked -> tearDown)
+        destroys the old storage, whose cacher stops every open watch (the
+        stream ends); the new storage's cache starts at the current
+        resourceVersion, so a watch that resumes from an older one is
+        Expired (410, "too old resource version") and must relist."""
+        with self.lock:
+            for w in self.watchers[rt.plural]:
+                w.queue.put(CLOSE_GRACEFUL)
+            self.watchers[rt.plural] = set()
+            self.events[rt.plural] = []
+            self.floor[rt.plural] = self.rv
+
     def drop_watchers(self, graceful):
         with self.lock:
             count = 0

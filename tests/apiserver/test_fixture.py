@@ -17,7 +17,10 @@ import time
 import unittest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+from schema import crd_has_ratio_fields  # noqa: E402  (the fixture's own module)
 VMIS = "/apis/kubevirt.io/v1/namespaces/{ns}/virtualmachineinstances"
+VMI_CRD = "virtualmachineinstances.kubevirt.io"
 PODS = "/api/v1/namespaces/{ns}/pods"
 LEASES = "/apis/coordination.k8s.io/v1/namespaces/{ns}/leases"
 MERGE = "application/merge-patch+json"
@@ -381,6 +384,69 @@ class FixtureTest(unittest.TestCase):
         self.admin("POST", "/fixture/pruning", {"enabled": True})
         self.assertEqual(self.ok("GET", VMIS.format(ns=self.ns) + "/v1")["status"],
                          {"memory": {"guestCurrent": "2Gi"}, "currentCPUTopology": {"cores": 2}})
+
+    def test_vmi_crd_is_served_and_its_schema_decides_the_pruning(self):
+        crds = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
+        listed = self.ok("GET", crds + "?fieldSelector=metadata.name%3D" + VMI_CRD)
+        self.assertEqual([i["metadata"]["name"] for i in listed["items"]], [VMI_CRD])
+        crd = self.ok("GET", f"{crds}/{VMI_CRD}")
+        memory = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"][
+            "status"]["properties"]["memory"]["properties"]
+        self.assertNotIn("memoryOvercommitRatio", memory)
+        self.assertEqual(self.fx.call("GET", f"/apis/apiextensions.k8s.io/v1/namespaces/x/"
+                                             f"customresourcedefinitions/{VMI_CRD}")[0], 404)
+        # A client updates the CRD (a KubeVirt upgrade): the ratio fields are kept from then on.
+        self.create_vmi("v1")
+        gen = crd["metadata"]["generation"]
+        for group, field in (("memory", "memoryOvercommitRatio"),
+                             ("currentCPUTopology", "cpuAllocationRatio")):
+            crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["status"][
+                "properties"][group]["properties"][field] = {"type": "number"}
+        crd = self.ok("PUT", f"{crds}/{VMI_CRD}", crd)
+        self.assertEqual(crd["metadata"]["generation"], gen + 1)
+        self.assertEqual(self.admin("GET", "/fixture/pruning"), {"enabled": False})
+        status, _, body = self.fx.call("PATCH", VMIS.format(ns=self.ns) +
+                                       "/v1/status?fieldValidation=Strict", RATIO_PATCH,
+                                       ctype=MERGE)
+        self.assertEqual(status, 200, body)
+        self.assertEqual(body["status"]["memory"]["memoryOvercommitRatio"], "1.5")
+
+    def test_vmi_crd_update_ends_vmi_watches_and_old_versions_are_expired(self):
+        # As a real server after a CRD update: the resource's watch cache
+        # restarts, open watches end, a resume from before answers 410.
+        rv = self.create_vmi("v1")["metadata"]["resourceVersion"]
+        vmi_watch = self.fx.watch(VMIS.format(ns=self.ns) + f"?watch=1&resourceVersion={rv}")
+        pod_watch = self.fx.watch(PODS.format(ns=self.ns) + "?watch=1")
+        crd_watch = self.fx.watch("/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
+                                  "?watch=1&fieldSelector=metadata.name%3D" + VMI_CRD)
+        self.assertEqual(crd_watch.next()["type"], "ADDED")
+        self.admin("POST", "/fixture/pruning", {"enabled": False})  # updates the CRD
+        self.assertIsNone(vmi_watch.next())  # the stream ends
+        vmi_watch.close()
+        event = crd_watch.next()
+        self.assertEqual(event["type"], "MODIFIED")
+        self.assertTrue(crd_has_ratio_fields(event["object"]))
+        crd_watch.close()
+        resumed = self.fx.watch(VMIS.format(ns=self.ns) + f"?watch=1&resourceVersion={rv}")
+        event = resumed.next()
+        self.assertIsNone(resumed.next())
+        resumed.close()
+        self.assertEqual((event["type"], event["object"]["code"], event["object"]["reason"]),
+                         ("ERROR", 410, "Expired"))
+        self.assertRegex(event["object"]["message"], rf"^too old resource version: {rv} \(\d+\)$")
+        # Other resources are untouched, and the relist-then-watch way back works.
+        self.create_pod("p1")
+        self.assertEqual(pod_watch.next()["type"], "ADDED")
+        pod_watch.close()
+        listed = self.ok("GET", VMIS.format(ns=self.ns))
+        w = self.fx.watch(VMIS.format(ns=self.ns) +
+                          f"?watch=1&resourceVersion={listed['metadata']['resourceVersion']}")
+        self.ok("PATCH", VMIS.format(ns=self.ns) + "/v1", {"metadata": {"labels": {"a": "b"}}},
+                MERGE)
+        self.assertEqual(w.next()["type"], "MODIFIED")
+        w.close()
+        # Setting the same schema again is no change: no restart.
+        self.admin("POST", "/fixture/pruning", {"enabled": False})
 
     def test_metadata_and_known_status_fields_are_never_pruned(self):
         self.create_vmi("v1", annotations={"kubevirt-guest-metrics/ratio": "1.5"})

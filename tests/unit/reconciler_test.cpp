@@ -3,6 +3,7 @@
 #include <doctest/doctest.h>
 
 #include "fake_facts.h"
+#include "metrics.h"
 
 using namespace gm::reporter;
 using nlohmann::json;
@@ -41,8 +42,9 @@ struct Setup {
   Facts facts;
   Writer writer;
   ReporterMetrics metrics;
-  Reconciler rec{store, facts, writer, metrics, 600s};
-  Setup() {
+  Reconciler rec;
+  explicit Setup(ReconcilerOptions options = {true, 600s})
+      : rec(store, facts, writer, metrics, options) {
     facts.pods["ns/launcher-1"] = {"ns", "launcher-1", "uid-1", "node-1", "vm",
                                    true, false,        {},      {}};
     VmiFacts v;
@@ -61,6 +63,22 @@ struct Setup {
     store.Put("ns/vm", {r, "node-1", Clock::now()});
   }
 };
+
+// The mode series of the reporter's /metrics, e.g. "annotations=1 off=0 status=0 unknown=0".
+std::string Modes(const ReporterMetrics& m) {
+  const ReportStore none{300s};
+  const std::string text = RenderReporterMetrics({}, none, Clock::now(), true, m);
+  std::string out;
+  for (const char* mode : {"annotations", "off", "status", "unknown"}) {
+    const std::string series =
+        std::string("status_reporter_vmi_ratio_mode{mode=\"") + mode + "\"} ";
+    const auto at = text.find(series);
+    if (!out.empty()) out += ' ';
+    out += std::string(mode) + "=" +
+           (at == std::string::npos ? "absent" : text.substr(at + series.size(), 1));
+  }
+  return out;
+}
 
 }  // namespace
 
@@ -233,4 +251,108 @@ TEST_CASE("a reconcile on a cache that missed its own last write does not write 
   s.facts.pods["ns/launcher-1"].resource_version = 8;
   CHECK(rec.Reconcile("ns/vm") == Outcome::kDone);
   CHECK(api.writes == 3);
+}
+
+TEST_CASE("before the first status write answers, the mode metric says unknown, not status") {
+  Setup s;
+  CHECK(s.rec.mode() == VmiRatioMode::kUnknown);
+  CHECK(Modes(s.metrics) == "annotations=0 off=0 status=0 unknown=1");
+  CHECK(s.rec.Reconcile("ns/vm") == Outcome::kDone);  // the CRD prunes
+  CHECK(Modes(s.metrics) == "annotations=1 off=0 status=0 unknown=0");
+
+  Setup keeps;
+  keeps.writer.prunes = false;
+  CHECK(keeps.rec.Reconcile("ns/vm") == Outcome::kDone);
+  CHECK(Modes(keeps.metrics) == "annotations=0 off=0 status=1 unknown=0");
+}
+
+TEST_CASE("a VMI that already holds the status fields means the CRD keeps them") {
+  Setup s;
+  s.facts.vmis["ns/vm"].status_cpu_ratio = 10.0;
+  s.facts.vmis["ns/vm"].status_memory_ratio = 1.5;
+  s.facts.pods["ns/launcher-1"].cpu_ratio_annotation = "10.0";
+  s.facts.pods["ns/launcher-1"].memory_ratio_annotation = "1.5";
+  CHECK(s.rec.Reconcile("ns/vm") == Outcome::kDone);
+  CHECK(s.writer.calls.empty());
+  CHECK(s.rec.mode() == VmiRatioMode::kStatus);
+}
+
+TEST_CASE("ratios off: a report writes nothing to the pod or the VMI, and the metric says off") {
+  Setup s{{false, 600s}};
+  CHECK(Modes(s.metrics) == "annotations=0 off=1 status=0 unknown=0");
+  CHECK(s.rec.Reconcile("ns/vm") == Outcome::kDone);
+  s.writer.prunes = false;
+  s.rec.SchemaChanged();  // a CRD change does not turn writing on
+  CHECK(s.rec.Reconcile("ns/vm") == Outcome::kDone);
+  CHECK(s.writer.calls.empty());
+  CHECK(s.rec.mode() == VmiRatioMode::kOff);
+  CHECK(Modes(s.metrics) == "annotations=0 off=1 status=0 unknown=0");
+}
+
+TEST_CASE("a VMI CRD change re-probes at the next write, not after the 600 s period") {
+  Setup s;
+  CHECK(s.rec.Reconcile("ns/vm") == Outcome::kDone);
+  REQUIRE(s.rec.mode() == VmiRatioMode::kAnnotations);
+  s.facts.vmis["ns/vm"].cpu_ratio_annotation = "10.0";
+  s.facts.vmis["ns/vm"].memory_ratio_annotation = "1.5";
+  s.facts.pods["ns/launcher-1"].cpu_ratio_annotation = "10.0";
+  s.facts.pods["ns/launcher-1"].memory_ratio_annotation = "1.5";
+
+  s.writer.prunes = false;  // KubeVirt upgraded: the CRD now keeps the fields
+  s.writer.calls.clear();
+  CHECK(s.rec.Reconcile("ns/vm") == Outcome::kDone);
+  CHECK(s.writer.calls.empty());  // without news of the CRD: waits for the period
+
+  s.rec.SchemaChanged();
+  CHECK(s.rec.Reconcile("ns/vm") == Outcome::kDone);
+  REQUIRE(s.writer.calls.size() == 2);
+  CHECK(s.writer.calls[0].rfind("vmi-status ns/vm ", 0) == 0);
+  // The annotations of annotation mode are no longer the record: removed.
+  CHECK(
+      s.writer.calls[1] ==
+      R"(vmi ns/vm {"metadata":{"annotations":{"guestmetrics.kubevirt.io/cpu-allocation-ratio":null,"guestmetrics.kubevirt.io/memory-overcommit-ratio":null}}})");
+  CHECK(s.rec.mode() == VmiRatioMode::kStatus);
+  CHECK(Modes(s.metrics) == "annotations=0 off=0 status=1 unknown=0");
+}
+
+TEST_CASE("annotation mode re-probes once per period, one write at a time") {
+  const auto t0 = RatioModeProbe::Clock::now();
+  RatioModeProbe p(600s, true);
+  CHECK(p.TryStatus(t0));  // unknown: every write tries
+  p.Pruned(t0);
+  CHECK_FALSE(p.TryStatus(t0 + 599s));
+  CHECK(p.TryStatus(t0 + 600s));
+  CHECK_FALSE(p.TryStatus(t0 + 600s));  // the probe is out: the others write annotations
+  p.SchemaChanged();
+  CHECK(p.TryStatus(t0 + 601s));
+  CHECK_FALSE(p.TryStatus(t0 + 601s));
+  p.Kept();
+  CHECK(p.TryStatus(t0 + 602s));
+  CHECK(p.mode() == VmiRatioMode::kStatus);
+}
+
+TEST_CASE(
+    "the VMI CRD counts as changed on a new generation, not on its first sighting or a relist") {
+  const json v1 = json::parse(
+      R"({"metadata":{"name":"virtualmachineinstances.kubevirt.io","generation":3,"resourceVersion":"100"}})");
+  json v1_status = v1;  // a status-only change (conditions) keeps the generation
+  v1_status["metadata"]["resourceVersion"] = "101";
+  json v2 = v1;
+  v2["metadata"]["generation"] = 4;
+  v2["metadata"]["resourceVersion"] = "150";
+
+  CrdChangeDetector d;
+  CHECK(CrdFromJson(v1).generation == 3);
+  CHECK_FALSE(d.Changed(CrdFromJson(v1)));  // first sighting: the first write probes anyway
+  CHECK_FALSE(d.Changed(CrdFromJson(v1)));  // relist after a 410
+  CHECK_FALSE(d.Changed(CrdFromJson(v1_status)));
+  CHECK(d.Changed(CrdFromJson(v2)));
+  CHECK_FALSE(d.Changed(CrdFromJson(v2)));
+  d.Gone();
+  CHECK(d.Changed(CrdFromJson(v2)));  // deleted and created again
+
+  CrdChangeDetector no_generation;  // a server that gives none: resourceVersion decides
+  CHECK_FALSE(no_generation.Changed(CrdFacts{"x", 0, "1"}));
+  CHECK(no_generation.Changed(CrdFacts{"x", 0, "2"}));
+  CHECK_THROWS_AS(CrdFromJson(json::parse(R"({"metadata":{}})")), std::invalid_argument);
 }

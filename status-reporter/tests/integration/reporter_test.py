@@ -329,7 +329,8 @@ class StatusModeTest(ReporterCase):
         self.wait_pod_ratios("virt-launcher-vm-late", "5.0", "1.0")
         self.wait_vmi_status_ratios("vm-late", 5.0, 1.0)
         relists = {r["resource"] for r in self.cluster.requests()[mark:] if r["verb"] == "list"}
-        self.assertEqual(relists, {"pods", "virtualmachineinstances"}, "both informers listed again")
+        self.assertEqual(relists, {"pods", "virtualmachineinstances", "customresourcedefinitions"},
+                         "every informer (pods, VMIs, the VMI CRD) listed again")
 
     def test_a_deleted_vmi_leaves_metrics(self):
         uid = self.cluster.launcher(self.ns, "vm-d", "virt-launcher-vm-d-x1", "node-1")

@@ -1,4 +1,4 @@
-#include "ingest.h"
+#include "report_check.h"
 
 namespace gm::reporter {
 

@@ -9,8 +9,8 @@
 #include <string>
 
 #include "facts.h"
-#include "ingest.h"
 #include "metrics.h"
+#include "report_check.h"
 #include "report_store.h"
 #include "token_cache.h"
 

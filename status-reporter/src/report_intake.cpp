@@ -1,4 +1,4 @@
-#include "ingestion.h"
+#include "report_intake.h"
 
 #include <spdlog/spdlog.h>
 

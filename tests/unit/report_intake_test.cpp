@@ -1,4 +1,4 @@
-#include "ingestion.h"
+#include "report_intake.h"
 
 #include <doctest/doctest.h>
 #include <spdlog/sinks/ostream_sink.h>
