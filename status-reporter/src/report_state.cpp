@@ -1,0 +1,51 @@
+#include "report_state.h"
+
+namespace gm::reporter {
+
+const char* StateName(ReportState s) {
+  switch (s) {
+    case ReportState::kReporting:
+      return "reporting";
+    case ReportState::kStarting:
+      return "starting";
+    case ReportState::kSilent:
+      return "silent";
+    case ReportState::kNotInjected:
+      return "not_injected";
+  }
+  return "not_injected";
+}
+
+bool IsRunning(const VmiFacts& vmi) { return vmi.phase == "Running"; }
+
+VmiReportState ReportStateOf(const PodFacts* pod, const std::optional<LastReport>& last,
+                             const InjectionFacts& inj, const SilenceBound& bound,
+                             WallClock::time_point now) {
+  if (pod == nullptr) return {ReportState::kNotInjected, "no_launcher_pod"};
+  if (pod->has_sidecar) {
+    // A report from an earlier pod (before a migration) says nothing about this one.
+    const bool ours = last && last->pod_uid == pod->uid;
+    // The sidecar's own interval where it said one: an operator may have
+    // changed --sidecar-interval since this pod was injected.
+    const auto interval = ours && last->interval ? *last->interval : bound.interval;
+    const auto silence = interval * bound.intervals;
+    if (ours && now - last->at <= silence) return {ReportState::kReporting, "report_accepted"};
+    if (ours) return {ReportState::kSilent, "stopped_reporting"};
+    // No creation time (never the case from a real API server): no grace.
+    if (pod->created && now - *pod->created <= silence)
+      return {ReportState::kStarting, "awaiting_first_report"};
+    return {ReportState::kSilent, "never_reported"};
+  }
+  // Not injected. The owner's choices first, then the cluster's state.
+  if (pod->opted_out) return {ReportState::kNotInjected, "opted_out"};
+  if (inj.opted_out_namespaces.count(pod->namespace_))
+    return {ReportState::kNotInjected, "namespace_opted_out"};
+  if (!inj.webhook_installed) return {ReportState::kNotInjected, "injection_unknown"};
+  if (!*inj.webhook_installed) return {ReportState::kNotInjected, "injection_off"};
+  if (inj.webhook_created && pod->created && *pod->created < *inj.webhook_created)
+    return {ReportState::kNotInjected, "pod_predates_install"};
+  if (!inj.native_sidecars) return {ReportState::kNotInjected, "no_native_sidecars"};
+  return {ReportState::kNotInjected, "webhook_skipped"};
+}
+
+}  // namespace gm::reporter
