@@ -20,6 +20,7 @@
 #include "gm/kube/workqueue.h"
 #include "gm/listen_address.h"
 #include "ingestion.h"
+#include "injection_watch.h"
 #include "metrics.h"
 #include "reconciler.h"
 #include "report_store.h"
@@ -260,6 +261,7 @@ struct Controller::Impl final : FactsSource {
   std::unique_ptr<KubeReviewer> reviewer;
   std::unique_ptr<KubeLookup> lookup;
   std::unique_ptr<SidecarSupport> sidecars;
+  std::unique_ptr<InjectionWatch> injection_watch;
   std::unique_ptr<Reconciler> reconciler;
   std::unique_ptr<Ingestion> ingestion;
   InjectionConfig injection;
@@ -335,6 +337,9 @@ struct Controller::Impl final : FactsSource {
     reviewer = std::make_unique<KubeReviewer>(*client, o.audience);
     lookup = std::make_unique<KubeLookup>(*lookup_client);
     sidecars = std::make_unique<SidecarSupport>(*lookup_client, o.native_sidecars, metrics);
+    injection_watch = std::make_unique<InjectionWatch>(
+        *lookup_client, o.webhook_configuration,
+        [this] { return sidecars->Get() != NativeSidecars::kNo; });
     reconciler = std::make_unique<Reconciler>(store, *this, *writer, metrics);
     ingestion =
         std::make_unique<Ingestion>([this] { return Serving(); }, *reviewer, tokens, *this, store,
@@ -361,7 +366,15 @@ struct Controller::Impl final : FactsSource {
       ReturnFreedMemory();  // what the last page (megabytes at 10,000 VMs) left free
       metrics.queue_depth.Set(static_cast<double>(queue.Len()));
       const auto now = Clock::now();
-      return RenderReporterMetrics(store.Fresh(now), store, now, o.export_guest_load, metrics);
+      // Every running VMI's report state, once the caches can tell.
+      const auto states =
+          Synced() ? CurrentReportStates(vmis->List(), pods->List(), store, injection_watch->Get(),
+                                         {std::chrono::seconds(o.sidecar_interval_seconds),
+                                          o.silent_intervals},
+                                         now, WallClock::now())
+                   : std::vector<VmiStateRow>{};
+      return RenderReporterMetrics(store.Fresh(now), store, now, o.export_guest_load, metrics,
+                                   states);
     };
     // Ready = caches synced, i.e. able to take over at once. Standbys are
     // Ready so that rollouts finish and a PodDisruptionBudget can protect the
@@ -445,6 +458,7 @@ struct Controller::Impl final : FactsSource {
     informer_threads.emplace_back([this] { pods->Run(stop); });
     informer_threads.emplace_back([this] { vmis->Run(stop); });
     informer_threads.emplace_back([this] { sidecars->Run(stop); });
+    informer_threads.emplace_back([this] { injection_watch->Run(stop); });
     informer_threads.emplace_back([this] {
       // Polls, so that a stop before the first sync (API unreachable) is not held up.
       while (!stop) {

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "plan.h"
+#include "report_state.h"
 #include "report_store.h"
 
 namespace gm::reporter {
@@ -56,9 +57,11 @@ class ReporterMetrics {
 };
 
 /// The /metrics body. `export_guest_load` off drops the guest-load gauges
-/// (for clusters whose KubeVirt already exports them).
+/// (for clusters whose KubeVirt already exports them). `states`: every
+/// running VMI's report state (none on a replica that has not synced).
 std::string RenderReporterMetrics(const std::vector<StoredReport>& fresh, const ReportStore& store,
                                   Clock::time_point now, bool export_guest_load,
-                                  const ReporterMetrics& self);
+                                  const ReporterMetrics& self,
+                                  const std::vector<VmiStateRow>& states = {});
 
 }  // namespace gm::reporter

@@ -30,7 +30,7 @@ VmiReportState ReportStateOf(const PodFacts* pod, const std::optional<LastReport
     const auto interval = ours && last->interval ? *last->interval : bound.interval;
     const auto silence = interval * bound.intervals;
     if (ours && now - last->at <= silence) return {ReportState::kReporting, "report_accepted"};
-    if (ours) return {ReportState::kSilent, "stopped_reporting"};
+    if (ours) return {ReportState::kSilent, last->libvirt_up ? "stopped_reporting" : "libvirt_down"};
     // No creation time (never the case from a real API server): no grace.
     if (pod->created && now - *pod->created <= silence)
       return {ReportState::kStarting, "awaiting_first_report"};
@@ -46,6 +46,26 @@ VmiReportState ReportStateOf(const PodFacts* pod, const std::optional<LastReport
     return {ReportState::kNotInjected, "pod_predates_install"};
   if (!inj.native_sidecars) return {ReportState::kNotInjected, "no_native_sidecars"};
   return {ReportState::kNotInjected, "webhook_skipped"};
+}
+
+std::vector<VmiStateRow> CurrentReportStates(
+    const std::vector<std::pair<std::string, VmiFacts>>& vmis,
+    const std::vector<std::pair<std::string, PodFacts>>& pods, const ReportStore& store,
+    const InjectionFacts& injection, const SilenceBound& bound, Clock::time_point steady_now,
+    WallClock::time_point wall_now) {
+  const auto last_of = [&](const std::string& key) -> std::optional<LastReport> {
+    const auto a = store.LastAccepted(key);
+    if (!a) return std::nullopt;
+    LastReport l{a->pod_uid,
+                 wall_now - std::chrono::duration_cast<WallClock::duration>(steady_now - a->received),
+                 std::nullopt, true};
+    if (a->health) {
+      if (a->health->interval_seconds > 0) l.interval = std::chrono::seconds(a->health->interval_seconds);
+      l.libvirt_up = a->health->libvirt_up;
+    }
+    return l;
+  };
+  return ReportStates(vmis, pods, last_of, injection, bound, wall_now);
 }
 
 }  // namespace gm::reporter

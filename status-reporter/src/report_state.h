@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "facts.h"
+#include "report_store.h"
 
 namespace gm::reporter {
 
@@ -30,12 +31,13 @@ const char* StateName(ReportState s);
 
 /// The `reason` label of each state. For kReporting and kStarting one each;
 /// kSilent: never_reported (this pod never got a report through),
-/// stopped_reporting; kNotInjected: the reasons below, in the order tried.
-inline constexpr std::array<std::pair<ReportState, const char*>, 12> kReportStateReasons{{
+/// stopped_reporting, libvirt_down; kNotInjected: the reasons below, in the order tried.
+inline constexpr std::array<std::pair<ReportState, const char*>, 13> kReportStateReasons{{
     {ReportState::kReporting, "report_accepted"},
     {ReportState::kStarting, "awaiting_first_report"},
     {ReportState::kSilent, "never_reported"},
     {ReportState::kSilent, "stopped_reporting"},
+    {ReportState::kSilent, "libvirt_down"},  // its last report said libvirt was down
     {ReportState::kNotInjected, "no_launcher_pod"},      // no active launcher pod in the cache
     {ReportState::kNotInjected, "opted_out"},            // pod label inject=false
     {ReportState::kNotInjected, "namespace_opted_out"},  // namespace label inject=false
@@ -56,6 +58,7 @@ struct LastReport {
   std::string pod_uid;
   WallClock::time_point at;
   std::optional<std::chrono::seconds> interval;  // as the sidecar said (health.intervalSeconds)
+  bool libvirt_up = true;                        // as the sidecar said (health.libvirtUp)
 };
 
 /// What the reporter knows about injection, cluster-wide.
@@ -92,18 +95,19 @@ struct VmiStateRow {
   VmiReportState state;
 };
 
-/// The rows for every running VMI: pods matched to their VMI by
-/// IsActivePod; `last_of` gives a VMI key's last accepted report.
+/// The rows for every running VMI (informer snapshots: key, facts): pods
+/// matched to their VMI by IsActivePod; `last_of` gives a VMI key's last
+/// accepted report.
 template <typename LastOf>
-std::vector<VmiStateRow> ReportStates(const std::vector<VmiFacts>& vmis,
-                                      const std::vector<PodFacts>& pods, LastOf last_of,
-                                      const InjectionFacts& injection, const SilenceBound& bound,
-                                      WallClock::time_point now) {
+std::vector<VmiStateRow> ReportStates(const std::vector<std::pair<std::string, VmiFacts>>& vmis,
+                                      const std::vector<std::pair<std::string, PodFacts>>& pods,
+                                      LastOf last_of, const InjectionFacts& injection,
+                                      const SilenceBound& bound, WallClock::time_point now) {
   std::multimap<std::string, const PodFacts*> by_vmi;
-  for (const auto& p : pods) by_vmi.emplace(Key(p.namespace_, p.vmi_name), &p);
+  for (const auto& [_, p] : pods) by_vmi.emplace(Key(p.namespace_, p.vmi_name), &p);
   std::vector<VmiStateRow> rows;
   rows.reserve(vmis.size());
-  for (const auto& v : vmis) {
+  for (const auto& [_, v] : vmis) {
     if (!IsRunning(v)) continue;
     const std::string key = Key(v.namespace_, v.name);
     const PodFacts* active = nullptr;
@@ -115,5 +119,13 @@ std::vector<VmiStateRow> ReportStates(const std::vector<VmiFacts>& vmis,
   }
   return rows;
 }
+
+/// ReportStates with the last accepted reports of `store`, whose steady-clock
+/// times are read against `steady_now` / `wall_now`.
+std::vector<VmiStateRow> CurrentReportStates(
+    const std::vector<std::pair<std::string, VmiFacts>>& vmis,
+    const std::vector<std::pair<std::string, PodFacts>>& pods, const ReportStore& store,
+    const InjectionFacts& injection, const SilenceBound& bound, Clock::time_point steady_now,
+    WallClock::time_point wall_now);
 
 }  // namespace gm::reporter

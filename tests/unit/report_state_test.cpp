@@ -6,6 +6,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "metrics.h"
+
 using namespace gm::reporter;
 using nlohmann::json;
 using namespace std::chrono_literals;
@@ -97,6 +99,9 @@ TEST_CASE("an injected pod reports, starts, or is silent, counted in its sidecar
   CHECK(Show(ReportStateOf(&old_pod, LastReport{"pod-uid-1", kNow - 20min, 600s}, inj, bound,
                            kNow)) == "reporting/report_accepted");
   CHECK(Show(ReportStateOf(&old_pod, std::nullopt, inj, bound, kNow)) == "silent/never_reported");
+  // Its last word was that libvirt is down: that is why it went quiet.
+  CHECK(Show(ReportStateOf(&old_pod, LastReport{"pod-uid-1", kNow - 1h, {}, false}, inj, bound,
+                           kNow)) == "silent/libvirt_down");
   // The last report came from the pod before a migration: this pod never reported.
   CHECK(Show(ReportStateOf(&old_pod, LastReport{"old-pod", kNow - 10s, {}}, inj, bound, kNow)) ==
         "silent/never_reported");
@@ -171,9 +176,12 @@ TEST_CASE("every running VMI gets exactly one row, from its active pod") {
   PodFacts other = Pod(false, kNow - 1h);
   other.vmi_name = "vm-2";
   other.uid = "p2";
-  const std::vector<VmiFacts> vmis{vmi("vm-1", "Running", "dst"), vmi("vm-2", "Running", "p2"),
-                                   vmi("vm-3", "Running", ""), vmi("vm-4", "Scheduling", "")};
-  const std::vector<PodFacts> pods{source, target, other};
+  std::vector<std::pair<std::string, VmiFacts>> vmis;
+  for (const auto& v : {vmi("vm-1", "Running", "dst"), vmi("vm-2", "Running", "p2"),
+                        vmi("vm-3", "Running", ""), vmi("vm-4", "Scheduling", "")})
+    vmis.emplace_back(Key(v.namespace_, v.name), v);
+  std::vector<std::pair<std::string, PodFacts>> pods;
+  for (const auto& p : {source, target, other}) pods.emplace_back(Key(p.namespace_, p.name), p);
   const auto rows = ReportStates(
       vmis, pods,
       [](const std::string& key) -> std::optional<LastReport> {
@@ -187,4 +195,77 @@ TEST_CASE("every running VMI gets exactly one row, from its active pod") {
   CHECK(Show(rows[0].state) == "starting/awaiting_first_report");  // the source's report is not its
   CHECK(Show(rows[1].state) == "not_injected/webhook_skipped");
   CHECK(Show(rows[2].state) == "not_injected/no_launcher_pod");
+}
+
+TEST_CASE("the store's last accepted report outlives its freshness and dates the silence") {
+  ReportStore store(300s);
+  const auto t = Clock::time_point{} + 100000s;
+  gm::Report r;
+  r.namespace_ = "team-a";
+  r.vmi_name = "vm-1";
+  r.pod_uid = "pod-uid-1";
+  r.health = gm::ReportHealth{true, 600, 0, ""};
+  REQUIRE(store.Put("team-a/vm-1", {r, "node-1", t}) == PutResult::kChanged);
+  CHECK(store.Fresh(t + 400s).empty());  // its load and ratios are gone
+  std::vector<std::pair<std::string, VmiFacts>> vmis(1);
+  vmis[0].first = "team-a/vm-1";
+  vmis[0].second.namespace_ = "team-a";
+  vmis[0].second.name = "vm-1";
+  vmis[0].second.phase = "Running";
+  vmis[0].second.active_pods["pod-uid-1"] = "";
+  std::vector<std::pair<std::string, PodFacts>> pods{{"team-a/p", Pod(true, kNow - 2h)}};
+  const auto at = [&](Clock::duration after) {
+    return Show(CurrentReportStates(vmis, pods, store, Installed(), SilenceBound{}, t + after,
+                                    kNow + after)[0]
+                    .state);
+  };
+  CHECK(at(400s) == "reporting/report_accepted");  // 3 × its own 600 s
+  CHECK(at(1801s) == "silent/stopped_reporting");
+  store.Erase("team-a/vm-1");  // the VMI is gone
+  CHECK_FALSE(store.LastAccepted("team-a/vm-1"));
+}
+
+TEST_CASE("/metrics: one state row per running VMI, counts per state, and the sidecars' health") {
+  ReportStore store(300s);
+  const auto t = Clock::time_point{} + 100000s;
+  gm::Report r;
+  r.namespace_ = "team-a";
+  r.vmi_name = "vm-1";
+  r.pod_uid = "pod-uid-1";
+  r.load_reason = "agent_disconnected";
+  r.health = gm::ReportHealth{false, 120, 4, "http_503"};
+  store.Put("team-a/vm-1", {r, "node-7", t});
+  gm::Report old = r;  // a sidecar from before the health field
+  old.vmi_name = "vm-2";
+  old.health.reset();
+  old.load_reason = "ok";
+  store.Put("team-a/vm-2", {old, "node-8", t});
+
+  const std::vector<VmiStateRow> rows{
+      {"team-a", "vm-1", "node-7", {ReportState::kReporting, "report_accepted"}},
+      {"team-a", "vm-3", "node-8", {ReportState::kSilent, "never_reported"}},
+      {"team-b", "vm-4", "node-8", {ReportState::kSilent, "never_reported"}},
+  };
+  ReporterMetrics self;
+  const std::string text =
+      RenderReporterMetrics(store.Fresh(t + 1s), store, t + 1s, true, self, rows);
+  const auto has = [&](const std::string& s) { return text.find(s) != std::string::npos; };
+  CHECK(has("status_reporter_vmi_report_state{namespace=\"team-a\",name=\"vm-1\",node=\"node-7\","
+            "state=\"reporting\",reason=\"report_accepted\"} 1\n"));
+  CHECK(has("status_reporter_vmi_report_state{namespace=\"team-b\",name=\"vm-4\",node=\"node-8\","
+            "state=\"silent\",reason=\"never_reported\"} 1\n"));
+  CHECK(has("status_reporter_vmis{state=\"silent\",reason=\"never_reported\"} 2\n"));
+  CHECK(has("status_reporter_vmis{state=\"reporting\",reason=\"report_accepted\"} 1\n"));
+  CHECK(has("status_reporter_vmis{state=\"not_injected\",reason=\"opted_out\"} 0\n"));
+  CHECK(has("status_reporter_sidecar_libvirt_up{namespace=\"team-a\",name=\"vm-1\","
+            "node=\"node-7\"} 0\n"));
+  CHECK(has("status_reporter_sidecar_report_failures{namespace=\"team-a\",name=\"vm-1\","
+            "node=\"node-7\",error=\"http_503\"} 4\n"));
+  CHECK(has("status_reporter_sidecar_guest_load_status{namespace=\"team-a\",name=\"vm-1\","
+            "node=\"node-7\",reason=\"agent_disconnected\"} 1\n"));
+  CHECK(has("status_reporter_sidecar_guest_load_status{namespace=\"team-a\",name=\"vm-2\","
+            "node=\"node-8\",reason=\"ok\"} 1\n"));
+  // The old sidecar said nothing about libvirt or its failures: no made-up values.
+  CHECK_FALSE(has("status_reporter_sidecar_libvirt_up{namespace=\"team-a\",name=\"vm-2\""));
+  CHECK_FALSE(has("status_reporter_sidecar_report_failures{namespace=\"team-a\",name=\"vm-2\""));
 }
