@@ -366,13 +366,13 @@ struct Controller::Impl final : FactsSource {
       ReturnFreedMemory();  // what the last page (megabytes at 10,000 VMs) left free
       metrics.queue_depth.Set(static_cast<double>(queue.Len()));
       const auto now = Clock::now();
-      // Every running VMI's report state, once the caches can tell.
+      // Every running VMI's report state, on the leader (reports reach only it).
       const auto states =
-          Synced() ? CurrentReportStates(vmis->List(), pods->List(), store, injection_watch->Get(),
-                                         {std::chrono::seconds(o.sidecar_interval_seconds),
-                                          o.silent_intervals},
-                                         now, WallClock::now())
-                   : std::vector<VmiStateRow>{};
+          Serving() ? CurrentReportStates(vmis->List(), pods->List(), store, injection_watch->Get(),
+                                          {std::chrono::seconds(o.sidecar_interval_seconds),
+                                           o.silent_intervals},
+                                          now, WallClock::now())
+                    : std::vector<VmiStateRow>{};
       return RenderReporterMetrics(store.Fresh(now), store, now, o.export_guest_load, metrics,
                                    states);
     };
