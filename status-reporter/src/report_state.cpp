@@ -22,14 +22,16 @@ VmiReportState ReportStateOf(const PodFacts* pod, const std::optional<LastReport
                              const InjectionFacts& inj, const SilenceBound& bound,
                              WallClock::time_point now) {
   if (pod == nullptr) return {ReportState::kNotInjected, "no_launcher_pod"};
+  // A report from an earlier pod (before a migration) says nothing about this one.
+  const bool ours = last && last->pod_uid == pod->uid;
+  // The sidecar's own interval where it said one: an operator may have
+  // changed --sidecar-interval since this pod was injected.
+  const auto interval = ours && last->interval ? *last->interval : bound.interval;
+  const auto silence = interval * bound.intervals;
+  // A fresh report from the pod proves a sidecar, whatever its spec shows
+  // (one added by hand, or under a name the webhook no longer uses).
+  if (ours && now - last->at <= silence) return {ReportState::kReporting, "report_accepted"};
   if (pod->has_sidecar) {
-    // A report from an earlier pod (before a migration) says nothing about this one.
-    const bool ours = last && last->pod_uid == pod->uid;
-    // The sidecar's own interval where it said one: an operator may have
-    // changed --sidecar-interval since this pod was injected.
-    const auto interval = ours && last->interval ? *last->interval : bound.interval;
-    const auto silence = interval * bound.intervals;
-    if (ours && now - last->at <= silence) return {ReportState::kReporting, "report_accepted"};
     if (ours) return {ReportState::kSilent, last->libvirt_up ? "stopped_reporting" : "libvirt_down"};
     // No creation time (never the case from a real API server): no grace.
     if (pod->created && now - *pod->created <= silence)

@@ -147,6 +147,11 @@ TEST_CASE("a pod without the sidecar says why: the owner's choice first, then th
 
   CHECK(Show(ReportStateOf(nullptr, std::nullopt, Installed(), bound, kNow)) ==
         "not_injected/no_launcher_pod");
+  // Reports from the pod prove a sidecar its spec does not show (added by hand).
+  CHECK(Show(ReportStateOf(&pod, LastReport{"pod-uid-1", kNow - 10s, {}}, inj, bound, kNow)) ==
+        "reporting/report_accepted");
+  CHECK(Show(ReportStateOf(&pod, LastReport{"pod-uid-1", kNow - 1h, {}}, inj, bound, kNow)) ==
+        "not_injected/opted_out");
   // A reason outside the published list would be a series no alert or panel knows.
   for (const PodFacts* p : std::vector<const PodFacts*>{&pod, &before}) {
     const auto s = ReportStateOf(p, std::nullopt, inj, bound, kNow);
