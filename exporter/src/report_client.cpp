@@ -52,9 +52,9 @@ bool ReportChanged(const Report& a, const Report& b) {
   // failure count is not (it travels with the next report anyway).
   const bool up_a = !a.health || a.health->libvirt_up, up_b = !b.health || b.health->libvirt_up;
   return up_a != up_b || a.namespace_ != b.namespace_ || a.vmi_name != b.vmi_name ||
-         a.pod_uid != b.pod_uid ||
-         a.vcpus != b.vcpus || a.memory_bytes != b.memory_bytes || a.load_reason != b.load_reason ||
-         load_differs(a.load, b.load) || a.cpu_allocation_ratio != b.cpu_allocation_ratio ||
+         a.pod_uid != b.pod_uid || a.vcpus != b.vcpus || a.memory_bytes != b.memory_bytes ||
+         a.load_reason != b.load_reason || load_differs(a.load, b.load) ||
+         a.cpu_allocation_ratio != b.cpu_allocation_ratio ||
          a.memory_overcommit_ratio != b.memory_overcommit_ratio;
 }
 
@@ -91,11 +91,11 @@ SendResult HttpsReportSender::Send(const std::string& body) {
   if (ex.status == 0) return {false, "POST " + target_.url + ": " + ex.error, "unreachable"};
   if (ex.status / 100 != 2) {
     // The reply is the peer's text: escaped, so it cannot forge log lines.
-    return {false,
-            "POST " + target_.url + ": HTTP " + std::to_string(ex.status) + ": " +
-                EscapeForLog(ex.body),
-            ex.status >= 100 && ex.status <= 599 ? "http_" + std::to_string(ex.status)
-                                                 : "unreachable"};
+    return {
+        false,
+        "POST " + target_.url + ": HTTP " + std::to_string(ex.status) + ": " +
+            EscapeForLog(ex.body),
+        ex.status >= 100 && ex.status <= 599 ? "http_" + std::to_string(ex.status) : "unreachable"};
   }
   return {true, {}};
 }

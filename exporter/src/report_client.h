@@ -103,7 +103,7 @@ class ReportLoop {
     std::chrono::steady_clock::time_point last_sent_at{};
     std::chrono::steady_clock::time_point retry_at{};
     std::chrono::milliseconds backoff{0};
-    int failures = 0;  // in the current burst: only the first is logged as a warning
+    int failures = 0;        // in the current burst: only the first is logged as a warning
     std::string last_error;  // class of the burst's last failure, told in the next report
   };
   void Loop();

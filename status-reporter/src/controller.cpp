@@ -337,9 +337,9 @@ struct Controller::Impl final : FactsSource {
     reviewer = std::make_unique<KubeReviewer>(*client, o.audience);
     lookup = std::make_unique<KubeLookup>(*lookup_client);
     sidecars = std::make_unique<SidecarSupport>(*lookup_client, o.native_sidecars, metrics);
-    injection_watch = std::make_unique<InjectionWatch>(
-        *lookup_client, o.webhook_configuration,
-        [this] { return sidecars->Get() != NativeSidecars::kNo; });
+    injection_watch =
+        std::make_unique<InjectionWatch>(*lookup_client, o.webhook_configuration,
+                                         [this] { return sidecars->Get() != NativeSidecars::kNo; });
     reconciler = std::make_unique<Reconciler>(store, *this, *writer, metrics);
     ingestion =
         std::make_unique<Ingestion>([this] { return Serving(); }, *reviewer, tokens, *this, store,
@@ -368,10 +368,10 @@ struct Controller::Impl final : FactsSource {
       const auto now = Clock::now();
       // Every running VMI's report state, on the leader (reports reach only it).
       const auto states =
-          Serving() ? CurrentReportStates(vmis->List(), pods->List(), store, injection_watch->Get(),
-                                          {std::chrono::seconds(o.sidecar_interval_seconds),
-                                           o.silent_intervals},
-                                          now, WallClock::now())
+          Serving() ? CurrentReportStates(
+                          vmis->List(), pods->List(), store, injection_watch->Get(),
+                          {std::chrono::seconds(o.sidecar_interval_seconds), o.silent_intervals},
+                          now, WallClock::now())
                     : std::vector<VmiStateRow>{};
       return RenderReporterMetrics(store.Fresh(now), store, now, o.export_guest_load, metrics,
                                    states);

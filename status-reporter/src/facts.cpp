@@ -57,9 +57,11 @@ bool HasOurSidecar(const json& spec) {
 std::optional<std::chrono::system_clock::time_point> ParseApiTime(const std::string& text) {
   // YYYY-MM-DDTHH:MM:SS, then an optional fraction, then Z or ±hh:mm.
   int y = 0, mo = 0, d = 0, h = 0, mi = 0, s = 0, used = 0;
-  if (text.size() < 20 || text.size() > 40 ||
-      std::sscanf(text.c_str(), "%4d-%2d-%2dT%2d:%2d:%2d%n", &y, &mo, &d, &h, &mi, &s, &used) != 6 ||
-      used != 19 || mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || s > 60 || y < 1970)
+  if (text.size() < 20 || text.size() > 40) return std::nullopt;
+  const int fields =
+      std::sscanf(text.c_str(), "%4d-%2d-%2dT%2d:%2d:%2d%n", &y, &mo, &d, &h, &mi, &s, &used);
+  if (fields != 6 || used != 19 || mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 ||
+      s > 60 || y < 1970)
     return std::nullopt;
   size_t i = 19;
   if (text[i] == '.') {

@@ -58,7 +58,8 @@ void InjectionWatch::ReadOnce(const std::atomic<bool>& stop) {
   spec.query = {{"labelSelector", "guestmetrics.kubevirt.io/inject=false"}};
   const json list = json::parse(client_.Request(spec).body);
   std::set<std::string> names;
-  for (const auto& ns : list.at("items")) names.insert(ns.at("metadata").at("name").get<std::string>());
+  for (const auto& ns : list.at("items"))
+    names.insert(ns.at("metadata").at("name").get<std::string>());
   std::lock_guard lock(mu_);
   facts_.opted_out_namespaces = std::move(names);
 }

@@ -211,7 +211,8 @@ void AppendReportStates(std::string& out, const std::vector<VmiStateRow>& states
   const char* count_name = "status_reporter_vmis";
   AppendHeader(out, count_name, "Running VMIs by report state and reason.");
   for (const auto& [key, n] : counts)
-    out += fmt::format("{}{{state=\"{}\",reason=\"{}\"}} {}\n", count_name, key.first, key.second, n);
+    out +=
+        fmt::format("{}{{state=\"{}\",reason=\"{}\"}} {}\n", count_name, key.first, key.second, n);
 }
 
 }  // namespace
@@ -228,7 +229,7 @@ std::string RenderReporterMetrics(const std::vector<StoredReport>& fresh, const 
   out.reserve(fresh.size() * 5 * 128 + 8192);
   const auto load = [&](double ReportLoad::*field) {
     return [&store, now, export_guest_load, field](const StoredReport& s,
-                                                    std::string&) -> std::optional<double> {
+                                                   std::string&) -> std::optional<double> {
       if (!export_guest_load || !store.LoadFresh(s, now)) return std::nullopt;
       return (*s.report.load).*field;
     };
@@ -243,11 +244,11 @@ std::string RenderReporterMetrics(const std::vector<StoredReport>& fresh, const 
       out, "kubevirt_vmi_cpu_allocation_ratio",
       "Guest vCPUs divided by the compute container's CPU request in cores (see docs/ratios.md).",
       fresh, [](const StoredReport& s, std::string&) { return s.report.cpu_allocation_ratio; });
-  AppendVmFamily(out, "kubevirt_vmi_memory_overcommit_ratio",
-                 "Guest memory divided by the memory request without virtualization overhead (see "
-                 "docs/ratios.md).",
-                 fresh,
-                 [](const StoredReport& s, std::string&) { return s.report.memory_overcommit_ratio; });
+  AppendVmFamily(
+      out, "kubevirt_vmi_memory_overcommit_ratio",
+      "Guest memory divided by the memory request without virtualization overhead (see "
+      "docs/ratios.md).",
+      fresh, [](const StoredReport& s, std::string&) { return s.report.memory_overcommit_ratio; });
   // The sidecars' own health, from their reports: no PodMonitor needed (the
   // pod IP leads to the guest). Reports of sidecars older than the health
   // field give only the load status.

@@ -32,7 +32,8 @@ VmiReportState ReportStateOf(const PodFacts* pod, const std::optional<LastReport
   // (one added by hand, or under a name the webhook no longer uses).
   if (ours && now - last->at <= silence) return {ReportState::kReporting, "report_accepted"};
   if (pod->has_sidecar) {
-    if (ours) return {ReportState::kSilent, last->libvirt_up ? "stopped_reporting" : "libvirt_down"};
+    if (ours)
+      return {ReportState::kSilent, last->libvirt_up ? "stopped_reporting" : "libvirt_down"};
     // No creation time (never the case from a real API server): no grace.
     if (pod->created && now - *pod->created <= silence)
       return {ReportState::kStarting, "awaiting_first_report"};
@@ -58,11 +59,13 @@ std::vector<VmiStateRow> CurrentReportStates(
   const auto last_of = [&](const std::string& key) -> std::optional<LastReport> {
     const auto a = store.LastAccepted(key);
     if (!a) return std::nullopt;
-    LastReport l{a->pod_uid,
-                 wall_now - std::chrono::duration_cast<WallClock::duration>(steady_now - a->received),
-                 std::nullopt, true};
+    LastReport l{
+        a->pod_uid,
+        wall_now - std::chrono::duration_cast<WallClock::duration>(steady_now - a->received),
+        std::nullopt, true};
     if (a->health) {
-      if (a->health->interval_seconds > 0) l.interval = std::chrono::seconds(a->health->interval_seconds);
+      if (a->health->interval_seconds > 0)
+        l.interval = std::chrono::seconds(a->health->interval_seconds);
       l.libvirt_up = a->health->libvirt_up;
     }
     return l;

@@ -37,14 +37,14 @@ inline constexpr std::array<std::pair<ReportState, const char*>, 13> kReportStat
     {ReportState::kStarting, "awaiting_first_report"},
     {ReportState::kSilent, "never_reported"},
     {ReportState::kSilent, "stopped_reporting"},
-    {ReportState::kSilent, "libvirt_down"},  // its last report said libvirt was down
-    {ReportState::kNotInjected, "no_launcher_pod"},      // no active launcher pod in the cache
-    {ReportState::kNotInjected, "opted_out"},            // pod label inject=false
-    {ReportState::kNotInjected, "namespace_opted_out"},  // namespace label inject=false
-    {ReportState::kNotInjected, "injection_off"},        // no webhook configuration installed
+    {ReportState::kSilent, "libvirt_down"},               // its last report said libvirt was down
+    {ReportState::kNotInjected, "no_launcher_pod"},       // no active launcher pod in the cache
+    {ReportState::kNotInjected, "opted_out"},             // pod label inject=false
+    {ReportState::kNotInjected, "namespace_opted_out"},   // namespace label inject=false
+    {ReportState::kNotInjected, "injection_off"},         // no webhook configuration installed
     {ReportState::kNotInjected, "pod_predates_install"},  // pod created before the webhook
-    {ReportState::kNotInjected, "no_native_sidecars"},   // the API server has none
-    {ReportState::kNotInjected, "injection_unknown"},    // the webhook's state is not read yet
+    {ReportState::kNotInjected, "no_native_sidecars"},    // the API server has none
+    {ReportState::kNotInjected, "injection_unknown"},     // the webhook's state is not read yet
     {ReportState::kNotInjected, "webhook_skipped"},  // failed open, timed out, or left it unchanged
 }};
 

@@ -69,10 +69,10 @@ bool Same(const gm::Report& a, const gm::Report& b) {
                    x->failed_attempts == y->failed_attempts && x->last_error == y->last_error));
   };
   return same_health(a.health, b.health) && a.namespace_ == b.namespace_ &&
-         a.vmi_name == b.vmi_name && a.pod_name == b.pod_name &&
-         a.pod_uid == b.pod_uid && a.node == b.node && a.vcpus == b.vcpus &&
-         a.memory_bytes == b.memory_bytes && same_load(a.load, b.load) &&
-         a.load_reason == b.load_reason && a.cpu_allocation_ratio == b.cpu_allocation_ratio &&
+         a.vmi_name == b.vmi_name && a.pod_name == b.pod_name && a.pod_uid == b.pod_uid &&
+         a.node == b.node && a.vcpus == b.vcpus && a.memory_bytes == b.memory_bytes &&
+         same_load(a.load, b.load) && a.load_reason == b.load_reason &&
+         a.cpu_allocation_ratio == b.cpu_allocation_ratio &&
          a.memory_overcommit_ratio == b.memory_overcommit_ratio &&
          a.memory_request_source == b.memory_request_source && same_order(a.order, b.order);
 }

@@ -75,9 +75,9 @@ TEST_CASE("API times: metav1.Time, with a fraction or an offset; nonsense is ref
   CHECK(ParseApiTime("2026-01-01T10:00:00.5Z") == kInstall);
   CHECK(ParseApiTime("2026-01-01T12:00:00+02:00") == kInstall);
   CHECK(ParseApiTime("2026-01-01T09:30:00-00:30") == kInstall);
-  for (const char* bad : {"", "2026-01-01", "2026-01-01T10:00:00", "2026-13-01T10:00:00Z",
-                          "2026-01-01T10:00:00Zjunk", "2026-01-01T10:00:00.Z",
-                          "2026-01-01 10:00:00Z"}) {
+  for (const char* bad :
+       {"", "2026-01-01", "2026-01-01T10:00:00", "2026-13-01T10:00:00Z", "2026-01-01T10:00:00Zjunk",
+        "2026-01-01T10:00:00.Z", "2026-01-01 10:00:00Z"}) {
     CAPTURE(bad);
     CHECK_FALSE(ParseApiTime(bad));
   }
@@ -120,7 +120,8 @@ TEST_CASE("a pod without the sidecar says why: the owner's choice first, then th
   const SilenceBound bound;
   PodFacts pod = Pod(false, kNow - 1h);
   InjectionFacts inj = Installed();
-  CHECK(Show(ReportStateOf(&pod, std::nullopt, inj, bound, kNow)) == "not_injected/webhook_skipped");
+  CHECK(Show(ReportStateOf(&pod, std::nullopt, inj, bound, kNow)) ==
+        "not_injected/webhook_skipped");
 
   inj.native_sidecars = false;
   CHECK(Show(ReportStateOf(&pod, std::nullopt, inj, bound, kNow)) ==
@@ -255,21 +256,27 @@ TEST_CASE("/metrics: one state row per running VMI, counts per state, and the si
   const std::string text =
       RenderReporterMetrics(store.Fresh(t + 1s), store, t + 1s, true, self, rows);
   const auto has = [&](const std::string& s) { return text.find(s) != std::string::npos; };
-  CHECK(has("status_reporter_vmi_report_state{namespace=\"team-a\",name=\"vm-1\",node=\"node-7\","
-            "state=\"reporting\",reason=\"report_accepted\"} 1\n"));
-  CHECK(has("status_reporter_vmi_report_state{namespace=\"team-b\",name=\"vm-4\",node=\"node-8\","
-            "state=\"silent\",reason=\"never_reported\"} 1\n"));
+  CHECK(
+      has("status_reporter_vmi_report_state{namespace=\"team-a\",name=\"vm-1\",node=\"node-7\","
+          "state=\"reporting\",reason=\"report_accepted\"} 1\n"));
+  CHECK(
+      has("status_reporter_vmi_report_state{namespace=\"team-b\",name=\"vm-4\",node=\"node-8\","
+          "state=\"silent\",reason=\"never_reported\"} 1\n"));
   CHECK(has("status_reporter_vmis{state=\"silent\",reason=\"never_reported\"} 2\n"));
   CHECK(has("status_reporter_vmis{state=\"reporting\",reason=\"report_accepted\"} 1\n"));
   CHECK(has("status_reporter_vmis{state=\"not_injected\",reason=\"opted_out\"} 0\n"));
-  CHECK(has("status_reporter_sidecar_libvirt_up{namespace=\"team-a\",name=\"vm-1\","
-            "node=\"node-7\"} 0\n"));
-  CHECK(has("status_reporter_sidecar_report_failures{namespace=\"team-a\",name=\"vm-1\","
-            "node=\"node-7\",error=\"http_503\"} 4\n"));
-  CHECK(has("status_reporter_sidecar_guest_load_status{namespace=\"team-a\",name=\"vm-1\","
-            "node=\"node-7\",reason=\"agent_disconnected\"} 1\n"));
-  CHECK(has("status_reporter_sidecar_guest_load_status{namespace=\"team-a\",name=\"vm-2\","
-            "node=\"node-8\",reason=\"ok\"} 1\n"));
+  CHECK(
+      has("status_reporter_sidecar_libvirt_up{namespace=\"team-a\",name=\"vm-1\","
+          "node=\"node-7\"} 0\n"));
+  CHECK(
+      has("status_reporter_sidecar_report_failures{namespace=\"team-a\",name=\"vm-1\","
+          "node=\"node-7\",error=\"http_503\"} 4\n"));
+  CHECK(
+      has("status_reporter_sidecar_guest_load_status{namespace=\"team-a\",name=\"vm-1\","
+          "node=\"node-7\",reason=\"agent_disconnected\"} 1\n"));
+  CHECK(
+      has("status_reporter_sidecar_guest_load_status{namespace=\"team-a\",name=\"vm-2\","
+          "node=\"node-8\",reason=\"ok\"} 1\n"));
   // The old sidecar said nothing about libvirt or its failures: no made-up values.
   CHECK_FALSE(has("status_reporter_sidecar_libvirt_up{namespace=\"team-a\",name=\"vm-2\""));
   CHECK_FALSE(has("status_reporter_sidecar_report_failures{namespace=\"team-a\",name=\"vm-2\""));
