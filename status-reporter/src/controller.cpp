@@ -367,14 +367,15 @@ struct Controller::Impl final : FactsSource {
       metrics.queue_depth.Set(static_cast<double>(queue.Len()));
       const auto now = Clock::now();
       // Every running VMI's report state, on the leader (reports reach only it).
-      const auto states =
-          Serving() ? CurrentReportStates(
-                          vmis->List(), pods->List(), store, injection_watch->Get(),
-                          {std::chrono::seconds(o.sidecar_interval_seconds), o.silent_intervals},
-                          now, WallClock::now())
-                    : std::vector<VmiStateRow>{};
+      std::optional<std::vector<VmiStateRow>> states;
+      if (Serving()) {
+        states = CurrentReportStates(
+            vmis->List(), pods->List(), store, injection_watch->Get(),
+            {std::chrono::seconds(o.sidecar_interval_seconds), o.silent_intervals}, now,
+            WallClock::now());
+      }
       return RenderReporterMetrics(store.Fresh(now), store, now, o.export_guest_load, metrics,
-                                   states);
+                                   states ? &*states : nullptr);
     };
     // Ready = caches synced, i.e. able to take over at once. Standbys are
     // Ready so that rollouts finish and a PodDisruptionBudget can protect the

@@ -220,7 +220,7 @@ void AppendReportStates(std::string& out, const std::vector<VmiStateRow>& states
 std::string RenderReporterMetrics(const std::vector<StoredReport>& fresh, const ReportStore& store,
                                   Clock::time_point now, bool export_guest_load,
                                   const ReporterMetrics& self,
-                                  const std::vector<VmiStateRow>& states) {
+                                  const std::vector<VmiStateRow>* states) {
   const std::string sampled =
       ", in runnable threads, as reported by the VM's guest-exporter sidecar; sampled every poll "
       "interval and "
@@ -280,7 +280,7 @@ std::string RenderReporterMetrics(const std::vector<StoredReport>& fresh, const 
         return static_cast<double>(s.report.health->failed_attempts);
       },
       "error");
-  AppendReportStates(out, states);
+  if (states != nullptr) AppendReportStates(out, *states);
   out += prometheus::TextSerializer().Serialize(self.registry().Collect());
   return out;
 }

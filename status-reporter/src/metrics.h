@@ -58,10 +58,11 @@ class ReporterMetrics {
 
 /// The /metrics body. `export_guest_load` off drops the guest-load gauges
 /// (for clusters whose KubeVirt already exports them). `states`: every
-/// running VMI's report state (none on a replica that has not synced).
+/// running VMI's report state; null leaves the state families out (a standby
+/// knows no reports: its zeros would read as "no VMI in this state").
 std::string RenderReporterMetrics(const std::vector<StoredReport>& fresh, const ReportStore& store,
                                   Clock::time_point now, bool export_guest_load,
                                   const ReporterMetrics& self,
-                                  const std::vector<VmiStateRow>& states = {});
+                                  const std::vector<VmiStateRow>* states = nullptr);
 
 }  // namespace gm::reporter

@@ -254,7 +254,7 @@ TEST_CASE("/metrics: one state row per running VMI, counts per state, and the si
   };
   ReporterMetrics self;
   const std::string text =
-      RenderReporterMetrics(store.Fresh(t + 1s), store, t + 1s, true, self, rows);
+      RenderReporterMetrics(store.Fresh(t + 1s), store, t + 1s, true, self, &rows);
   const auto has = [&](const std::string& s) { return text.find(s) != std::string::npos; };
   CHECK(
       has("status_reporter_vmi_report_state{namespace=\"team-a\",name=\"vm-1\",node=\"node-7\","
@@ -280,4 +280,14 @@ TEST_CASE("/metrics: one state row per running VMI, counts per state, and the si
   // The old sidecar said nothing about libvirt or its failures: no made-up values.
   CHECK_FALSE(has("status_reporter_sidecar_libvirt_up{namespace=\"team-a\",name=\"vm-2\""));
   CHECK_FALSE(has("status_reporter_sidecar_report_failures{namespace=\"team-a\",name=\"vm-2\""));
+
+  // A standby knows no reports: no states and no counts, rather than zeros.
+  const std::string standby = RenderReporterMetrics({}, store, t + 1s, true, self);
+  CHECK(standby.find("status_reporter_vmis") == std::string::npos);
+  CHECK(standby.find("status_reporter_vmi_report_state") == std::string::npos);
+  // A leader with no running VMI says 0 for every state.
+  const std::vector<VmiStateRow> none;
+  CHECK(RenderReporterMetrics({}, store, t + 1s, true, self, &none)
+            .find("status_reporter_vmis{state=\"silent\",reason=\"never_reported\"} 0\n") !=
+        std::string::npos);
 }
