@@ -54,6 +54,12 @@ std::string EncodeReport(const Report& r) {
     j["sidecarStartMs"] = r.order->sidecar_start_ms;
     j["sequence"] = r.order->sequence;
   }
+  if (r.health) {
+    json h{{"libvirtUp", r.health->libvirt_up}, {"failedAttempts", r.health->failed_attempts}};
+    if (r.health->interval_seconds > 0) h["intervalSeconds"] = r.health->interval_seconds;
+    if (!r.health->last_error.empty()) h["lastError"] = r.health->last_error;
+    j["health"] = std::move(h);
+  }
   return j.dump();
 }
 
@@ -203,6 +209,27 @@ std::optional<Report> DecodeReport(std::string_view body, std::string& error) {
       }
       const double seq = WholeNumber(j, "sequence", 1, static_cast<double>(kMaxSequence), true);
       r.order = ReportOrder{static_cast<uint64_t>(start), static_cast<uint64_t>(seq)};
+    }
+    if (j.contains("health") && !j["health"].is_null()) {
+      const json& h = j["health"];
+      if (!h.is_object()) throw Invalid{"health must be an object"};
+      ReportHealth health;
+      const json& up = Field(h, "libvirtUp");
+      if (!up.is_boolean()) throw Invalid{"health.libvirtUp must be true or false"};
+      health.libvirt_up = up.get<bool>();
+      health.failed_attempts = static_cast<uint64_t>(
+          WholeNumber(h, "failedAttempts", 0, static_cast<double>(kMaxSequence), true));
+      if (h.contains("intervalSeconds")) {
+        health.interval_seconds = static_cast<uint32_t>(
+            WholeNumber(h, "intervalSeconds", 1, kMaxReportIntervalSeconds, true));
+      }
+      if (h.contains("lastError")) {
+        health.last_error = String(h, "lastError", kMaxLastErrorLength);
+        if (health.last_error.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789_") !=
+            std::string::npos)
+          throw Invalid{"health.lastError may hold only a-z, 0-9 and _"};
+      }
+      r.health = std::move(health);
     }
     return r;
   } catch (const Invalid& e) {

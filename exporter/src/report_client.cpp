@@ -48,9 +48,13 @@ bool ReportChanged(const Report& a, const Report& b) {
     if (x.has_value() != y.has_value()) return true;
     return x && (x->load1m != y->load1m || x->load5m != y->load5m || x->load15m != y->load15m);
   };
-  return a.namespace_ != b.namespace_ || a.vmi_name != b.vmi_name || a.pod_uid != b.pod_uid ||
-         a.vcpus != b.vcpus || a.memory_bytes != b.memory_bytes || a.load_reason != b.load_reason ||
-         load_differs(a.load, b.load) || a.cpu_allocation_ratio != b.cpu_allocation_ratio ||
+  // libvirt going down or up is news for the reporter's /metrics; the
+  // failure count is not (it travels with the next report anyway).
+  const bool up_a = !a.health || a.health->libvirt_up, up_b = !b.health || b.health->libvirt_up;
+  return up_a != up_b || a.namespace_ != b.namespace_ || a.vmi_name != b.vmi_name ||
+         a.pod_uid != b.pod_uid || a.vcpus != b.vcpus || a.memory_bytes != b.memory_bytes ||
+         a.load_reason != b.load_reason || load_differs(a.load, b.load) ||
+         a.cpu_allocation_ratio != b.cpu_allocation_ratio ||
          a.memory_overcommit_ratio != b.memory_overcommit_ratio;
 }
 
@@ -72,21 +76,26 @@ SendResult HttpsReportSender::Send(const std::string& body) {
     std::string token = ss.str();
     while (!token.empty() && (token.back() == '\n' || token.back() == '\r' || token.back() == ' '))
       token.pop_back();
-    if (!f || token.empty()) return {false, "cannot read token file " + target_.token_file};
+    if (!f || token.empty())
+      return {false, "cannot read token file " + target_.token_file, "token_unreadable"};
     // A token is one visible-ASCII word; anything else would corrupt (or
     // inject into) the request head, so it is refused, never sent.
     for (const char c : token) {
       if (c <= ' ' || c > '~')
-        return {false, "token file " + target_.token_file + " holds a character a token cannot"};
+        return {false, "token file " + target_.token_file + " holds a character a token cannot",
+                "token_unreadable"};
     }
     headers.push_back("Authorization: Bearer " + token);
   }
   const HttpExchange ex = transport_->Post(target_.url, headers, body, target_.timeout);
-  if (ex.status == 0) return {false, "POST " + target_.url + ": " + ex.error};
+  if (ex.status == 0) return {false, "POST " + target_.url + ": " + ex.error, "unreachable"};
   if (ex.status / 100 != 2) {
     // The reply is the peer's text: escaped, so it cannot forge log lines.
-    return {false, "POST " + target_.url + ": HTTP " + std::to_string(ex.status) + ": " +
-                       EscapeForLog(ex.body)};
+    return {
+        false,
+        "POST " + target_.url + ": HTTP " + std::to_string(ex.status) + ": " +
+            EscapeForLog(ex.body),
+        ex.status >= 100 && ex.status <= 599 ? "http_" + std::to_string(ex.status) : "unreachable"};
   }
   return {true, {}};
 }
@@ -133,7 +142,11 @@ steady_clock::time_point ReportLoop::RunOnce(steady_clock::time_point now) {
   for (const auto& d : cache_.Snapshot(now)) {
     seen.insert(d.domain);
     auto& st = domains_[d.domain];
-    const Report report = BuildReport(d, config_.node, config_.pod, config_.requests, wall);
+    Report report = BuildReport(d, config_.node, config_.pod, config_.requests, wall);
+    report.health = ReportHealth{metrics_.libvirt_up.Value() > 0.5,
+                                 static_cast<uint32_t>(std::clamp<int64_t>(
+                                     config_.interval.count(), 1, kMaxReportIntervalSeconds)),
+                                 0, ""};
     const bool changed = !st.last_sent || ReportChanged(*st.last_sent, report);
     const bool heartbeat_due = now >= st.last_sent_at + config_.interval;
     const bool backing_off = now < st.retry_at;
@@ -149,6 +162,9 @@ steady_clock::time_point ReportLoop::RunOnce(steady_clock::time_point now) {
     // the reporter may have taken from an attempt whose answer was lost.
     Report numbered = report;
     numbered.order = ReportOrder{start_ms_, ++sequence_};
+    // What failed since the last delivery: the reporter shows it per VM.
+    numbered.health->failed_attempts = static_cast<uint64_t>(st.failures);
+    numbered.health->last_error = st.last_error;
     const SendResult res = sender_.Send(EncodeReport(numbered));
     if (res.ok) {
       metrics_.reports_ok.Increment();
@@ -157,12 +173,14 @@ steady_clock::time_point ReportLoop::RunOnce(steady_clock::time_point now) {
                      st.failures);
       }
       st.failures = 0;
+      st.last_error.clear();
       st.last_sent = report;
       st.last_sent_at = now;
       st.backoff = std::chrono::milliseconds(0);
       next = std::min(next, now + config_.interval);
     } else {
       metrics_.reports_failed.Increment();
+      st.last_error = res.error_class.empty() ? "unreachable" : res.error_class;
       st.backoff = st.backoff.count() == 0 ? config_.initial_backoff
                                            : std::min(st.backoff * 2, config_.max_backoff);
       const auto wait =

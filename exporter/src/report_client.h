@@ -38,6 +38,9 @@ bool ReportChanged(const Report& before, const Report& after);
 struct SendResult {
   bool ok = false;
   std::string error;  // what went wrong, for the log
+  /// Its class, for the next report's health (gm::ReportHealth::last_error):
+  /// unreachable, token_unreadable, http_<code>; empty reads as unreachable.
+  std::string error_class{};
 };
 
 /// Where reports go. The real one is HTTPS; unit tests use an in-memory one.
@@ -100,7 +103,8 @@ class ReportLoop {
     std::chrono::steady_clock::time_point last_sent_at{};
     std::chrono::steady_clock::time_point retry_at{};
     std::chrono::milliseconds backoff{0};
-    int failures = 0;  // in the current burst: only the first is logged as a warning
+    int failures = 0;        // in the current burst: only the first is logged as a warning
+    std::string last_error;  // class of the burst's last failure, told in the next report
   };
   void Loop();
   double Jitter();

@@ -317,7 +317,8 @@ class LintAndSchema(unittest.TestCase):
     def test_every_values_key_is_commented(self):
         # Keys inside Kubernetes objects given as defaults are commented as a whole.
         passthrough = {("statusReporter", "resources"), ("statusReporter", "strategy"), ("webhook", "namespaceSelector"),
-                       ("statusReporter", "podSecurityContext"), ("statusReporter", "securityContext")}
+                       ("statusReporter", "podSecurityContext"), ("statusReporter", "securityContext"),
+                       ("networkPolicy", "webhookFrom"), ("networkPolicy", "metricsFrom")}
         stack, previous, missing = [], "", []
         with open(os.path.join(CHART, "values.yaml")) as f:
             for n, line in enumerate(f, 1):
@@ -659,6 +660,10 @@ class Rbac(unittest.TestCase):
         role = one(render(), "ClusterRole", REPORTER)
         self.assertNotIn("aggregationRule", role)
         want = {(g, res, v, "*") for (g, res), verbs in self.CLUSTER.items() for v in verbs}
+        # Report states (injection_watch.cpp): its own webhook configuration
+        # by name, and the list of opted-out namespaces.
+        want |= {("admissionregistration.k8s.io", "mutatingwebhookconfigurations", "get", FULLNAME),
+                 ("", "namespaces", "list", "*")}
         self.assertEqual(self.grants(role), want | self.VMI_CRD)
         for r in role["rules"]:
             for field in ("apiGroups", "resources", "verbs"):
@@ -1171,9 +1176,60 @@ class Runbooks(unittest.TestCase):
             "GuestLoadMetricsMissing": f"/api/v1/namespaces/{NAMESPACE}/configmaps/{FULLNAME}-runbooks#GuestLoadMetricsMissing.md",
             "GuestMetricsStatusReporterDown":
                 f"/api/v1/namespaces/{NAMESPACE}/configmaps/{FULLNAME}-runbooks#GuestMetricsStatusReporterDown.md",
+            "GuestMetricsSidecarSilent":
+                f"/api/v1/namespaces/{NAMESPACE}/configmaps/{FULLNAME}-runbooks#GuestMetricsSidecarSilent.md",
         })
         self.assertNotIn("kubevirt-guest-metrics/kubevirt-guest-metrics", json.dumps(got), "no placeholder organisation")
         self.assertIn(f"get configmap {FULLNAME}-runbooks", notes())
+
+
+class NetworkPolicy(unittest.TestCase):
+    """networkPolicy.enabled: an ingress policy on the status-reporter that
+    admits launcher pods of every namespace and the API server to the HTTPS
+    port, and Prometheus to the metrics port; nothing by default."""
+
+    def test_off_by_default(self):
+        self.assertEqual(objects(render(), "NetworkPolicy"), [])
+
+    def test_admits_launcher_pods_the_api_server_and_prometheus(self):
+        docs = render(sets=("networkPolicy.enabled=true",))
+        pol = one(docs, "NetworkPolicy", REPORTER)
+        self.assertEqual(pol["metadata"]["namespace"], NAMESPACE)
+        dep, _ = container(docs)
+        # It selects exactly the status-reporter's pods.
+        self.assertEqual(pol["spec"]["podSelector"]["matchLabels"], dep["spec"]["selector"]["matchLabels"])
+        self.assertEqual(pol["spec"]["policyTypes"], ["Ingress"])
+        ports = {p["name"]: p["containerPort"] for p in container(docs)[1]["ports"]}
+        rules = pol["spec"]["ingress"]
+        self.assertEqual(len(rules), 3)
+        reports, webhook, metrics = rules
+        self.assertEqual(reports["from"], [{"namespaceSelector": {},
+                                            "podSelector": {"matchLabels": {"kubevirt.io": "virt-launcher"}}}],
+                         "launcher pods of any namespace, and only them")
+        self.assertEqual(reports["ports"], [{"protocol": "TCP", "port": ports["https"]}])
+        self.assertEqual(webhook["ports"], [{"protocol": "TCP", "port": ports["https"]}])
+        self.assertEqual(webhook["from"], [{"ipBlock": {"cidr": "0.0.0.0/0"}}, {"ipBlock": {"cidr": "::/0"}}])
+        self.assertEqual(metrics["ports"], [{"protocol": "TCP", "port": ports["http-metrics"]}])
+        # The Service's target is the port the policy opens.
+        svc_ports = {p["targetPort"] for s in objects(docs, "Service") for p in s["spec"]["ports"]}
+        self.assertTrue(svc_ports & {"https", ports["https"]}, svc_ports)
+
+    def test_narrowed_peers_and_no_webhook_rule_without_the_webhook(self):
+        docs = render(sets=("networkPolicy.enabled=true", "webhook.enabled=false",
+                            "networkPolicy.metricsFrom[0].namespaceSelector.matchLabels.name=monitoring"))
+        rules = one(docs, "NetworkPolicy", REPORTER)["spec"]["ingress"]
+        self.assertEqual(len(rules), 2, "no webhook, no rule for the API server")
+        self.assertEqual(rules[1]["from"], [{"namespaceSelector": {"matchLabels": {"name": "monitoring"}}}])
+        none = render(sets=("networkPolicy.enabled=true",), extra=("--set-json", "networkPolicy.metricsFrom=[]"))
+        self.assertEqual(len(one(none, "NetworkPolicy", REPORTER)["spec"]["ingress"]), 2, "no metrics rule")
+
+    def test_the_reporter_is_told_the_webhook_configuration_and_the_silence_bound(self):
+        docs = render(sets=("statusReporter.silentIntervals=5",))
+        _, c = container(docs)
+        mwc = one(docs, "MutatingWebhookConfiguration")
+        self.assertIn(f"--webhook-configuration={mwc['metadata']['name']}", c["args"])
+        self.assertIn("--silent-intervals=5", c["args"])
+        self.assertIn("--silent-intervals=3", container(render())[1]["args"])
 
 
 class AdmissionPolicy(unittest.TestCase):

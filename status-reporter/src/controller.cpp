@@ -16,6 +16,7 @@
 #include "gm/kube/workqueue.h"
 #include "gm/listen_address.h"
 #include "gm/logging.h"
+#include "injection_watch.h"
 #include "kube_adapters.h"
 #include "leadership.h"
 #include "metrics.h"
@@ -78,6 +79,7 @@ struct Controller::Impl final : FactsSource {
   std::unique_ptr<KubeReviewer> reviewer;
   std::unique_ptr<KubeLookup> lookup;
   std::unique_ptr<SidecarSupport> sidecars;
+  std::unique_ptr<InjectionWatch> injection_watch;
   std::unique_ptr<Reconciler> reconciler;
   std::unique_ptr<VmiCrdWatch> crd_watch;
   std::unique_ptr<Ingestion> ingestion;
@@ -144,6 +146,9 @@ struct Controller::Impl final : FactsSource {
     reviewer = std::make_unique<KubeReviewer>(*client, o.audience);
     lookup = std::make_unique<KubeLookup>(*lookup_client);
     sidecars = std::make_unique<SidecarSupport>(*lookup_client, o.native_sidecars, metrics);
+    injection_watch =
+        std::make_unique<InjectionWatch>(*lookup_client, o.webhook_configuration,
+                                         [this] { return sidecars->Get() != NativeSidecars::kNo; });
     ReconcilerOptions ropts;
     ropts.write_ratios = o.write_ratios;
     reconciler = std::make_unique<Reconciler>(store, *this, *writer, metrics, ropts);
@@ -174,8 +179,16 @@ struct Controller::Impl final : FactsSource {
       ReturnFreedMemory();  // what the last page (megabytes at 10,000 VMs) left free
       metrics.queue_depth.Set(static_cast<double>(queue.Len()));
       const auto now = Clock::now();
+      // Every running VMI's report state, on the leader (reports reach only it).
+      std::optional<std::vector<VmiStateRow>> states;
+      if (Serving()) {
+        states = CurrentReportStates(
+            vmis->List(), pods->List(), store, injection_watch->Get(),
+            {std::chrono::seconds(o.sidecar_interval_seconds), o.silent_intervals}, now,
+            WallClock::now());
+      }
       return RenderReporterMetrics(store.Fresh(now), store, now, o.export_guest_load, metrics,
-                                   o.write_ratios);
+                                   o.write_ratios, states ? &*states : nullptr);
     };
     // Ready = caches synced, i.e. able to take over at once. Standbys are
     // Ready so that rollouts finish and a PodDisruptionBudget can protect the
@@ -226,6 +239,7 @@ struct Controller::Impl final : FactsSource {
     informer_threads.emplace_back([this] { vmis->Run(stop); });
     informer_threads.emplace_back([this] { sidecars->Run(stop); });
     if (crd_watch) informer_threads.emplace_back([this] { crd_watch->Run(stop); });
+    informer_threads.emplace_back([this] { injection_watch->Run(stop); });
     informer_threads.emplace_back([this] {
       // Polls, so that a stop before the first sync (API unreachable) is not held up.
       while (!stop) {

@@ -45,6 +45,11 @@ struct ControllerOptions {
   // read at start and every 10 min), "true" or "false" (a 1.29+ server with
   // the SidecarContainers gate off cannot be told from its version).
   std::string native_sidecars = "auto";
+  // Report states: a sidecar is silent after this many of its intervals
+  // without an accepted report; the webhook configuration's name (empty:
+  // take injection as on since before any pod).
+  int silent_intervals = 3;
+  std::string webhook_configuration;
   // Leader election timing (tests shorten it).
   int lease_duration_seconds = 15;
   int renew_deadline_seconds = 10;

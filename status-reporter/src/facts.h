@@ -3,6 +3,7 @@
 // Informers turn each object into these at once, so 10,000 VMIs cost a few MiB,
 // not the size of their JSON.
 
+#include <chrono>
 #include <cstdint>
 #include <map>
 #include <nlohmann/json_fwd.hpp>
@@ -28,6 +29,10 @@ struct PodFacts {
   std::optional<std::string> cpu_ratio_annotation;
   std::optional<std::string> memory_ratio_annotation;
   uint64_t resource_version = 0;  // metadata.resourceVersion; 0 when it is not a number
+  // For the VMI's report state (report_state.h).
+  bool has_sidecar = false;  // an init container guest-exporter with restartPolicy Always
+  bool opted_out = false;    // label guestmetrics.kubevirt.io/inject=false (from the VM template)
+  std::optional<std::chrono::system_clock::time_point> created{};  // metadata.creationTimestamp
 };
 
 struct VmiFacts {
@@ -35,6 +40,7 @@ struct VmiFacts {
   std::string name;
   std::string uid;
   std::string node_name;                           // status.nodeName
+  std::string phase;                               // status.phase (Running, Scheduled, ...)
   std::map<std::string, std::string> active_pods;  // status.activePods: pod UID → node
   std::optional<double> status_cpu_ratio;          // status.currentCPUTopology.cpuAllocationRatio
   std::optional<double> status_memory_ratio;       // status.memory.memoryOvercommitRatio
@@ -51,6 +57,10 @@ uint64_t ResourceVersionNumber(const std::string& resource_version);
 /// Extract the facts; throws std::invalid_argument when metadata is unusable.
 PodFacts PodFromJson(const nlohmann::json& pod);
 VmiFacts VmiFromJson(const nlohmann::json& vmi);
+
+/// metav1.Time as the API server writes it ("2024-05-01T12:00:00Z"; a
+/// fraction or a ±hh:mm offset is read too); nullopt when it is not one.
+std::optional<std::chrono::system_clock::time_point> ParseApiTime(const std::string& text);
 
 /// "namespace/name", the key of caches and the work queue.
 std::string Key(const std::string& ns, const std::string& name);

@@ -90,6 +90,13 @@ int Run(int argc, char** argv) {
   Flag(app, "sidecar-interval", o.sidecar_interval_seconds,
        "Guest-info interval of injected sidecars, seconds")
       ->check(CLI::Range(1, 86400));
+  Flag(app, "silent-intervals", o.silent_intervals,
+       "A VMI whose injected sidecar had no report accepted for this many sidecar intervals is "
+       "'silent' (status_reporter_vmi_report_state)")
+      ->check(CLI::Range(1, 1000));
+  Flag(app, "webhook-configuration", o.webhook_configuration,
+       "Name of the MutatingWebhookConfiguration that injects the sidecar: absent means "
+       "injection is off; pods created before it 'predate the install' (empty: not read)");
   Flag(app, "sidecar-cpu", o.sidecar_cpu,
        "CPU request (and limit, for Guaranteed pods) of the sidecar");
   Flag(app, "sidecar-memory", o.sidecar_memory, "Memory request and limit of the sidecar");

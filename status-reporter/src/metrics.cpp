@@ -205,34 +205,85 @@ void AppendEscaped(std::string& out, const std::string& v) {
 // 10,000 VMs this page is megabytes, and building prometheus-cpp's
 // MetricFamily objects for 50,000 series first doubled the reporter's peak
 // memory at every scrape.
+// One VM's series: name{namespace,name,node[,extra label]} value.
+void AppendVmSeries(std::string& out, const char* name, const std::string& ns,
+                    const std::string& vmi, const std::string& node, double value,
+                    const char* extra_label = nullptr, const std::string& extra_value = {}) {
+  out += name;
+  out += "{namespace=\"";
+  AppendEscaped(out, ns);
+  out += "\",name=\"";
+  AppendEscaped(out, vmi);
+  out += "\",node=\"";
+  AppendEscaped(out, node);
+  if (extra_label != nullptr) {
+    out += "\",";
+    out += extra_label;
+    out += "=\"";
+    AppendEscaped(out, extra_value);
+  }
+  out += "\"} ";
+  out += fmt::format("{}\n", value);
+}
+
+void AppendHeader(std::string& out, const char* name, const std::string& help) {
+  out += fmt::format("# HELP {} {}\n# TYPE {} gauge\n", name, help, name);
+}
+
 template <typename ValueOf>
 void AppendVmFamily(std::string& out, const char* name, const std::string& help,
-                    const std::vector<StoredReport>& fresh, ValueOf value_of) {
+                    const std::vector<StoredReport>& fresh, ValueOf value_of,
+                    const char* extra_label = nullptr) {
   bool header = false;
   for (const auto& s : fresh) {
-    const std::optional<double> v = value_of(s);
+    // value_of gives the value, and the extra label's value when there is one.
+    std::string extra;
+    const std::optional<double> v = value_of(s, extra);
     if (!v) continue;
     if (!header) {
-      out += fmt::format("# HELP {} {}\n# TYPE {} gauge\n", name, help, name);
+      AppendHeader(out, name, help);
       header = true;
     }
-    out += name;
-    out += "{namespace=\"";
-    AppendEscaped(out, s.report.namespace_);
-    out += "\",name=\"";
-    AppendEscaped(out, s.report.vmi_name);
-    out += "\",node=\"";
-    AppendEscaped(out, s.node);
-    out += "\"} ";
-    out += fmt::format("{}\n", *v);
+    AppendVmSeries(out, name, s.report.namespace_, s.report.vmi_name, s.node, *v, extra_label,
+                   extra);
   }
+}
+
+// Every running VMI's report state, and the VMIs per state and reason (every
+// pair listed, 0 included, so that a rule can tell "none" from "not known").
+void AppendReportStates(std::string& out, const std::vector<VmiStateRow>& states) {
+  const char* row_name = "status_reporter_vmi_report_state";
+  AppendHeader(out, row_name,
+               "1 per running VMI on its report state: reporting, starting (injected, no report "
+               "yet), silent (injected, no accepted report for --silent-intervals sidecar "
+               "intervals) or not_injected; reason says why.");
+  std::map<std::pair<std::string, std::string>, int> counts;
+  for (const auto& [state, reason] : kReportStateReasons) counts[{StateName(state), reason}] = 0;
+  for (const auto& r : states) {
+    const char* state = StateName(r.state.state);
+    ++counts[{state, r.state.reason}];
+    out += row_name;
+    out += "{namespace=\"";
+    AppendEscaped(out, r.namespace_);
+    out += "\",name=\"";
+    AppendEscaped(out, r.name);
+    out += "\",node=\"";
+    AppendEscaped(out, r.node);
+    out += fmt::format("\",state=\"{}\",reason=\"{}\"}} 1\n", state, r.state.reason);
+  }
+  const char* count_name = "status_reporter_vmis";
+  AppendHeader(out, count_name, "Running VMIs by report state and reason.");
+  for (const auto& [key, n] : counts)
+    out +=
+        fmt::format("{}{{state=\"{}\",reason=\"{}\"}} {}\n", count_name, key.first, key.second, n);
 }
 
 }  // namespace
 
 std::string RenderReporterMetrics(const std::vector<StoredReport>& fresh, const ReportStore& store,
                                   Clock::time_point now, bool export_guest_load,
-                                  const ReporterMetrics& self, bool export_ratios) {
+                                  const ReporterMetrics& self, bool export_ratios,
+                                  const std::vector<VmiStateRow>* states) {
   const std::string sampled =
       ", in runnable threads, as reported by the VM's guest-exporter sidecar; sampled every poll "
       "interval and "
@@ -240,7 +291,8 @@ std::string RenderReporterMetrics(const std::vector<StoredReport>& fresh, const 
   std::string out;
   out.reserve(fresh.size() * 5 * 128 + 8192);
   const auto load = [&](double ReportLoad::*field) {
-    return [&store, now, export_guest_load, field](const StoredReport& s) -> std::optional<double> {
+    return [&store, now, export_guest_load, field](const StoredReport& s,
+                                                   std::string&) -> std::optional<double> {
       if (!export_guest_load || !store.LoadFresh(s, now)) return std::nullopt;
       return (*s.report.load).*field;
     };
@@ -254,15 +306,48 @@ std::string RenderReporterMetrics(const std::vector<StoredReport>& fresh, const 
   AppendVmFamily(
       out, "kubevirt_vmi_cpu_allocation_ratio",
       "Guest vCPUs divided by the compute container's CPU request in cores (see docs/ratios.md).",
-      fresh, [export_ratios](const StoredReport& s) {
+      fresh, [export_ratios](const StoredReport& s, std::string&) {
         return export_ratios ? s.report.cpu_allocation_ratio : std::nullopt;
       });
-  AppendVmFamily(out, "kubevirt_vmi_memory_overcommit_ratio",
-                 "Guest memory divided by the memory request without virtualization overhead (see "
-                 "docs/ratios.md).",
-                 fresh, [export_ratios](const StoredReport& s) {
-                   return export_ratios ? s.report.memory_overcommit_ratio : std::nullopt;
+  AppendVmFamily(
+      out, "kubevirt_vmi_memory_overcommit_ratio",
+      "Guest memory divided by the memory request without virtualization overhead (see "
+      "docs/ratios.md).",
+      fresh, [export_ratios](const StoredReport& s, std::string&) {
+        return export_ratios ? s.report.memory_overcommit_ratio : std::nullopt;
+      });
+  // The sidecars' own health, from their reports: no PodMonitor needed (the
+  // pod IP leads to the guest). Reports of sidecars older than the health
+  // field give only the load status.
+  AppendVmFamily(
+      out, "status_reporter_sidecar_guest_load_status",
+      "1 per VM with a fresh report on why its sidecar has or has no guest load (reason as "
+      "guest_exporter_guest_load_status).",
+      fresh,
+      [](const StoredReport& s, std::string& reason) -> std::optional<double> {
+        reason = s.report.load_reason;
+        return 1;
+      },
+      "reason");
+  AppendVmFamily(out, "status_reporter_sidecar_libvirt_up",
+                 "1 while the VM's sidecar said, in its last report, that it is connected to the "
+                 "pod's libvirt, else 0.",
+                 fresh, [](const StoredReport& s, std::string&) -> std::optional<double> {
+                   if (!s.report.health) return std::nullopt;
+                   return s.report.health->libvirt_up ? 1 : 0;
                  });
+  AppendVmFamily(
+      out, "status_reporter_sidecar_report_failures",
+      "Report attempts the VM's sidecar could not deliver before its last accepted report; error "
+      "is the last one's class (unreachable, token_unreadable, http_<code>; none).",
+      fresh,
+      [](const StoredReport& s, std::string& error) -> std::optional<double> {
+        if (!s.report.health) return std::nullopt;
+        error = s.report.health->last_error.empty() ? "none" : s.report.health->last_error;
+        return static_cast<double>(s.report.health->failed_attempts);
+      },
+      "error");
+  if (states != nullptr) AppendReportStates(out, *states);
   out += prometheus::TextSerializer().Serialize(self.registry().Collect());
   return out;
 }

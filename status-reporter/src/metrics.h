@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "plan.h"
+#include "report_state.h"
 #include "report_store.h"
 
 namespace gm::reporter {
@@ -80,9 +81,12 @@ class ReporterMetrics {
 
 /// The /metrics body. `export_guest_load` off drops the guest-load gauges
 /// (for clusters whose KubeVirt already exports them); `export_ratios` off
-/// (--write-ratios=false) drops the two ratio gauges.
+/// (--write-ratios=false) drops the two ratio gauges. `states`: every
+/// running VMI's report state; null leaves the state families out (a standby
+/// knows no reports: its zeros would read as "no VMI in this state").
 std::string RenderReporterMetrics(const std::vector<StoredReport>& fresh, const ReportStore& store,
                                   Clock::time_point now, bool export_guest_load,
-                                  const ReporterMetrics& self, bool export_ratios = true);
+                                  const ReporterMetrics& self, bool export_ratios = true,
+                                  const std::vector<VmiStateRow>* states = nullptr);
 
 }  // namespace gm::reporter

@@ -6,7 +6,11 @@ PutResult ReportStore::Put(const std::string& key, StoredReport r,
                            std::optional<ReportOrder>* kept) {
   std::lock_guard lock(mu_);
   auto it = reports_.find(key);
+  const auto record = [this, &key](const StoredReport& s) {
+    accepted_[key] = Accepted{s.report.pod_uid, s.received, s.report.health};
+  };
   if (it == reports_.end()) {
+    record(r);
     reports_.emplace(key, std::move(r));
     return PutResult::kChanged;
   }
@@ -22,6 +26,7 @@ PutResult ReportStore::Put(const std::string& key, StoredReport r,
   const bool changed = old.pod_uid != r.report.pod_uid ||
                        old.cpu_allocation_ratio != r.report.cpu_allocation_ratio ||
                        old.memory_overcommit_ratio != r.report.memory_overcommit_ratio;
+  record(r);
   it->second = std::move(r);
   return changed ? PutResult::kChanged : PutResult::kUnchanged;
 }
@@ -36,6 +41,14 @@ std::optional<StoredReport> ReportStore::Get(const std::string& key) const {
 void ReportStore::Erase(const std::string& key) {
   std::lock_guard lock(mu_);
   reports_.erase(key);
+  accepted_.erase(key);
+}
+
+std::optional<ReportStore::Accepted> ReportStore::LastAccepted(const std::string& key) const {
+  std::lock_guard lock(mu_);
+  const auto it = accepted_.find(key);
+  if (it == accepted_.end()) return std::nullopt;
+  return it->second;
 }
 
 bool ReportStore::LoadFresh(const StoredReport& r, Clock::time_point now) const {

@@ -43,6 +43,14 @@ class ReportStore {
   PutResult Put(const std::string& vmi_key, StoredReport r,
                 std::optional<ReportOrder>* kept = nullptr);
   std::optional<StoredReport> Get(const std::string& vmi_key) const;
+  /// The last accepted report of a VMI, kept after its load and ratios went
+  /// stale (until Erase): how long a sidecar has been silent is its age.
+  struct Accepted {
+    std::string pod_uid;
+    Clock::time_point received;
+    std::optional<ReportHealth> health;
+  };
+  std::optional<Accepted> LastAccepted(const std::string& vmi_key) const;
   void Erase(const std::string& vmi_key);
 
   /// Reports still within the bound; older ones are dropped.
@@ -55,6 +63,7 @@ class ReportStore {
   const Clock::duration max_age_;
   mutable std::mutex mu_;
   std::map<std::string, StoredReport> reports_;
+  std::map<std::string, Accepted> accepted_;
 };
 
 }  // namespace gm::reporter

@@ -40,6 +40,14 @@ void CheckNumbers(const gm::Report& r) {
             r.order->sidecar_start_ms < gm::kMaxSidecarStartMs);
     Require(r.order->sequence >= 1 && r.order->sequence <= gm::kMaxSequence);
   }
+  if (r.health) {
+    // lastError becomes a label value: a short word of [a-z0-9_].
+    Require(r.health->interval_seconds <= gm::kMaxReportIntervalSeconds);
+    Require(r.health->failed_attempts <= gm::kMaxSequence);
+    Require(r.health->last_error.size() <= gm::kMaxLastErrorLength);
+    for (const char c : r.health->last_error)
+      Require((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_');
+  }
 }
 
 bool Same(const gm::Report& a, const gm::Report& b) {
@@ -54,10 +62,17 @@ bool Same(const gm::Report& a, const gm::Report& b) {
     return x.has_value() == y.has_value() &&
            (!x || (x->sidecar_start_ms == y->sidecar_start_ms && x->sequence == y->sequence));
   };
-  return a.namespace_ == b.namespace_ && a.vmi_name == b.vmi_name && a.pod_name == b.pod_name &&
-         a.pod_uid == b.pod_uid && a.node == b.node && a.vcpus == b.vcpus &&
-         a.memory_bytes == b.memory_bytes && same_load(a.load, b.load) &&
-         a.load_reason == b.load_reason && a.cpu_allocation_ratio == b.cpu_allocation_ratio &&
+  const auto same_health = [](const std::optional<gm::ReportHealth>& x,
+                              const std::optional<gm::ReportHealth>& y) {
+    return x.has_value() == y.has_value() &&
+           (!x || (x->libvirt_up == y->libvirt_up && x->interval_seconds == y->interval_seconds &&
+                   x->failed_attempts == y->failed_attempts && x->last_error == y->last_error));
+  };
+  return same_health(a.health, b.health) && a.namespace_ == b.namespace_ &&
+         a.vmi_name == b.vmi_name && a.pod_name == b.pod_name && a.pod_uid == b.pod_uid &&
+         a.node == b.node && a.vcpus == b.vcpus && a.memory_bytes == b.memory_bytes &&
+         same_load(a.load, b.load) && a.load_reason == b.load_reason &&
+         a.cpu_allocation_ratio == b.cpu_allocation_ratio &&
          a.memory_overcommit_ratio == b.memory_overcommit_ratio &&
          a.memory_request_source == b.memory_request_source && same_order(a.order, b.order);
 }

@@ -24,7 +24,7 @@ class FakeSender final : public ReportSender {
     std::string err;
     auto r = gm::DecodeReport(body, err);
     REQUIRE_MESSAGE(r, err);  // what the sidecar sends, the reporter must accept
-    if (fail) return {false, "HTTP 503"};
+    if (fail) return {false, "HTTP 503", "http_503"};
     sent.push_back(*r);
     return {true, {}};
   }
@@ -127,6 +127,41 @@ TEST_CASE("first report at once, then one per interval, and at once on change") 
   CHECK(next == t0 + 140s);
   f.loop->RunOnce(t0 + 140s);
   CHECK(f.sender.sent.size() == 3);  // heartbeat keeps the reporter's copy fresh
+}
+
+TEST_CASE("the report carries the sidecar's health: libvirt, its interval, what failed before it") {
+  Fixture f;
+  f.metrics.libvirt_up.Set(1);
+  f.loop->RunOnce(t0);
+  REQUIRE(f.sender.sent.size() == 1);
+  REQUIRE(f.sender.sent[0].health);
+  CHECK(f.sender.sent[0].health->libvirt_up);
+  CHECK(f.sender.sent[0].health->interval_seconds == 120);
+  CHECK(f.sender.sent[0].health->failed_attempts == 0);
+  CHECK(f.sender.sent[0].health->last_error.empty());
+
+  // libvirt went away: news, sent at once, not at the next heartbeat.
+  f.metrics.libvirt_up.Set(0);
+  f.loop->RunOnce(t0 + 10s);
+  REQUIRE(f.sender.sent.size() == 2);
+  CHECK_FALSE(f.sender.sent[1].health->libvirt_up);
+
+  // Three attempts fail; the one that gets through says so, and the next does not.
+  f.sender.fail = true;
+  f.Seen(t0 + 130s);
+  auto next = f.loop->RunOnce(t0 + 130s);
+  next = f.loop->RunOnce(next);
+  next = f.loop->RunOnce(next);
+  f.sender.fail = false;
+  next = f.loop->RunOnce(next);
+  REQUIRE(f.sender.sent.size() == 3);
+  CHECK(f.sender.sent[2].health->failed_attempts == 3);
+  CHECK(f.sender.sent[2].health->last_error == "http_503");
+  f.Seen(next + 120s);
+  f.loop->RunOnce(next + 120s);
+  REQUIRE(f.sender.sent.size() == 4);
+  CHECK(f.sender.sent[3].health->failed_attempts == 0);
+  CHECK(f.sender.sent[3].health->last_error.empty());
 }
 
 TEST_CASE("a failing reporter gets capped exponential backoff, not a retry storm") {
@@ -265,6 +300,7 @@ TEST_CASE("the HTTPS sender turns refusals, transport errors and bad tokens into
     CHECK_FALSE(r.ok);
     CHECK(r.error ==
           std::string("POST ") + kUrl + ": HTTP 403: pod is not the VMI's active pod\\n");
+    CHECK(r.error_class == "http_403");
   }
   {
     // The reporter's (or a proxy's) text cannot forge a log line or drive the terminal.
@@ -284,6 +320,7 @@ TEST_CASE("the HTTPS sender turns refusals, transport errors and bad tokens into
     const auto r = s.Send("{}");
     CHECK_FALSE(r.ok);
     CHECK(r.error == std::string("POST ") + kUrl + ": no response from x within 5000 ms");
+    CHECK(r.error_class == "unreachable");
   }
   calls.clear();
   for (const char* bad : {"", "\n", "two words", "tok\r\nX-Injected: 1"}) {
@@ -294,6 +331,7 @@ TEST_CASE("the HTTPS sender turns refusals, transport errors and bad tokens into
     const auto r = s.Send("{}");
     CHECK_FALSE(r.ok);
     CHECK(r.error.find("token file " + token.path) != std::string::npos);
+    CHECK(r.error_class == "token_unreadable");
   }
   HttpsReportSender missing(HttpsTarget{kUrl, "", "", "/nonexistent/token"},
                             std::make_unique<FakeTransport>(&calls, HttpExchange{200, "", ""}));

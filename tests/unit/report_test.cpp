@@ -2,6 +2,9 @@
 
 #include <doctest/doctest.h>
 
+#include <utility>
+#include <vector>
+
 using namespace gm;
 
 namespace {
@@ -222,4 +225,62 @@ TEST_CASE("a report's order (sidecar start, sequence) survives the round trip an
   CHECK(ReportOrder{1, 9} < ReportOrder{2, 1});  // a restarted sidecar is newer
   CHECK(ReportOrder{2, 1} < ReportOrder{2, 2});
   CHECK_FALSE(ReportOrder{2, 2} < ReportOrder{2, 2});
+}
+
+TEST_CASE("the sidecar's health travels in the report; a report without it is still taken") {
+  Report r = Sample();
+  std::string err;
+  {
+    const auto old = DecodeReport(EncodeReport(r), err);  // as an older sidecar sends it
+    REQUIRE_MESSAGE(old, err);
+    CHECK_FALSE(old->health);
+  }
+  r.health = ReportHealth{false, 120, 3, "http_503"};
+  const std::string body = EncodeReport(r);
+  CHECK(body.find(R"("health":{)") != std::string::npos);
+  const auto back = DecodeReport(body, err);
+  REQUIRE_MESSAGE(back, err);
+  REQUIRE(back->health);
+  CHECK_FALSE(back->health->libvirt_up);
+  CHECK(back->health->interval_seconds == 120);
+  CHECK(back->health->failed_attempts == 3);
+  CHECK(back->health->last_error == "http_503");
+
+  r.health = ReportHealth{};  // nothing failed, no interval said: the optional fields stay out
+  const std::string minimal = EncodeReport(r);
+  CHECK(minimal.find("lastError") == std::string::npos);
+  CHECK(minimal.find("intervalSeconds") == std::string::npos);
+  const auto m = DecodeReport(minimal, err);
+  REQUIRE_MESSAGE(m, err);
+  CHECK(m->health->libvirt_up);
+  CHECK(m->health->last_error.empty());
+
+  const std::string h = R"("health":{"libvirtUp":true,"failedAttempts":0})";
+  // `body` with its health object replaced.
+  const size_t from = body.find(R"("health":{)");
+  const std::string health = body.substr(from, body.find('}', from) - from + 1);
+  const auto with = [&](const std::string& replacement) {
+    return Replace(body, health, replacement);
+  };
+  CHECK(DecodeReport(with(h), err));
+  for (const auto& [bad, why] : std::vector<std::pair<std::string, std::string>>{
+           {R"("health":[])", "health must be an object"},
+           {R"("health":{"failedAttempts":0})", "libvirtUp is missing"},
+           {R"("health":{"libvirtUp":1,"failedAttempts":0})", "libvirtUp must be true or false"},
+           {R"("health":{"libvirtUp":true,"failedAttempts":-1})", "failedAttempts is -1"},
+           {R"("health":{"libvirtUp":true,"failedAttempts":0,"intervalSeconds":0})",
+            "intervalSeconds is 0"},
+           {R"("health":{"libvirtUp":true,"failedAttempts":0,"intervalSeconds":1.5})",
+            "intervalSeconds must be a whole number"},
+           {R"("health":{"libvirtUp":true,"failedAttempts":0,"lastError":"HTTP 503\n"})",
+            "only a-z, 0-9 and _"},
+           {R"("health":{"libvirtUp":true,"failedAttempts":0,"lastError":")" +
+                std::string(33, 'x') + "\"}",
+            "longer than 32"},
+       }) {
+    CAPTURE(bad);
+    err.clear();
+    CHECK_FALSE(DecodeReport(with(bad), err));
+    CHECK_MESSAGE(err.find(why) != std::string::npos, err);
+  }
 }

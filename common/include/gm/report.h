@@ -56,6 +56,23 @@ inline constexpr uint64_t kMinSidecarStartMs = 946684800000;
 inline constexpr uint64_t kMaxSidecarStartMs = 4102444800000;
 inline constexpr uint64_t kMaxSequence = uint64_t{1} << 53;
 
+/// The sidecar's own health, carried so that the reporter's /metrics shows it
+/// without a PodMonitor (the pod IP leads to the guest, not to the sidecar).
+/// Reports of sidecars older than the field have none and are taken as before.
+struct ReportHealth {
+  bool libvirt_up = true;
+  uint32_t interval_seconds = 0;  // the sidecar's report interval; 0: not said
+  /// Attempts not delivered since the last delivered report, and the class of
+  /// the last one: "" (none), "unreachable" (no HTTP answer: connect, TLS,
+  /// timeout), "token_unreadable", or "http_<code>".
+  uint64_t failed_attempts = 0;
+  std::string last_error;
+};
+/// intervalSeconds within [1, 86400]; failedAttempts within [0, 2^53];
+/// lastError at most 32 characters of [a-z0-9_] (it becomes a label value).
+inline constexpr uint32_t kMaxReportIntervalSeconds = 86400;
+inline constexpr size_t kMaxLastErrorLength = 32;
+
 struct Report {
   std::string namespace_;  // VMI namespace
   std::string vmi_name;
@@ -72,6 +89,8 @@ struct Report {
   /// Absent only in reports of sidecars older than the field (they stay in
   /// running VMs until the next migration or restart).
   std::optional<ReportOrder> order;
+  /// Absent in reports of sidecars older than the field.
+  std::optional<ReportHealth> health;
 };
 
 std::string EncodeReport(const Report& r);

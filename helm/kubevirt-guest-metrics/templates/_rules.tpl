@@ -141,6 +141,21 @@ The alerts, as a YAML map name -> rule. Prometheus' own template actions
   "description" (printf "%s (no replica is leading, none is running, or Prometheus does not scrape them). Guest-exporter reports are not accepted, overcommit ratios are not recorded and guest load from this project is missing." (ternary (printf "For %s no status-reporter replica has reported status_reporter_leader == 1" $for) "No status-reporter replica reports status_reporter_leader == 1" (ne $for "")))
   "runbook_url" (include "kubevirt-guest-metrics.runbookURL" (list . "GuestMetricsStatusReporterDown"))) }}
 {{- $_ := set $out "GuestMetricsStatusReporterDown" $r }}
+
+{{- /* GuestMetricsSidecarSilent: an injected sidecar with no accepted report for `for` (15m). */}}
+{{- $a = $v.GuestMetricsSidecarSilent }}
+{{- $r = dict "alert" "GuestMetricsSidecarSilent" "expr" "max by (namespace, name, reason) (status_reporter_vmi_report_state{state=\"silent\"}) == 1\n" }}
+{{- $since = "" }}
+{{- if $a.for }}
+{{- $_ := set $r "for" $a.for }}
+{{- $since = printf " for %s" (include "kubevirt-guest-metrics.humanDuration" $a.for) }}
+{{- end }}
+{{- $_ := set $r "labels" (include "kubevirt-guest-metrics.alertLabels" (list $a.severity "none") | fromYaml) }}
+{{- $_ := set $r "annotations" (dict
+  "summary" (printf "A VMI's guest-exporter sidecar has had no report accepted%s." $since)
+  "description" (printf `VirtualMachineInstance {{ $labels.namespace }}/{{ $labels.name }} has the guest-exporter sidecar, but the status-reporter has accepted no report from it ({{ $labels.reason }})%s, so its guest load and overcommit ratios are missing. Usually the launcher pod cannot reach the status-reporter: bridge binding or Multus on the pod network, or an egress NetworkPolicy in the VM's namespace.` $since)
+  "runbook_url" (include "kubevirt-guest-metrics.runbookURL" (list . "GuestMetricsSidecarSilent"))) }}
+{{- $_ := set $out "GuestMetricsSidecarSilent" $r }}
 {{- toYaml $out }}
 {{- end }}
 

@@ -138,6 +138,13 @@ class SidecarToReporterTest(unittest.TestCase):
         self.assertGreaterEqual(harness.sample(m, "status_reporter_reports_total", result="accepted"), 1)
         self.assertGreaterEqual(sidecar.reports("ok"), 1, "the sidecar counts its delivered reports")
         self.assertEqual(sidecar.reports("error"), 0)
+        # Its health travels in the report: the reporter shows it, no PodMonitor needed.
+        self.assertEqual(harness.sample(m, "status_reporter_sidecar_libvirt_up", **vm), 1)
+        self.assertEqual(harness.sample(m, "status_reporter_sidecar_report_failures", error="none", **vm), 0)
+        self.assertEqual(harness.sample(m, "status_reporter_sidecar_guest_load_status", **vm), 1)
+        self.assertEqual([lbl for lbl, _ in harness.samples(m, "status_reporter_vmi_report_state")
+                          if lbl["namespace"] == self.ns],
+                         [dict(vm, state="reporting", reason="report_accepted")])
 
     def test_after_migration_the_target_sidecars_ratios_replace_the_sources(self):
         src_uid = self.cluster.launcher(self.ns, "vm-m", "virt-launcher-vm-m-src", "node-1")

@@ -344,6 +344,76 @@ class StatusModeTest(ReporterCase):
                    SETTLE, "the deleted VM's series to disappear")
 
 
+class ReportStateTest(ReporterCase):
+    """Every running VMI in exactly one report state on /metrics, with its
+    sidecar's health from its reports. The sidecars' interval is 2 s and one
+    silent interval is enough, so silence shows within the test."""
+
+    @classmethod
+    def start_reporter(cls, identity):
+        r = Reporter(cls.cluster.kubeconfig, identity, cls.dir, cls.cert, cls.key,
+                     extra_args=("--sidecar-interval=2", "--silent-intervals=1"))
+        cls.addClassCleanup(r.kill)
+        return r
+
+    def pod(self, vmi, sidecar, labels=None):
+        """A launcher pod of `vmi` on node-1, with the injected sidecar or not."""
+        name = f"virt-launcher-{vmi}-x1"
+        spec = {"nodeName": "node-1", "serviceAccountName": "launcher",
+                "containers": [{"name": "compute", "resources": {"requests": {"cpu": "400m", "memory": "4Gi"}}}]}
+        if sidecar:
+            spec["initContainers"] = [{"name": "guest-exporter", "image": "x", "restartPolicy": "Always"}]
+        uid = self.cluster.ok("POST", f"/api/v1/namespaces/{self.ns}/pods?{harness.OWN}", {
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name, "annotations": {"kubevirt.io/domain": vmi},
+                         "labels": {"kubevirt.io": "virt-launcher", **(labels or {})}},
+            "spec": spec})["metadata"]["uid"]
+        self.cluster.load_vmi(self.ns, vmi, "node-1", {uid: "node-1"})
+        return name, uid
+
+    def states(self):
+        m = self.reporter.metrics()
+        return {lbl["name"]: (lbl["state"], lbl["reason"])
+                for lbl, _ in harness.samples(m, "status_reporter_vmi_report_state") if lbl["namespace"] == self.ns}
+
+    def test_every_running_vmi_has_one_state_and_the_reporting_ones_their_health(self):
+        rep, rep_uid = self.pod("vm-rep", sidecar=True)
+        self.pod("vm-quiet", sidecar=True)
+        self.pod("vm-opt", sidecar=False, labels={"guestmetrics.kubevirt.io/inject": "false"})
+        self.pod("vm-skip", sidecar=False)
+        # A VMI that is not running has no state.
+        self.cluster.ok("POST", "/fixture/load", [{
+            "apiVersion": "kubevirt.io/v1", "kind": "VirtualMachineInstance",
+            "metadata": {"name": "vm-pending", "namespace": self.ns},
+            "status": {"phase": "Scheduling"}}])
+
+        body = report(self.ns, "vm-rep", rep, rep_uid, "node-1")
+        body["health"] = {"libvirtUp": True, "intervalSeconds": 2, "failedAttempts": 3, "lastError": "unreachable"}
+        token = self.cluster.token(self.ns, rep)
+        self.accept(body, token)
+
+        want = {"vm-rep": ("reporting", "report_accepted"), "vm-quiet": ("silent", "never_reported"),
+                "vm-opt": ("not_injected", "opted_out"), "vm-skip": ("not_injected", "webhook_skipped")}
+        # vm-rep keeps reporting (every second, as a 2 s sidecar would) while vm-quiet goes silent.
+        def settled():
+            self.reporter.post_report(body, token)
+            return self.states() == want
+        wait_until(settled, SETTLE, lambda: f"states {want}, have {self.states()}", interval=1.0)
+
+        m = self.reporter.metrics()
+        vm = {"namespace": self.ns, "name": "vm-rep", "node": "node-1"}
+        self.assertEqual(harness.sample(m, "status_reporter_sidecar_libvirt_up", **vm), 1)
+        self.assertEqual(harness.sample(m, "status_reporter_sidecar_report_failures", error="unreachable", **vm), 3)
+        self.assertEqual(harness.sample(m, "status_reporter_sidecar_guest_load_status", reason="ok", **vm), 1)
+        # The counts are over every namespace; this one's four are among them.
+        self.assertGreaterEqual(harness.sample(m, "status_reporter_vmis", state="not_injected", reason="opted_out"), 1)
+        self.assertGreaterEqual(harness.sample(m, "status_reporter_vmis", state="silent", reason="never_reported"), 1)
+
+        # Its sidecar stops: after one 2 s interval it is silent, and says it stopped.
+        wait_until(lambda: self.states().get("vm-rep") == ("silent", "stopped_reporting"), SETTLE,
+                   lambda: f"vm-rep silent/stopped_reporting, have {self.states()}")
+
+
 class PruningModeTest(ReporterCase):
     """Stock KubeVirt: the VMI CRD prunes the VEP 156 status fields."""
 
