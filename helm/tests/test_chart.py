@@ -653,6 +653,10 @@ class Rbac(unittest.TestCase):
 
     # The VMI CRD, by name only: the reporter reads it, then lists and watches
     # it with a metadata.name field selector (vmi_crd_watch.cpp).
+    # Report states (injection_watch.cpp): its own webhook configuration by
+    # name, and the list of opted-out namespaces.
+    REPORT_STATES = {("admissionregistration.k8s.io", "mutatingwebhookconfigurations", "get", FULLNAME),
+                     ("", "namespaces", "list", "*")}
     VMI_CRD = {("apiextensions.k8s.io", "customresourcedefinitions", v, "virtualmachineinstances.kubevirt.io")
                for v in ("get", "list", "watch")}
 
@@ -660,11 +664,7 @@ class Rbac(unittest.TestCase):
         role = one(render(), "ClusterRole", REPORTER)
         self.assertNotIn("aggregationRule", role)
         want = {(g, res, v, "*") for (g, res), verbs in self.CLUSTER.items() for v in verbs}
-        # Report states (injection_watch.cpp): its own webhook configuration
-        # by name, and the list of opted-out namespaces.
-        want |= {("admissionregistration.k8s.io", "mutatingwebhookconfigurations", "get", FULLNAME),
-                 ("", "namespaces", "list", "*")}
-        self.assertEqual(self.grants(role), want | self.VMI_CRD)
+        self.assertEqual(self.grants(role), want | self.REPORT_STATES | self.VMI_CRD)
         for r in role["rules"]:
             for field in ("apiGroups", "resources", "verbs"):
                 self.assertNotIn("*", r[field])
@@ -672,7 +672,7 @@ class Rbac(unittest.TestCase):
     def test_ratios_off_drops_the_crd_rule_and_tells_the_reporter(self):
         docs = render(sets=("ratios.enabled=false",))
         want = {(g, res, v, "*") for (g, res), verbs in self.CLUSTER.items() for v in verbs}
-        self.assertEqual(self.grants(one(docs, "ClusterRole", REPORTER)), want)
+        self.assertEqual(self.grants(one(docs, "ClusterRole", REPORTER)), want | self.REPORT_STATES)
         _, c = container(docs)
         self.assertEqual(args_of(c)["write-ratios"], "false")
         _, c = container(render())

@@ -309,13 +309,12 @@ std::string RenderReporterMetrics(const std::vector<StoredReport>& fresh, const 
       fresh, [export_ratios](const StoredReport& s, std::string&) {
         return export_ratios ? s.report.cpu_allocation_ratio : std::nullopt;
       });
-  AppendVmFamily(
-      out, "kubevirt_vmi_memory_overcommit_ratio",
-      "Guest memory divided by the memory request without virtualization overhead (see "
-      "docs/ratios.md).",
-      fresh, [export_ratios](const StoredReport& s, std::string&) {
-        return export_ratios ? s.report.memory_overcommit_ratio : std::nullopt;
-      });
+  AppendVmFamily(out, "kubevirt_vmi_memory_overcommit_ratio",
+                 "Guest memory divided by the memory request without virtualization overhead (see "
+                 "docs/ratios.md).",
+                 fresh, [export_ratios](const StoredReport& s, std::string&) {
+                   return export_ratios ? s.report.memory_overcommit_ratio : std::nullopt;
+                 });
   // The sidecars' own health, from their reports: no PodMonitor needed (the
   // pod IP leads to the guest). Reports of sidecars older than the health
   // field give only the load status.
