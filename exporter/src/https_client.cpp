@@ -14,6 +14,7 @@
 #include <sstream>
 
 #include "gm/build_info.h"
+#include "gm/unique_fd.h"
 #include "https_wire.h"
 
 namespace gm::exporter {
@@ -29,28 +30,10 @@ struct ListDeleter {
   void operator()(curl_slist* l) const { curl_slist_free_all(l); }
 };
 
-class Fd {
- public:
-  Fd() = default;
-  ~Fd() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  int get() const { return fd_; }
-  void Reset(int fd) {
-    if (fd_ >= 0) ::close(fd_);
-    fd_ = fd;
-  }
-
- private:
-  int fd_ = -1;
-};
-
 // The CA bundle for this POST, read now and checked (a clear error instead of
 // a handshake failure), then put in a memfd that libcurl opens by path.
 // Returns the path ("" = libcurl's default bundle) or "" with `error` set.
-std::string PrepareTrust(const TlsTrust& trust, Fd& memfd, std::string& error) {
+std::string PrepareTrust(const TlsTrust& trust, UniqueFd& memfd, std::string& error) {
   if (trust.ca_pem.empty() && trust.ca_file.empty()) return "";
   std::string pem = trust.ca_pem;
   std::string source = "the inline CA PEM";
@@ -160,7 +143,7 @@ HttpExchange CurlTransport::Post(const std::string& url_text,
   facts.timeout = timeout;
   facts.limit = kMaxResponseBytes;
 
-  Fd ca_fd;
+  UniqueFd ca_fd;
   const std::string ca_path = PrepareTrust(trust_, ca_fd, error);
   if (!error.empty()) return fail(error);
 
