@@ -24,6 +24,7 @@
 #include <cstring>
 #include <stdexcept>
 
+#include "gm/errno_text.h"
 #include "gm/listen_address.h"
 #include "gm/unique_fd.h"
 
@@ -38,7 +39,7 @@ using Acceptor = asio::basic_socket_acceptor<Protocol>;
 using SteadyClock = std::chrono::steady_clock;
 using boost::system::error_code;
 
-std::string Errno(const std::string& what) { return what + ": " + std::strerror(errno); }
+std::string Errno(const std::string& what) { return what + ": " + gm::ErrnoText(errno); }
 
 void SetNonBlocking(int fd) {
   const int flags = fcntl(fd, F_GETFL, 0);

@@ -9,6 +9,7 @@
 #include <cstring>
 #include <stdexcept>
 
+#include "gm/errno_text.h"
 #include "libvirt_hypervisor.h"
 
 namespace gm::exporter {
@@ -24,7 +25,7 @@ Poller::Poller(PollerConfig config, LoadCache& cache, SelfMetrics& metrics)
     : config_(std::move(config)), cache_(cache), metrics_(metrics) {
   hang_timer_fd_.Reset(timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC));
   if (!hang_timer_fd_)
-    throw std::runtime_error(std::string("timerfd_create: ") + std::strerror(errno));
+    throw std::runtime_error(std::string("timerfd_create: ") + gm::ErrnoText(errno));
 }
 
 Poller::~Poller() { Stop(); }

@@ -20,7 +20,7 @@ inline constexpr const char* kSidecarName = "guest-exporter";
 inline constexpr const char* kOptOutLabel = "guestmetrics.kubevirt.io/inject";
 /// Largest AdmissionReview body accepted. A launcher pod with many disks,
 /// networks and annotations is tens of KiB; etcd keeps objects up to 1.5 MiB.
-inline constexpr size_t kMaxAdmissionBytes = 2 * 1024 * 1024;
+inline constexpr size_t kMaxAdmissionBytes = size_t{2} * 1024 * 1024;
 /// KubeVirt's memoryOvercommit when its CR does not set one (virt-config).
 inline constexpr double kDefaultMemoryOvercommit = 100;
 /// KubeVirt's cpuAllocationRatio when its CR does not set one (virt-config).
