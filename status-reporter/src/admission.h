@@ -136,13 +136,13 @@ inline constexpr const char* kAdmissionDecisions[] = {
 /// it returns never makes the API server refuse the pod. It never injects
 /// twice. `review` may be a discarded value (a body that is not JSON).
 /// Lookups end by `deadline`.
-AdmissionResult Admit(const nlohmann::json& review, const InjectionConfig& config,
+AdmissionResult Admit(const nlohmann::json& review, const InjectionConfig& cfg,
                       ClusterLookup& lookup, Deadline deadline, NativeSidecars native_sidecars);
 
 /// The JSON patch for `pod` (namespace `ns`), or nullopt with `decision` set
 /// (and `detail`, when there is more to say) when the pod is left alone.
 std::optional<nlohmann::json> InjectionPatch(const nlohmann::json& pod, const std::string& ns,
-                                             const InjectionConfig& config, ClusterLookup& lookup,
+                                             const InjectionConfig& cfg, ClusterLookup& lookup,
                                              std::string& decision, Deadline deadline,
                                              NativeSidecars native_sidecars,
                                              std::string* detail = nullptr);
