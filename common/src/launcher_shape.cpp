@@ -50,12 +50,12 @@ const json& At(const json& j, const char* key) {
 std::string Quote(std::string_view s) {
   std::string out = "'";
   for (size_t i = 0; i < s.size() && i < 64; ++i) {
-    const unsigned char c = static_cast<unsigned char>(s[i]);
+    const auto c = static_cast<unsigned char>(s[i]);
     if (c >= 0x20 && c < 0x7f && c != '\'' && c != '\\') {
       out += static_cast<char>(c);
     } else {
       char buf[8];
-      std::snprintf(buf, sizeof buf, "\\x%02x", c);
+      static_cast<void>(std::snprintf(buf, sizeof buf, "\\x%02x", c));
       out += buf;
     }
   }
@@ -66,20 +66,20 @@ std::string Quote(std::string_view s) {
 std::string Cores(double v) {
   char buf[48];
   if (v < 1.0) {
-    std::snprintf(buf, sizeof buf, "%gm", std::round(v * 1e6) / 1e3);
+    static_cast<void>(std::snprintf(buf, sizeof buf, "%gm", std::round(v * 1e6) / 1e3));
   } else {
-    std::snprintf(buf, sizeof buf, "%g", std::round(v * 1e3) / 1e3);
+    static_cast<void>(std::snprintf(buf, sizeof buf, "%g", std::round(v * 1e3) / 1e3));
   }
   return buf;
 }
 
 std::string Bytes(double v) {
-  char buf[48];
+  char buf[320];  // "%.0f" of any finite double fits (DBL_MAX has 309 digits)
   constexpr double Mi = 1048576.0;
   if (v >= Mi && std::fmod(v, Mi) == 0) {
-    std::snprintf(buf, sizeof buf, "%.0fMi", v / Mi);
+    static_cast<void>(std::snprintf(buf, sizeof buf, "%.0fMi", v / Mi));
   } else {
-    std::snprintf(buf, sizeof buf, "%.0f", v);
+    static_cast<void>(std::snprintf(buf, sizeof buf, "%.0f", v));
   }
   return buf;
 }
@@ -96,7 +96,7 @@ Field QuantityField(const json& v, const std::string& what) {
   if (v.is_null()) return f;
   if (v.is_string()) {
     std::string err;
-    f.value = ParseQuantity(v.get_ref<const std::string&>(), &err);
+    f.value = ParseQuantity(v.get_ref<const std::string&>(), err);
     if (!f.value) f.error = what + ": " + Quote(err);
   } else if (v.is_number()) {
     const double d = v.get<double>();
@@ -166,7 +166,7 @@ KubeVirtRange FindRange(const json& pod, const json* compute, const ShapeOptions
     // operator was told to use digests.
     const json& image = At(*compute, "image");
     if (image.is_string()) {
-      const std::string& ref = image.get_ref<const std::string&>();
+      const auto& ref = image.get_ref<const std::string&>();
       const size_t slash = ref.rfind('/');
       const size_t colon = ref.rfind(':');
       if (ref.find('@') == std::string::npos && colon != std::string::npos &&
@@ -545,7 +545,7 @@ void DeriveMemory(const json& vmi, const json& pod, const json* compute, const S
   const json& ann = At(At(At(pod, "metadata"), "annotations"), kOverheadAnnotationKey);
   if (ann.is_string()) {
     // TPL (v1.8+) writes strconv.FormatInt(overhead.Value(), 10): digits only.
-    const std::string& text = ann.get_ref<const std::string&>();
+    const auto& text = ann.get_ref<const std::string&>();
     if (!text.empty() && text.size() <= 19 &&
         text.find_first_not_of("0123456789") == std::string::npos) {
       s.memory_overhead = std::stod(text);
@@ -636,7 +636,8 @@ void DeriveMemory(const json& vmi, const json& pod, const json* compute, const S
   if (!s.guest_memory_request) {
     // RR v1.6.4+ WithMemoryRequests: guest (else the hugepage size) × 100 ÷ memoryOvercommit.
     std::optional<double> base = guest.value;
-    if (!base && has_hugepages) base = ParseQuantity(page_size);
+    std::string page_size_error;  // not shown: an unparseable page size ends as "no memory request"
+    if (!base && has_hugepages) base = ParseQuantity(page_size, page_size_error);
     if (!base || *base <= 0) {
       s.memory_why =
           "no memory request: no overhead annotation, VMI request, VMI limit or guest memory";

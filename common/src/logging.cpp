@@ -33,7 +33,7 @@ std::string JsonEscape(const std::string& in) {
       default:
         if (static_cast<unsigned char>(c) < 0x20) {
           char buf[8];
-          std::snprintf(buf, sizeof buf, "\\u%04x", static_cast<unsigned>(c));
+          static_cast<void>(std::snprintf(buf, sizeof buf, "\\u%04x", static_cast<unsigned>(c)));
           out += buf;
         } else {
           out += c;
@@ -47,7 +47,7 @@ namespace {
 
 void AppendHexByte(std::string& out, unsigned char c) {
   char buf[8];
-  std::snprintf(buf, sizeof buf, "\\x%02x", static_cast<unsigned>(c));
+  static_cast<void>(std::snprintf(buf, sizeof buf, "\\x%02x", static_cast<unsigned>(c)));
   out += buf;
 }
 
@@ -153,7 +153,7 @@ std::string EscapeForLog(std::string_view in, size_t max_bytes) {
       ++i;
     } else if (IsUnsafeCodePoint(cp)) {
       char buf[16];
-      std::snprintf(buf, sizeof buf, "\\u%04x", static_cast<unsigned>(cp));
+      static_cast<void>(std::snprintf(buf, sizeof buf, "\\u%04x", static_cast<unsigned>(cp)));
       out += buf;
       i += n;
     } else {

@@ -32,14 +32,14 @@ constexpr Suffix kSuffixes[] = {
     {"E", 1e18},
 };
 
-std::optional<double> Fail(std::string* error, std::string msg) {
-  if (error) *error = std::move(msg);
+std::optional<double> Fail(std::string& error, std::string msg) {
+  error = std::move(msg);
   return std::nullopt;
 }
 
 }  // namespace
 
-std::optional<double> ParseQuantity(std::string_view text, std::string* error) {
+std::optional<double> ParseQuantity(std::string_view text, std::string& error) {
   const std::string quoted = "quantity '" + std::string(text) + "'";
   if (text.empty()) return Fail(error, "empty quantity");
   // Number part: [+-]digits[.digits], as the Kubernetes grammar has it.

@@ -60,8 +60,8 @@ Ratios ComputeRatios(const RatioInputs& in) {
 }
 
 std::string FormatRatio(double ratio) {
-  char buf[64];
-  std::snprintf(buf, sizeof buf, "%.3f", std::round(ratio * 1000.0) / 1000.0);
+  char buf[320];  // "%.3f" of any finite double fits (DBL_MAX has 309 digits)
+  static_cast<void>(std::snprintf(buf, sizeof buf, "%.3f", std::round(ratio * 1000.0) / 1000.0));
   std::string s = buf;
   while (s.size() > 1 && s.back() == '0' && s[s.size() - 2] != '.') s.pop_back();
   return s;

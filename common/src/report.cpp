@@ -92,11 +92,11 @@ constexpr double kMaxReportNumber = 1e300;
 std::string Show(double d) {
   char buf[32];
   if (std::trunc(d) == d && std::fabs(d) < 1e16) {
-    std::snprintf(buf, sizeof buf, "%.0f", d);
+    static_cast<void>(std::snprintf(buf, sizeof buf, "%.0f", d));  // |d| < 1e16 fits
     return buf;
   }
   for (int precision = 1; precision <= 17; ++precision) {
-    std::snprintf(buf, sizeof buf, "%.*g", precision, d);
+    static_cast<void>(std::snprintf(buf, sizeof buf, "%.*g", precision, d));
     if (std::strtod(buf, nullptr) == d) break;
   }
   return buf;

@@ -24,7 +24,9 @@
 #include <cstring>
 #include <stdexcept>
 
+#include "gm/errno_text.h"
 #include "gm/listen_address.h"
+#include "gm/unique_fd.h"
 
 namespace gm::exporter {
 
@@ -37,7 +39,7 @@ using Acceptor = asio::basic_socket_acceptor<Protocol>;
 using SteadyClock = std::chrono::steady_clock;
 using boost::system::error_code;
 
-std::string Errno(const std::string& what) { return what + ": " + std::strerror(errno); }
+std::string Errno(const std::string& what) { return what + ": " + gm::ErrnoText(errno); }
 
 void SetNonBlocking(int fd) {
   const int flags = fcntl(fd, F_GETFL, 0);
@@ -94,7 +96,7 @@ struct HttpServer::Impl {
   asio::io_context io{1};
   std::unique_ptr<Listener> unix_listener;
   std::unique_ptr<Listener> tcp_listener;
-  int wake_fd = -1;
+  UniqueFd wake_fd;
   asio::posix::stream_descriptor wake{io};
   asio::posix::stream_descriptor tick_sd{io};
   std::atomic<bool> stop{false};
@@ -276,7 +278,7 @@ void HttpServer::Impl::WaitWake() {
       return;
     }
     uint64_t v = 0;
-    [[maybe_unused]] const auto n = ::read(wake_fd, &v, sizeof v);
+    [[maybe_unused]] const auto n = ::read(wake_fd.get(), &v, sizeof v);
     WaitWake();
   });
 }
@@ -295,9 +297,9 @@ HttpServer::HttpServer(HttpServerOptions options, Handler handler, Tick tick)
   s.options = std::move(options);
   s.handler = std::move(handler);
   s.tick = std::move(tick);
-  s.wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-  if (s.wake_fd < 0) throw std::runtime_error(Errno("eventfd"));
-  s.wake.assign(::dup(s.wake_fd));
+  s.wake_fd.Reset(eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
+  if (!s.wake_fd) throw std::runtime_error(Errno("eventfd"));
+  s.wake.assign(::dup(s.wake_fd.get()));
 
   if (!s.options.unix_socket.empty()) {
     if (s.options.unix_socket.size() >= sizeof(sockaddr_un::sun_path)) {
@@ -364,9 +366,8 @@ HttpServer::HttpServer(HttpServerOptions options, Handler handler, Tick tick)
 HttpServer::~HttpServer() {
   if (!impl_->options.unix_socket.empty() && impl_->unix_listener)
     ::unlink(impl_->options.unix_socket.c_str());
-  const int wake_fd = impl_->wake_fd;
+  const UniqueFd wake_fd = std::move(impl_->wake_fd);
   impl_.reset();  // closes every connection before the wake descriptor goes
-  ::close(wake_fd);
 }
 
 void HttpServer::Run() {
@@ -381,7 +382,8 @@ void HttpServer::Run() {
 void HttpServer::Stop() {
   impl_->stop = true;
   const uint64_t one = 1;
-  [[maybe_unused]] const auto n = ::write(impl_->wake_fd, &one, sizeof one);  // async-signal-safe
+  [[maybe_unused]] const auto n =
+      ::write(impl_->wake_fd.get(), &one, sizeof one);  // async-signal-safe
 }
 
 void HttpServer::Ping(std::function<void()> done) { asio::post(impl_->io, std::move(done)); }
@@ -410,10 +412,14 @@ int HttpGetUnix(const std::string& socket_path, const std::string& path,
     return -1;
   }
   std::strncpy(sun.sun_path, socket_path.c_str(), sizeof(sun.sun_path) - 1);
-  const int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  const UniqueFd owner(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  const int fd = owner.get();
+  if (!owner) {
+    error = Errno("socket");
+    return -1;
+  }
   if (connect(fd, reinterpret_cast<sockaddr*>(&sun), sizeof sun) != 0) {
     error = Errno("cannot connect to " + socket_path);
-    ::close(fd);
     return -1;
   }
   SetNonBlocking(fd);
@@ -426,7 +432,6 @@ int HttpGetUnix(const std::string& socket_path, const std::string& path,
         deadline - std::chrono::steady_clock::now());
     if (left.count() <= 0) {
       error = "no answer within " + std::to_string(timeout.count()) + " ms";
-      ::close(fd);
       return -1;
     }
     pollfd p{fd, static_cast<short>(sent < req.size() ? POLLOUT : POLLIN), 0};
@@ -445,7 +450,6 @@ int HttpGetUnix(const std::string& socket_path, const std::string& path,
     if (n < 0 && errno == EAGAIN) continue;
     break;  // EOF: HTTP/1.0 reply complete
   }
-  ::close(fd);
   int status = -1;
   if (std::sscanf(reply.c_str(), "HTTP/1.%*d %d", &status) != 1) {
     error = "malformed reply";

@@ -14,6 +14,8 @@
 #include <sstream>
 
 #include "gm/build_info.h"
+#include "gm/errno_text.h"
+#include "gm/unique_fd.h"
 #include "https_wire.h"
 
 namespace gm::exporter {
@@ -29,28 +31,10 @@ struct ListDeleter {
   void operator()(curl_slist* l) const { curl_slist_free_all(l); }
 };
 
-class Fd {
- public:
-  Fd() = default;
-  ~Fd() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  int get() const { return fd_; }
-  void Reset(int fd) {
-    if (fd_ >= 0) ::close(fd_);
-    fd_ = fd;
-  }
-
- private:
-  int fd_ = -1;
-};
-
 // The CA bundle for this POST, read now and checked (a clear error instead of
 // a handshake failure), then put in a memfd that libcurl opens by path.
 // Returns the path ("" = libcurl's default bundle) or "" with `error` set.
-std::string PrepareTrust(const TlsTrust& trust, Fd& memfd, std::string& error) {
+std::string PrepareTrust(const TlsTrust& trust, UniqueFd& memfd, std::string& error) {
   if (trust.ca_pem.empty() && trust.ca_file.empty()) return "";
   std::string pem = trust.ca_pem;
   std::string source = "the inline CA PEM";
@@ -58,7 +42,7 @@ std::string PrepareTrust(const TlsTrust& trust, Fd& memfd, std::string& error) {
     source = "CA file " + trust.ca_file;
     std::ifstream f(trust.ca_file, std::ios::binary);
     if (!f) {
-      error = "cannot load " + source + ": " + std::strerror(errno);
+      error = "cannot load " + source + ": " + gm::ErrnoText(errno);
       return "";
     }
     std::stringstream ss;
@@ -66,21 +50,21 @@ std::string PrepareTrust(const TlsTrust& trust, Fd& memfd, std::string& error) {
     pem = ss.str();
   }
   std::string why;
-  if (CountPemCertificates(pem, why) < 0) {
+  if (!CountPemCertificates(pem, why)) {
     error = "no CA certificate in " + source + " (" + why + ")";
     if (!trust.ca_pem.empty()) error = "no CA certificate in " + source;
     return "";
   }
   memfd.Reset(memfd_create("gm-reporter-ca", MFD_CLOEXEC));
   if (memfd.get() < 0) {
-    error = std::string("cannot hold the CA for libcurl: memfd_create: ") + std::strerror(errno);
+    error = std::string("cannot hold the CA for libcurl: memfd_create: ") + gm::ErrnoText(errno);
     return "";
   }
   for (size_t off = 0; off < pem.size();) {
     const ssize_t n = ::write(memfd.get(), pem.data() + off, pem.size() - off);
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) {
-      error = std::string("cannot hold the CA for libcurl: write: ") + std::strerror(errno);
+      error = std::string("cannot hold the CA for libcurl: write: ") + gm::ErrnoText(errno);
       return "";
     }
     off += static_cast<size_t>(n);
@@ -117,7 +101,7 @@ Failure::Kind KindOf(CURLcode rc) {
 
 }  // namespace
 
-int CountPemCertificates(const std::string& pem, std::string& error) {
+std::optional<int> CountPemCertificates(const std::string& pem, std::string& error) {
   gnutls_x509_crt_t* list = nullptr;
   unsigned count = 0;
   gnutls_datum_t d{reinterpret_cast<unsigned char*>(const_cast<char*>(pem.data())),
@@ -125,13 +109,13 @@ int CountPemCertificates(const std::string& pem, std::string& error) {
   const int rc = gnutls_x509_crt_list_import2(&list, &count, &d, GNUTLS_X509_FMT_PEM, 0);
   if (rc < 0) {
     error = gnutls_strerror(rc);
-    return -1;
+    return std::nullopt;
   }
   for (unsigned i = 0; i < count; ++i) gnutls_x509_crt_deinit(list[i]);
   gnutls_free(list);
   if (count == 0) {
     error = "no certificate found";
-    return -1;
+    return std::nullopt;
   }
   return static_cast<int>(count);
 }
@@ -160,7 +144,7 @@ HttpExchange CurlTransport::Post(const std::string& url_text,
   facts.timeout = timeout;
   facts.limit = kMaxResponseBytes;
 
-  Fd ca_fd;
+  UniqueFd ca_fd;
   const std::string ca_path = PrepareTrust(trust_, ca_fd, error);
   if (!error.empty()) return fail(error);
 
@@ -215,7 +199,7 @@ HttpExchange CurlTransport::Post(const std::string& url_text,
     curl_easy_getinfo(c, CURLINFO_LOCAL_PORT, &local_port);
     curl_easy_getinfo(c, CURLINFO_OS_ERRNO, &os_errno);
     if (facts.kind == Failure::Kind::kConnect && os_errno != 0) {
-      facts.detail = std::strerror(static_cast<int>(os_errno));  // "Connection refused"
+      facts.detail = gm::ErrnoText(static_cast<int>(os_errno));  // "Connection refused"
     }
     if (facts.kind == Failure::Kind::kCertificate && !ca_path.empty()) {
       // Name the CA the user gave, not the memfd that carried it.

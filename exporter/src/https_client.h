@@ -5,6 +5,7 @@
 // (docs/benchmarks.md, "guest-exporter: report client on libcurl").
 
 #include <chrono>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -36,9 +37,9 @@ struct TlsTrust {
   // both empty: the system's trust store (libcurl's default CA bundle)
 };
 
-/// Counts the certificates in `pem`; -1 with `error` set when it holds none or
-/// does not parse. Lets main() refuse a bad --reporter-ca-pem at start-up.
-int CountPemCertificates(const std::string& pem, std::string& error);
+/// Counts the certificates in `pem`; nullopt with `error` set when it holds
+/// none or does not parse. Lets main() refuse a bad --reporter-ca-pem at start-up.
+std::optional<int> CountPemCertificates(const std::string& pem, std::string& error);
 
 /// HTTPS POST over libcurl (GnuTLS build): certificate chain and server name
 /// checked against the URL's host (DNS name or IP address), SNI for DNS names,
@@ -54,7 +55,7 @@ int CountPemCertificates(const std::string& pem, std::string& error);
 class CurlTransport final : public HttpTransport {
  public:
   static constexpr size_t kKeptBodyBytes = 512;
-  static constexpr size_t kMaxResponseBytes = 64 * 1024;
+  static constexpr size_t kMaxResponseBytes = size_t{64} * 1024;
 
   explicit CurlTransport(TlsTrust trust);
   HttpExchange Post(const std::string& url, const std::vector<std::string>& headers,

@@ -82,7 +82,7 @@ struct Options {
 std::optional<double> QuantityFlag(const std::string& flag, const std::string& text) {
   if (text.empty()) return std::nullopt;
   std::string error;
-  auto v = gm::ParseQuantity(text, &error);
+  auto v = gm::ParseQuantity(text, error);
   if (!v) throw CLI::ValidationError("--" + flag, error);
   return v;
 }
@@ -196,7 +196,7 @@ int Serve(const Options& o) {
   if (!o.reporter_url.empty()) {
     std::string error;
     if (!ParseHttpsUrl(o.reporter_url, error)) throw CLI::ValidationError("--reporter-url", error);
-    if (!o.reporter_ca_pem.empty() && CountPemCertificates(o.reporter_ca_pem, error) < 0) {
+    if (!o.reporter_ca_pem.empty() && !CountPemCertificates(o.reporter_ca_pem, error)) {
       throw CLI::ValidationError("--reporter-ca-pem", "no usable CA certificate: " + error);
     }
   }
@@ -265,9 +265,10 @@ int Serve(const Options& o) {
       },
       [&] { poller.OnHangTimer(); });
   g_server = &server;
-  std::signal(SIGTERM, OnSignal);
-  std::signal(SIGINT, OnSignal);
-  std::signal(SIGPIPE, SIG_IGN);
+  // signal() fails only for a signal number that does not exist.
+  static_cast<void>(std::signal(SIGTERM, OnSignal));
+  static_cast<void>(std::signal(SIGINT, OnSignal));
+  static_cast<void>(std::signal(SIGPIPE, SIG_IGN));
 
   spdlog::info("guest-exporter {} ({}) libvirt {}: uri={} interval={}s socket={} listen={}",
                gm::kVersion, gm::kRevision, LibvirtVersion(), o.libvirt_uri, o.interval,
@@ -318,7 +319,8 @@ int Serve(const Options& o) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
+// A function-try-block: setting up the flags can throw too (CLI11 construction errors, memory).
+int main(int argc, char** argv) try {
   // One malloc arena for all threads: glibc gives each of the five threads
   // (server, libvirt events, polls, reports, watchdog) its own arena, whose
   // first pages stay resident in every sidecar (~150 KiB, docs/benchmarks.md),
@@ -447,4 +449,7 @@ int main(int argc, char** argv) {
     std::cerr << "guest-exporter: " << e.what() << "\n";
     return 1;
   }
+} catch (const std::exception& e) {
+  std::cerr << "guest-exporter: " << e.what() << "\n";
+  return 1;
 }

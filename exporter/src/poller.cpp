@@ -9,6 +9,7 @@
 #include <cstring>
 #include <stdexcept>
 
+#include "gm/errno_text.h"
 #include "libvirt_hypervisor.h"
 
 namespace gm::exporter {
@@ -22,32 +23,29 @@ void NoopTimer(int, void*) {}
 
 Poller::Poller(PollerConfig config, LoadCache& cache, SelfMetrics& metrics)
     : config_(std::move(config)), cache_(cache), metrics_(metrics) {
-  hang_timer_fd_ = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
-  if (hang_timer_fd_ < 0)
-    throw std::runtime_error(std::string("timerfd_create: ") + std::strerror(errno));
+  hang_timer_fd_.Reset(timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC));
+  if (!hang_timer_fd_)
+    throw std::runtime_error(std::string("timerfd_create: ") + gm::ErrnoText(errno));
 }
 
-Poller::~Poller() {
-  Stop();
-  ::close(hang_timer_fd_);
-}
+Poller::~Poller() { Stop(); }
 
 void Poller::CallBegins() {
   call_started_ns_ = steady_clock::now().time_since_epoch().count();
   itimerspec t{};
   t.it_value.tv_sec = static_cast<time_t>(config_.call_deadline.count());
-  timerfd_settime(hang_timer_fd_, 0, &t, nullptr);
+  timerfd_settime(hang_timer_fd_.get(), 0, &t, nullptr);
 }
 
 void Poller::CallEnds() {
   call_started_ns_ = 0;
   const itimerspec off{};
-  timerfd_settime(hang_timer_fd_, 0, &off, nullptr);  // also clears an expiry not yet read
+  timerfd_settime(hang_timer_fd_.get(), 0, &off, nullptr);  // also clears an expiry not yet read
 }
 
 void Poller::OnHangTimer() {
   uint64_t expirations = 0;
-  [[maybe_unused]] const auto n = ::read(hang_timer_fd_, &expirations, sizeof expirations);
+  [[maybe_unused]] const auto n = ::read(hang_timer_fd_.get(), &expirations, sizeof expirations);
   CheckHung(config_.call_deadline);
 }
 

@@ -20,6 +20,7 @@
 #include <thread>
 
 #include "exposition.h"
+#include "gm/unique_fd.h"
 #include "hypervisor.h"
 #include "identity.h"
 #include "load_cache.h"
@@ -65,7 +66,7 @@ class Poller {
   /// A timerfd armed for call_deadline while a libvirt call runs and disarmed
   /// when it returns (arming is a syscall, not a wake-up): it becomes readable
   /// only when a call hangs, so hang detection costs an idle sidecar nothing.
-  int hang_timer_fd() const { return hang_timer_fd_; }
+  int hang_timer_fd() const { return hang_timer_fd_.get(); }
   /// Drains hang_timer_fd() and runs CheckHung(call_deadline).
   void OnHangTimer();
   /// How long the libvirt call in flight (connects included) has run at
@@ -128,7 +129,7 @@ class Poller {
   // Hang detection: start of the libvirt call in flight (0 when none).
   std::atomic<int64_t> call_started_ns_{0};
   std::atomic<int64_t> hung_counted_for_ns_{0};
-  int hang_timer_fd_ = -1;
+  UniqueFd hang_timer_fd_;
 };
 
 }  // namespace gm::exporter

@@ -60,7 +60,7 @@ bool ReportChanged(const Report& a, const Report& b) {
 
 // --- HTTPS sender -----------------------------------------------------------
 
-HttpsReportSender::HttpsReportSender(HttpsTarget target)
+HttpsReportSender::HttpsReportSender(const HttpsTarget& target)
     : HttpsReportSender(target,
                         std::make_unique<CurlTransport>(TlsTrust{target.ca_pem, target.ca_file})) {}
 

@@ -33,7 +33,7 @@ Report BuildReport(const DomainView& d, const std::string& node, const PodRef& p
                    const RatioInputs& requests, std::chrono::system_clock::time_point now);
 
 /// True when two reports say different things (the load sample's age aside).
-bool ReportChanged(const Report& before, const Report& after);
+bool ReportChanged(const Report& a, const Report& b);
 
 struct SendResult {
   bool ok = false;
@@ -63,7 +63,7 @@ struct HttpsTarget {
 class HttpsReportSender final : public ReportSender {
  public:
   /// The real sender: libcurl (GnuTLS build), trusting target.ca_pem / ca_file / the system.
-  explicit HttpsReportSender(HttpsTarget target);
+  explicit HttpsReportSender(const HttpsTarget& target);
   /// With another transport (unit tests).
   HttpsReportSender(HttpsTarget target, std::unique_ptr<HttpTransport> transport);
   SendResult Send(const std::string& body) override;

@@ -146,8 +146,8 @@ std::string CpuQuantity(double cores) {
     return m % 1000 == 0 ? std::to_string(m / 1000) : std::to_string(m) + "m";
   }
   // A share of a pool split (100m × 2 ÷ 3): decimals, never an exponent.
-  char buf[64];
-  std::snprintf(buf, sizeof buf, "%.9f", cores);
+  char buf[320];  // "%.9f" of any finite double fits (DBL_MAX has 309 digits)
+  static_cast<void>(std::snprintf(buf, sizeof buf, "%.9f", cores));
   std::string text = buf;
   while (!text.empty() && text.back() == '0') text.pop_back();
   if (!text.empty() && text.back() == '.') text.pop_back();
@@ -166,7 +166,7 @@ ServerVersion ParseServerVersion(const json& body) {
   v.git_version = Str(body, "gitVersion");
   // gitVersion: v1.30.0, v1.28.3-gke.100, v1.30.0+k3s1.
   std::string_view g = v.git_version;
-  size_t i = g.size() > 0 && g[0] == 'v' ? 1 : 0;
+  size_t i = !g.empty() && g[0] == 'v' ? 1 : 0;
   if (const auto major = Digits(g, i); major && i < g.size() && g[i] == '.') {
     ++i;
     const auto minor = Digits(g, i);

@@ -20,7 +20,7 @@ inline constexpr const char* kSidecarName = "guest-exporter";
 inline constexpr const char* kOptOutLabel = "guestmetrics.kubevirt.io/inject";
 /// Largest AdmissionReview body accepted. A launcher pod with many disks,
 /// networks and annotations is tens of KiB; etcd keeps objects up to 1.5 MiB.
-inline constexpr size_t kMaxAdmissionBytes = 2 * 1024 * 1024;
+inline constexpr size_t kMaxAdmissionBytes = size_t{2} * 1024 * 1024;
 /// KubeVirt's memoryOvercommit when its CR does not set one (virt-config).
 inline constexpr double kDefaultMemoryOvercommit = 100;
 /// KubeVirt's cpuAllocationRatio when its CR does not set one (virt-config).
@@ -136,13 +136,13 @@ inline constexpr const char* kAdmissionDecisions[] = {
 /// it returns never makes the API server refuse the pod. It never injects
 /// twice. `review` may be a discarded value (a body that is not JSON).
 /// Lookups end by `deadline`.
-AdmissionResult Admit(const nlohmann::json& review, const InjectionConfig& config,
+AdmissionResult Admit(const nlohmann::json& review, const InjectionConfig& cfg,
                       ClusterLookup& lookup, Deadline deadline, NativeSidecars native_sidecars);
 
 /// The JSON patch for `pod` (namespace `ns`), or nullopt with `decision` set
 /// (and `detail`, when there is more to say) when the pod is left alone.
 std::optional<nlohmann::json> InjectionPatch(const nlohmann::json& pod, const std::string& ns,
-                                             const InjectionConfig& config, ClusterLookup& lookup,
+                                             const InjectionConfig& cfg, ClusterLookup& lookup,
                                              std::string& decision, Deadline deadline,
                                              NativeSidecars native_sidecars,
                                              std::string* detail = nullptr);

@@ -52,7 +52,7 @@ struct VmiFacts {
 /// metadata.resourceVersion as a number, or 0. Kubernetes calls versions
 /// opaque, but etcd's are integers and client-go's mutation cache orders
 /// them so; callers treat 0 as "cannot tell which is newer".
-uint64_t ResourceVersionNumber(const std::string& resource_version);
+uint64_t ResourceVersionNumber(const std::string& rv);
 
 /// Extract the facts; throws std::invalid_argument when metadata is unusable.
 PodFacts PodFromJson(const nlohmann::json& pod);

@@ -40,7 +40,7 @@ namespace {
 // connection is drained this long before it is closed, so the client reads
 // the answer instead of a reset. Memory stays constant while draining.
 constexpr auto kLingerTime = std::chrono::seconds(2);
-constexpr size_t kLingerBytes = 8 * 1024 * 1024;
+constexpr size_t kLingerBytes = size_t{8} * 1024 * 1024;
 constexpr size_t kReadChunk = 4096;
 
 // A fixed set of threads taking jobs from a bounded queue: a job that does
@@ -232,7 +232,7 @@ using Slot = std::shared_ptr<void>;
 
 Slot TakeSlot(const std::shared_ptr<ListenerState>& state) {
   ++state->open;
-  return Slot(nullptr, [state](void*) { --state->open; });
+  return {nullptr, [state](void*) { --state->open; }};
 }
 
 // One connection: handshake (TLS), then requests one at a time, each read
@@ -519,7 +519,7 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
   std::shared_ptr<ListenerState> state_;
   Slot slot_;
   Stream stream_;
-  beast::flat_buffer buffer_{64 * 1024};
+  beast::flat_buffer buffer_{size_t{64} * 1024};
   std::optional<http::request_parser<http::string_body>> parser_;
   std::optional<http::response<http::empty_body>> continue_;
   Request request_;

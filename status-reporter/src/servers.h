@@ -40,7 +40,7 @@ struct ServerLimits {
   size_t https_connections = 1024;
   size_t http_connections = 128;
   /// Request line and header fields together.
-  size_t header_limit = 16 * 1024;
+  size_t header_limit = size_t{16} * 1024;
   /// Asio threads: I/O, TLS handshakes, /healthz and /readyz.
   int io_threads = 2;
   /// Workers and queued requests per pool; a request arriving at a full

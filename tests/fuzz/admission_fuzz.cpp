@@ -135,7 +135,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     const std::string name = e.at("name").get<std::string>();
     if (name != "GUEST_EXPORTER_CPU_REQUEST" && name != "GUEST_EXPORTER_VMI_MEMORY_REQUEST")
       continue;
-    const auto v = gm::ParseQuantity(e.at("value").get<std::string>());
+    std::string error;
+    const auto v = gm::ParseQuantity(e.at("value").get<std::string>(), error);
     if (!v || !(*v > 0)) std::abort();
   }
   return 0;

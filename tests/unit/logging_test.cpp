@@ -2,7 +2,12 @@
 
 #include <doctest/doctest.h>
 
+#include <cerrno>
 #include <stdexcept>
+#include <string>
+#include <thread>
+
+#include "gm/errno_text.h"
 
 TEST_CASE("JSON escaping of log messages") {
   CHECK(gm::JsonEscape("plain") == "plain");
@@ -52,4 +57,13 @@ TEST_CASE(
   // A multi-byte character is never split by the bound.
   CHECK(EscapeForLog("ab\xc3\xa9", 3) == "ab...(2 more bytes)");
   CHECK(EscapeForLog(std::string(5, '\n'), 3) == "\\n\\n\\n...(2 more bytes)");
+}
+
+TEST_CASE("ErrnoText names an errno value as strerror does, from any thread") {
+  CHECK(gm::ErrnoText(ECONNREFUSED) == "Connection refused");
+  std::string other;
+  std::thread t([&] { other = gm::ErrnoText(ENOENT); });
+  t.join();
+  CHECK(other == "No such file or directory");
+  CHECK(gm::ErrnoText(-12345).find("Unknown error") != std::string::npos);
 }

@@ -10,6 +10,6 @@ namespace gm {
 /// "1e3", "100k") into base units (cores or bytes). Returns nullopt with
 /// `error` set for anything the Kubernetes quantity grammar does not accept,
 /// and for negative values: a request is never negative.
-std::optional<double> ParseQuantity(std::string_view text, std::string* error = nullptr);
+std::optional<double> ParseQuantity(std::string_view text, std::string& error);
 
 }  // namespace gm

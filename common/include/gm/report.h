@@ -13,7 +13,7 @@ namespace gm {
 inline constexpr const char* kReportApiVersion = "guestmetrics.kubevirt.io/v1alpha1";
 inline constexpr const char* kReportKind = "GuestReport";
 /// Reports are a few hundred bytes; anything far larger is refused unread.
-inline constexpr size_t kMaxReportBytes = 16 * 1024;
+inline constexpr size_t kMaxReportBytes = size_t{16} * 1024;
 
 // What a report may say (DecodeReport refuses anything else, naming the field;
 // non-finite and subnormal numbers are refused everywhere). docs/metrics.md

@@ -105,7 +105,7 @@ std::optional<std::chrono::seconds> ParseRetryAfter(std::string_view value) {
 std::vector<std::string> ParseWarningHeader(std::string_view value) {
   // warning = warn-code SP warn-agent SP warn-text [ SP warn-date ], comma-separated.
   std::vector<std::string> texts;
-  const std::vector<std::string> whole{std::string(value)};
+  std::vector<std::string> whole{std::string(value)};  // not const: each return moves it
   std::size_t i = 0;
   const std::size_t n = value.size();
   auto skip = [&](std::string_view chars) {
@@ -148,7 +148,7 @@ std::vector<std::string> ParseWarningHeader(std::string_view value) {
   return texts;
 }
 
-Client::Impl::Impl(Config c, ClientOptions o)
+Client::Impl::Impl(const Config& c, ClientOptions o)
     : config(Validated(c)),
       options(std::move(o)),
       bucket(config.qps, config.burst),
@@ -203,8 +203,8 @@ void Client::Impl::Observe(const std::string& verb, int code, double seconds) co
   if (options.observer) options.observer(verb, code, seconds);
 }
 
-Client::Client(Config config, ClientOptions options)
-    : impl_(std::make_unique<Impl>(std::move(config), std::move(options))) {}
+Client::Client(const Config& config, ClientOptions options)
+    : impl_(std::make_unique<Impl>(config, std::move(options))) {}
 
 Client::~Client() = default;
 

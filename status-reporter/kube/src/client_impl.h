@@ -16,7 +16,7 @@ namespace gm::kube {
 
 class Client::Impl {
  public:
-  Impl(Config config, ClientOptions options);
+  Impl(const Config& config, ClientOptions options);
 
   std::string Url(const std::string& path, const Query& query) const;
   /// Accept, User-Agent, Authorization and, with a body, Content-Type.

@@ -86,6 +86,7 @@ class KubeconfigReader {
         if (!item.IsMap() || String(item, "name", section) != name) continue;
         const YAML::Node body = item[field];
         if (!body || body.IsNull()) return YAML::Node(YAML::NodeType::Map);
+        // NOLINTNEXTLINE(performance-inefficient-string-concatenation): once, as it fails
         if (!body.IsMap()) Fail(singular + " \"" + name + "\" is not a mapping");
         return body;
       }
@@ -119,7 +120,7 @@ class KubeconfigReader {
   }
 
   std::string Path(const YAML::Node& map, const char* key, const std::string& where) const {
-    const std::string path = String(map, key, where);
+    std::string path = String(map, key, where);  // not const: returned as is, moved
     if (path.empty() || path.front() == '/') return path;
     return base_dir_.empty() ? path : base_dir_ + "/" + path;
   }
@@ -213,8 +214,9 @@ Config LoadKubeconfig(const std::string& path, const std::string& context) {
 }
 
 Config InClusterConfig(const std::string& dir) {
-  const char* host = std::getenv("KUBERNETES_SERVICE_HOST");
-  const char* port = std::getenv("KUBERNETES_SERVICE_PORT");
+  // Read at start-up; nothing in the process calls setenv.
+  const char* host = std::getenv("KUBERNETES_SERVICE_HOST");  // NOLINT(concurrency-mt-unsafe)
+  const char* port = std::getenv("KUBERNETES_SERVICE_PORT");  // NOLINT(concurrency-mt-unsafe)
   if (!host || !*host || !port || !*port) {
     throw std::invalid_argument(
         "not running in a cluster: KUBERNETES_SERVICE_HOST and KUBERNETES_SERVICE_PORT must be "

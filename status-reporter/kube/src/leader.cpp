@@ -71,7 +71,7 @@ LeaseRecord LeaseRecordFromSpec(const nlohmann::json& spec) {
   return r;
 }
 
-LeaderElector::LeaderElector(Client& client, LeaderElectionConfig config)
+LeaderElector::LeaderElector(Client& client, const LeaderElectionConfig& config)
     : client_(client),
       config_(Validated(config)),
       path_(ObjectPath(kLeaseApi, "leases", config_.lease_namespace, config_.lease_name)) {}

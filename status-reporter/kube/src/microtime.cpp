@@ -64,9 +64,10 @@ std::string FormatMicroTime(std::chrono::system_clock::time_point t) {
   const auto s = duration_cast<seconds>(in_day - h - min);
   const auto frac = in_day - h - min - s;
   char buf[80];  // room for any year the arithmetic can produce
-  std::snprintf(buf, sizeof buf, "%04lld-%02u-%02uT%02d:%02d:%02d.%06lldZ", y, m, d,
-                static_cast<int>(h.count()), static_cast<int>(min.count()),
-                static_cast<int>(s.count()), static_cast<long long>(frac.count()));
+  static_cast<void>(std::snprintf(buf, sizeof buf, "%04lld-%02u-%02uT%02d:%02d:%02d.%06lldZ", y, m,
+                                  d, static_cast<int>(h.count()), static_cast<int>(min.count()),
+                                  static_cast<int>(s.count()),
+                                  static_cast<long long>(frac.count())));
   return buf;
 }
 

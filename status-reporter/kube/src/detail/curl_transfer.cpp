@@ -181,7 +181,9 @@ HttpResult CurlConnection::Perform(const HttpRequest& request, const Config& tls
     if (mc == CURLM_OK) mc = curl_multi_poll(multi_, nullptr, 0, 100, nullptr);
     if (mc != CURLM_OK) {
       code = CURLE_FAILED_INIT;
-      std::snprintf(error_buffer, sizeof error_buffer, "%s", curl_multi_strerror(mc));
+      // A longer message is cut to the buffer, as libcurl cuts its own.
+      static_cast<void>(
+          std::snprintf(error_buffer, sizeof error_buffer, "%s", curl_multi_strerror(mc)));
       break;
     }
     if (AnyStopped(stop)) {

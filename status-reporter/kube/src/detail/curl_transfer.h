@@ -15,8 +15,8 @@
 
 #include "gm/kube/config.h"
 
-typedef void CURL;
-typedef void CURLM;
+using CURL = void;  // as <curl/curl.h> declares them, without including it
+using CURLM = void;
 
 namespace gm::kube::detail {
 

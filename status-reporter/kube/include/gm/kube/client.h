@@ -81,7 +81,7 @@ class Client {
  public:
   /// Throws std::invalid_argument when the config cannot work: no or a
   /// non-http(s) server, unreadable token, CA or certificate files.
-  explicit Client(Config config, ClientOptions options = {});
+  explicit Client(const Config& config, ClientOptions options = {});
   ~Client();
   Client(const Client&) = delete;
   Client& operator=(const Client&) = delete;

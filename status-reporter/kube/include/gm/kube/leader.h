@@ -53,7 +53,7 @@ class LeaderElector {
   /// Throws std::invalid_argument unless names and identity are set and
   /// lease_duration > renew_deadline > retry_period > 0, with a lease
   /// duration of at least 1 s (the Lease stores whole seconds).
-  LeaderElector(Client& client, LeaderElectionConfig config);
+  LeaderElector(Client& client, const LeaderElectionConfig& config);
 
   /// Campaigns, leads while the Lease can be renewed, and campaigns again
   /// after losing it, until `stop` is raised. Then, if leading, it calls
