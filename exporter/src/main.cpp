@@ -17,6 +17,7 @@
 #include "exposition.h"
 #include "gm/build_info.h"
 #include "gm/cli.h"
+#include "gm/errno_text.h"
 #include "gm/logging.h"
 #include "gm/quantity.h"
 #include "http_server.h"
@@ -115,7 +116,7 @@ std::string UsableSocketPath(const std::string& path) {
   for (size_t end = dir.find('/', 1);; end = dir.find('/', end + 1)) {
     const std::string part = dir.substr(0, end);
     if (mkdir(part.c_str(), 0777) != 0 && errno != EEXIST) {
-      error = std::strerror(errno);
+      error = gm::ErrnoText(errno);
       break;
     }
     if (end == std::string::npos) {
@@ -325,7 +326,7 @@ int main(int argc, char** argv) try {
   // (server, libvirt events, polls, reports, watchdog) its own arena, whose
   // first pages stay resident in every sidecar (~150 KiB, docs/benchmarks.md),
   // while only the server thread allocates often and nothing contends.
-  mallopt(M_ARENA_MAX, 1);
+  mallopt(M_ARENA_MAX, 1);  // NOLINT(concurrency-mt-unsafe): before any thread starts
   Options o;
   CLI::App app{
       "guest-exporter: reads each VM's guest load average (1m/5m/15m) through the pod's own "
