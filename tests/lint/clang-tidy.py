@@ -7,10 +7,13 @@ Reads BUILD_DIR/compile_commands.json, keeps the files under the source tree
 (not the build tree's generated sources, not system or third-party code),
 runs clang-tidy on them in parallel and fails with every finding printed.
 
-A clean result is cached in BUILD_DIR/clang-tidy-cache/ under a hash of what
-clang-tidy would see: the preprocessed TU with its comments (so a NOLINT or a
-header change counts), the compile command, .clang-tidy and the clang-tidy
-version. Preprocessing costs about 1/20 of a clang-tidy run, so an unchanged
+A clean result is cached under a hash of what clang-tidy would see: the
+preprocessed TU with its comments (so a NOLINT or a header change counts), the
+compile command, every .clang-tidy of the tree and the clang-tidy version. The
+source and build directories are replaced by placeholders before hashing, so a
+fresh clone of the same code hits the cache too (as ccache does for the
+compiler). The cache lives in $GM_CLANG_TIDY_CACHE, else
+${XDG_CACHE_HOME:-~/.cache}/kubevirt-guest-metrics/clang-tidy. Preprocessing costs about 1/20 of a clang-tidy run, so an unchanged
 tree is checked in seconds and a one-file change re-checks only the TUs that
 include it. Findings are never cached: they are printed on every run.
 
@@ -55,22 +58,47 @@ def preprocess_command(args):
   return out + ["-E", "-C", "-o", "-"]
 
 
-def cache_key(entry, args, salt):
+def path_free(data, build):
+  """`data` with the build and source directories replaced by placeholders
+  (build first: it may sit inside the source tree)."""
+  return data.replace(build.encode(), b"@BUILD@").replace(SOURCE.encode(), b"@SOURCE@")
+
+
+def cache_key(entry, args, salt, build):
   pre = subprocess.run(preprocess_command(args), cwd=entry["directory"], stdout=subprocess.PIPE,
                        stderr=subprocess.DEVNULL)
   if pre.returncode != 0:
     return None  # let clang-tidy report the error
   h = hashlib.sha256(salt)
-  h.update(" ".join(args).encode())
-  h.update(pre.stdout)
+  h.update(path_free(" ".join(args).encode(), build))
+  h.update(path_free(pre.stdout, build))
   return h.hexdigest()
+
+
+def cache_directory():
+  explicit = os.environ.get("GM_CLANG_TIDY_CACHE")
+  if explicit:
+    return explicit
+  base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+  return os.path.join(base, "kubevirt-guest-metrics", "clang-tidy")
+
+
+def config_files(build):
+  """Every .clang-tidy of the source tree (a folder's file refines its parent's)."""
+  found = []
+  for root, dirs, files in os.walk(SOURCE):
+    dirs[:] = sorted(d for d in dirs if not d.startswith((".", "build")) and
+                     os.path.join(root, d) != build)
+    if ".clang-tidy" in files:
+      found.append(os.path.join(root, ".clang-tidy"))
+  return found
 
 
 def check(entry, build, tidy, cache_dir, salt):
   """Returns (file, seconds, cached, findings-or-None)."""
   start = time.monotonic()
   args = arguments(entry)
-  key = cache_key(entry, args, salt) if cache_dir else None
+  key = cache_key(entry, args, salt, build) if cache_dir else None
   stamp = os.path.join(cache_dir, key) if key else None
   if stamp and os.path.exists(stamp):
     return entry["file"], time.monotonic() - start, True, None
@@ -141,11 +169,13 @@ def main():
     return 1
 
   version = subprocess.run([tidy, "--version"], stdout=subprocess.PIPE).stdout
-  with open(os.path.join(SOURCE, ".clang-tidy"), "rb") as f:
-    salt = version + f.read()
+  salt = version
+  for config in config_files(build):
+    with open(config, "rb") as f:
+      salt += os.path.relpath(config, SOURCE).encode() + b"\0" + f.read()
   cache_dir = None
   if not opts.no_cache:
-    cache_dir = os.path.join(build, "clang-tidy-cache")
+    cache_dir = cache_directory()
     os.makedirs(cache_dir, exist_ok=True)
 
   start = time.monotonic()
