@@ -40,7 +40,7 @@ struct Exporter {
                           sock.c_str(), "--node-name", "n1", "--guest-info-interval", "60"}) {
       argv.emplace_back(a);
     }
-    argv.push_back("--listen-address");
+    argv.emplace_back("--listen-address");
     argv.push_back("127.0.0.1:" + std::to_string(port));
     proc = std::make_unique<Process>(argv, env, dir.path + "/exporter.log");
     REQUIRE(WaitUntil([&] { return Healthy(2s); }, 10s));
