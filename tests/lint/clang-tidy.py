@@ -9,15 +9,12 @@ runs clang-tidy on them in parallel and fails with every finding printed.
 
 A clean result is cached in BUILD_DIR/clang-tidy-cache/ under a hash of what
 clang-tidy would see: the preprocessed TU with its comments (so a NOLINT or a
-header change counts), the compile command, .clang-tidy and the clang-tidy
-version. Preprocessing costs about 1/20 of a clang-tidy run, so an unchanged
+header change counts), the compile command, every .clang-tidy that applies to
+the file (the root one and any in its folders, such as tests/.clang-tidy) and
+the clang-tidy version. Preprocessing costs about 1/20 of a clang-tidy run, so an unchanged
 tree is checked in seconds and a one-file change re-checks only the TUs that
 include it. Findings are never cached: they are printed on every run.
-
-tests/lint/clang-tidy-pending.txt lists files (globs) whose findings belong to
-a change in flight elsewhere; they are skipped, and every run says so.
 """
-import fnmatch
 import argparse
 import concurrent.futures
 import hashlib
@@ -55,12 +52,28 @@ def preprocess_command(args):
   return out + ["-E", "-C", "-o", "-"]
 
 
+def configs(path):
+  """The text of every .clang-tidy from SOURCE down to the file's folder: what
+  clang-tidy reads for it (a nested one inherits or replaces the parent's)."""
+  out = b""
+  d = os.path.dirname(path)
+  while True:
+    name = os.path.join(d, ".clang-tidy")
+    if os.path.exists(name):
+      with open(name, "rb") as f:
+        out = os.path.relpath(name, SOURCE).encode() + b"\0" + f.read() + b"\0" + out
+    if d == SOURCE or not d.startswith(SOURCE + os.sep):
+      return out
+    d = os.path.dirname(d)
+
+
 def cache_key(entry, args, salt):
   pre = subprocess.run(preprocess_command(args), cwd=entry["directory"], stdout=subprocess.PIPE,
                        stderr=subprocess.DEVNULL)
   if pre.returncode != 0:
     return None  # let clang-tidy report the error
   h = hashlib.sha256(salt)
+  h.update(configs(entry["file"]))
   h.update(" ".join(args).encode())
   h.update(pre.stdout)
   return h.hexdigest()
@@ -109,13 +122,6 @@ def main():
   with open(db) as f:
     entries = json.load(f)
   wanted = {os.path.realpath(x): i for i, x in enumerate(opts.files)}
-  pending = {}  # glob -> reason
-  with open(os.path.join(SOURCE, "tests", "lint", "clang-tidy-pending.txt")) as f:
-    for line in f:
-      glob, _, reason = line.partition("#")
-      if glob.strip():
-        pending[glob.strip()] = reason.strip()
-  skipped = []
   tus, seen = [], set()
   for e in entries:
     path = os.path.realpath(os.path.join(e["directory"], e["file"]))
@@ -128,11 +134,6 @@ def main():
     if wanted and path not in wanted or path in seen:
       continue
     seen.add(path)
-    rel = os.path.relpath(path, SOURCE)
-    why = next((r for g, r in pending.items() if fnmatch.fnmatch(rel, g)), None)
-    if why is not None:
-      skipped.append(rel)
-      continue
     tus.append(dict(e, file=path))
   if wanted:
     tus.sort(key=lambda e: wanted[e["file"]])  # in the order given
@@ -140,9 +141,7 @@ def main():
     print(f"FAIL: no project sources in {db}")
     return 1
 
-  version = subprocess.run([tidy, "--version"], stdout=subprocess.PIPE).stdout
-  with open(os.path.join(SOURCE, ".clang-tidy"), "rb") as f:
-    salt = version + f.read()
+  salt = subprocess.run([tidy, "--version"], stdout=subprocess.PIPE).stdout
   cache_dir = None
   if not opts.no_cache:
     cache_dir = os.path.join(build, "clang-tidy-cache")
@@ -159,10 +158,6 @@ def main():
         failed.append(path)
         print(f"--- {os.path.relpath(path, SOURCE)} ({secs:.0f} s)\n{findings}", flush=True)
   wall = time.monotonic() - start
-  for glob, why in pending.items():
-    n = sum(fnmatch.fnmatch(rel, glob) for rel in skipped)
-    if n:
-      print(f"NOTE: {n} TU(s) not checked, {glob}: {why} (tests/lint/clang-tidy-pending.txt)")
   summary = (f"{len(tus)} translation units, {cached} unchanged since a clean run, "
              f"{wall:.0f} s wall with -j{opts.j}")
   if failed:
