@@ -4,13 +4,14 @@
 #include <doctest/doctest.h>
 #include <libvirt/libvirt.h>
 #include <libvirt/virterror.h>
-#include <signal.h>
 
+#include <csignal>
 #include <filesystem>
 #include <fstream>
 #include <memory>
 #include <sstream>
 #include <thread>
+#include <utility>
 
 #include "support.h"
 
@@ -24,7 +25,7 @@ namespace {
 /// host driver (qemu, network, …) loads or touches the machine.
 class LibvirtDaemon {
  public:
-  explicit LibvirtDaemon(const std::string& dir) : dir_(dir) {
+  explicit LibvirtDaemon(std::string dir) : dir_(std::move(dir)) {
     std::filesystem::create_directories(dir_ + "/no-drivers");
     std::ofstream(dir_ + "/libvirtd.conf") << "unix_sock_dir = \"" << dir_ << "\"\n"
                                            << "listen_tls = 0\nlisten_tcp = 0\n"
@@ -85,8 +86,8 @@ struct Setup {
     exporter = std::make_unique<Process>(argv, std::map<std::string, std::string>{},
                                          dir.path + "/exporter.log");
   }
-  std::string Metrics() { return Get(sock, "/metrics"); }
-  int Status(const std::string& labels) {
+  std::string Metrics() const { return Get(sock, "/metrics"); }
+  int Status(const std::string& labels) const {
     return CountSeries(Metrics(), "guest_exporter_guest_load_status", labels);
   }
 };

@@ -174,7 +174,7 @@ TEST_CASE("Prometheus exporter flag spellings: --web.listen-address, --log.level
   std::ifstream in(dir.path + "/exporter.log");
   std::string first;
   std::getline(in, first);
-  CHECK(first.rfind("{", 0) == 0);  // JSON lines
+  CHECK(first.rfind('{', 0) == 0);  // JSON lines
   const std::string rest((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   CHECK(rest.find("\"debug\"") != std::string::npos);
 

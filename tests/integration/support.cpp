@@ -3,12 +3,12 @@
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
-#include <signal.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <csignal>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
@@ -32,19 +32,21 @@ TempDir::~TempDir() {
   std::filesystem::remove_all(path, ec);
 }
 
-Process::Process(std::vector<std::string> argv, std::map<std::string, std::string> env,
-                 std::string log_file) {
+Process::Process(std::vector<std::string> argv, const std::map<std::string, std::string>& env,
+                 const std::string& log_file) {
   pid_ = fork();
   if (pid_ < 0) throw std::runtime_error("fork failed");
   if (pid_ == 0) {
     setpgid(0, 0);
     if (!log_file.empty()) {
-      const int fd = open(log_file.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+      const int fd = open(log_file.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
       dup2(fd, 1);
       dup2(fd, 2);
     }
+    // NOLINTNEXTLINE(concurrency-mt-unsafe): the forked child runs one thread
     for (const auto& [k, v] : env) setenv(k.c_str(), v.c_str(), 1);
     std::vector<char*> args;
+    args.reserve(argv.size() + 1);
     for (auto& a : argv) args.push_back(a.data());
     args.push_back(nullptr);
     execv(args[0], args.data());
@@ -94,57 +96,50 @@ void Process::Stop() {
 }
 
 int FreeTcpPort() {
-  const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  const UniqueFd fd(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
   sockaddr_in sin{};
   sin.sin_family = AF_INET;
   sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   socklen_t len = sizeof sin;
-  if (bind(fd, reinterpret_cast<sockaddr*>(&sin), sizeof sin) != 0 ||
-      getsockname(fd, reinterpret_cast<sockaddr*>(&sin), &len) != 0) {
-    close(fd);
+  if (bind(fd.get(), reinterpret_cast<sockaddr*>(&sin), sizeof sin) != 0 ||
+      getsockname(fd.get(), reinterpret_cast<sockaddr*>(&sin), &len) != 0) {
     throw std::runtime_error("cannot find a free port");
   }
-  close(fd);
   return ntohs(sin.sin_port);
 }
 
-int ConnectTcp(int port) {
-  const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+UniqueFd ConnectTcp(int port) {
+  UniqueFd fd(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
   sockaddr_in sin{};
   sin.sin_family = AF_INET;
   sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   sin.sin_port = htons(static_cast<uint16_t>(port));
-  if (connect(fd, reinterpret_cast<sockaddr*>(&sin), sizeof sin) != 0) {
-    close(fd);
-    return -1;
-  }
+  if (connect(fd.get(), reinterpret_cast<sockaddr*>(&sin), sizeof sin) != 0) return {};
   return fd;
 }
 
-int ConnectUnix(const std::string& path) {
-  const int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+UniqueFd ConnectUnix(const std::string& path) {
+  UniqueFd fd(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
   sockaddr_un sun{};
   sun.sun_family = AF_UNIX;
   std::strncpy(sun.sun_path, path.c_str(), sizeof(sun.sun_path) - 1);
-  if (connect(fd, reinterpret_cast<sockaddr*>(&sun), sizeof sun) != 0) {
-    close(fd);
-    return -1;
-  }
+  if (connect(fd.get(), reinterpret_cast<sockaddr*>(&sun), sizeof sun) != 0) return {};
   return fd;
 }
 
 std::string GetTcp(int port, const std::string& path) {
-  const int fd = ConnectTcp(port);
-  if (fd < 0) return "";
+  const UniqueFd fd = ConnectTcp(port);
+  if (!fd) return "";
   timeval tv{5, 0};
-  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  setsockopt(fd.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
   const std::string req = "GET " + path + " HTTP/1.0\r\nHost: localhost\r\n\r\n";
   std::string reply;
-  if (write(fd, req.data(), req.size()) == static_cast<ssize_t>(req.size())) {
+  if (write(fd.get(), req.data(), req.size()) == static_cast<ssize_t>(req.size())) {
     char buf[4096];
-    for (ssize_t n; (n = read(fd, buf, sizeof buf)) > 0;) reply.append(buf, static_cast<size_t>(n));
+    for (ssize_t n; (n = read(fd.get(), buf, sizeof buf)) > 0;) {
+      reply.append(buf, static_cast<size_t>(n));
+    }
   }
-  close(fd);
   return reply;
 }
 
@@ -173,24 +168,27 @@ long StatusKib(pid_t pid, const std::string& field) {
 
 int Run(const std::vector<std::string>& argv, std::string& output) {
   int pipefd[2];
-  if (pipe(pipefd) != 0) throw std::runtime_error("pipe failed");
+  if (pipe2(pipefd, O_CLOEXEC) != 0) throw std::runtime_error("pipe failed");
+  const UniqueFd read_end(pipefd[0]);
+  UniqueFd write_end(pipefd[1]);
   const pid_t pid = fork();
+  if (pid < 0) throw std::runtime_error("fork failed");
   if (pid == 0) {
-    dup2(pipefd[1], 1);
-    dup2(pipefd[1], 2);
-    close(pipefd[0]);
+    dup2(write_end.get(), 1);  // dup2 clears O_CLOEXEC on 1 and 2
+    dup2(write_end.get(), 2);
     std::vector<char*> args;
-    for (auto a : argv) args.push_back(strdup(a.c_str()));
+    args.reserve(argv.size() + 1);
+    for (const auto& a : argv) args.push_back(strdup(a.c_str()));
     args.push_back(nullptr);
     execv(args[0], args.data());
     _exit(127);
   }
-  close(pipefd[1]);
+  write_end.Reset();  // the child holds the write end: EOF when it exits
   output.clear();
   char buf[4096];
   ssize_t n;
-  while ((n = read(pipefd[0], buf, sizeof buf)) > 0) output.append(buf, static_cast<size_t>(n));
-  close(pipefd[0]);
+  while ((n = read(read_end.get(), buf, sizeof buf)) > 0)
+    output.append(buf, static_cast<size_t>(n));
   int st = 0;
   waitpid(pid, &st, 0);
   return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);

@@ -11,6 +11,8 @@
 #include <string>
 #include <vector>
 
+#include "gm/unique_fd.h"
+
 namespace gm::test {
 
 /// A directory removed with everything in it when the object goes.
@@ -23,8 +25,8 @@ struct TempDir {
 /// A child process; killed (SIGKILL after SIGTERM) when the object goes.
 class Process {
  public:
-  Process(std::vector<std::string> argv, std::map<std::string, std::string> env = {},
-          std::string log_file = "");
+  Process(std::vector<std::string> argv, const std::map<std::string, std::string>& env = {},
+          const std::string& log_file = "");
   ~Process();
   pid_t pid() const { return pid_; }
   void Signal(int sig) const;
@@ -40,9 +42,9 @@ class Process {
 
 /// A TCP port on 127.0.0.1 that was free a moment ago (bound to port 0, then closed).
 int FreeTcpPort();
-/// A connected socket (blocking), or -1.
-int ConnectTcp(int port);
-int ConnectUnix(const std::string& path);
+/// A connected socket (blocking), or an empty UniqueFd.
+UniqueFd ConnectTcp(int port);
+UniqueFd ConnectUnix(const std::string& path);
 /// GET over TCP to 127.0.0.1:port (HTTP/1.0); the whole reply (status line,
 /// headers, body), or "" when no connection.
 std::string GetTcp(int port, const std::string& path);

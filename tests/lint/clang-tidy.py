@@ -9,18 +9,16 @@ runs clang-tidy on them in parallel and fails with every finding printed.
 
 A clean result is cached under a hash of what clang-tidy would see: the
 preprocessed TU with its comments (so a NOLINT or a header change counts), the
-compile command, every .clang-tidy of the tree and the clang-tidy version. The
+compile command, every .clang-tidy that applies to the file (the root one and
+any in its folders, such as tests/.clang-tidy) and the clang-tidy version. The
 source and build directories are replaced by placeholders before hashing, so a
 fresh clone of the same code hits the cache too (as ccache does for the
 compiler). The cache lives in $GM_CLANG_TIDY_CACHE, else
-${XDG_CACHE_HOME:-~/.cache}/kubevirt-guest-metrics/clang-tidy. Preprocessing costs about 1/20 of a clang-tidy run, so an unchanged
+${XDG_CACHE_HOME:-~/.cache}/kubevirt-guest-metrics/clang-tidy. Preprocessing
+costs about 1/20 of a clang-tidy run, so an unchanged
 tree is checked in seconds and a one-file change re-checks only the TUs that
 include it. Findings are never cached: they are printed on every run.
-
-tests/lint/clang-tidy-pending.txt lists files (globs) whose findings belong to
-a change in flight elsewhere; they are skipped, and every run says so.
 """
-import fnmatch
 import argparse
 import concurrent.futures
 import hashlib
@@ -64,12 +62,29 @@ def path_free(data, build):
   return data.replace(build.encode(), b"@BUILD@").replace(SOURCE.encode(), b"@SOURCE@")
 
 
+def configs(path):
+  """Every .clang-tidy from SOURCE down to the file's folder, root first, each
+  as its relative path and text: what clang-tidy reads for it (a nested one
+  inherits or replaces the parent's)."""
+  found = []
+  d = os.path.dirname(path)
+  while True:
+    name = os.path.join(d, ".clang-tidy")
+    if os.path.exists(name):
+      with open(name, "rb") as f:
+        found.insert(0, os.path.relpath(name, SOURCE).encode() + b"\0" + f.read())
+    if d == SOURCE or not d.startswith(SOURCE + os.sep):
+      return b"".join(found)
+    d = os.path.dirname(d)
+
+
 def cache_key(entry, args, salt, build):
   pre = subprocess.run(preprocess_command(args), cwd=entry["directory"], stdout=subprocess.PIPE,
                        stderr=subprocess.DEVNULL)
   if pre.returncode != 0:
     return None  # let clang-tidy report the error
   h = hashlib.sha256(salt)
+  h.update(configs(entry["file"]))
   h.update(path_free(" ".join(args).encode(), build))
   h.update(path_free(pre.stdout, build))
   return h.hexdigest()
@@ -81,17 +96,6 @@ def cache_directory():
     return explicit
   base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
   return os.path.join(base, "kubevirt-guest-metrics", "clang-tidy")
-
-
-def config_files(build):
-  """Every .clang-tidy of the source tree (a folder's file refines its parent's)."""
-  found = []
-  for root, dirs, files in os.walk(SOURCE):
-    dirs[:] = sorted(d for d in dirs if not d.startswith((".", "build")) and
-                     os.path.join(root, d) != build)
-    if ".clang-tidy" in files:
-      found.append(os.path.join(root, ".clang-tidy"))
-  return found
 
 
 def check(entry, build, tidy, cache_dir, salt):
@@ -137,13 +141,6 @@ def main():
   with open(db) as f:
     entries = json.load(f)
   wanted = {os.path.realpath(x): i for i, x in enumerate(opts.files)}
-  pending = {}  # glob -> reason
-  with open(os.path.join(SOURCE, "tests", "lint", "clang-tidy-pending.txt")) as f:
-    for line in f:
-      glob, _, reason = line.partition("#")
-      if glob.strip():
-        pending[glob.strip()] = reason.strip()
-  skipped = []
   tus, seen = [], set()
   for e in entries:
     path = os.path.realpath(os.path.join(e["directory"], e["file"]))
@@ -156,11 +153,6 @@ def main():
     if wanted and path not in wanted or path in seen:
       continue
     seen.add(path)
-    rel = os.path.relpath(path, SOURCE)
-    why = next((r for g, r in pending.items() if fnmatch.fnmatch(rel, g)), None)
-    if why is not None:
-      skipped.append(rel)
-      continue
     tus.append(dict(e, file=path))
   if wanted:
     tus.sort(key=lambda e: wanted[e["file"]])  # in the order given
@@ -168,11 +160,7 @@ def main():
     print(f"FAIL: no project sources in {db}")
     return 1
 
-  version = subprocess.run([tidy, "--version"], stdout=subprocess.PIPE).stdout
-  salt = version
-  for config in config_files(build):
-    with open(config, "rb") as f:
-      salt += os.path.relpath(config, SOURCE).encode() + b"\0" + f.read()
+  salt = subprocess.run([tidy, "--version"], stdout=subprocess.PIPE).stdout
   cache_dir = None
   if not opts.no_cache:
     cache_dir = cache_directory()
@@ -189,10 +177,6 @@ def main():
         failed.append(path)
         print(f"--- {os.path.relpath(path, SOURCE)} ({secs:.0f} s)\n{findings}", flush=True)
   wall = time.monotonic() - start
-  for glob, why in pending.items():
-    n = sum(fnmatch.fnmatch(rel, glob) for rel in skipped)
-    if n:
-      print(f"NOTE: {n} TU(s) not checked, {glob}: {why} (tests/lint/clang-tidy-pending.txt)")
   summary = (f"{len(tus)} translation units, {cached} unchanged since a clean run, "
              f"{wall:.0f} s wall with -j{opts.j}")
   if failed:

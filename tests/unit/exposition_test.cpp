@@ -79,7 +79,7 @@ TEST_CASE("live allocation always, ratios only where the pod's requests allow") 
   SelfMetrics self("9.0.0");
   auto v = View("prod", "db", std::nullopt, Reason::kAgentDisconnected);
   v.info.vcpus = 2;
-  v.info.memory_kib = 6 * 1024 * 1024;  // 6Gi
+  v.info.memory_kib = 6ULL * 1024 * 1024;  // 6Gi
   std::string text = RenderMetrics({v}, "n", 120s, {}, self);
   CHECK(Has(text, "guest_exporter_guest_vcpus{namespace=\"prod\",name=\"db\",node=\"n\"} 2\n"));
   CHECK(Has(

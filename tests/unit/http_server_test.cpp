@@ -9,6 +9,7 @@
 #include <stdexcept>
 #include <thread>
 
+#include "gm/unique_fd.h"
 #include "http_protocol.h"
 
 using namespace gm::exporter;
@@ -34,22 +35,21 @@ struct Running {
 
 // Writes raw bytes on one connection and reads until the peer closes or `want` bytes arrived.
 std::string Exchange(const std::string& path, const std::string& raw, size_t want = SIZE_MAX) {
-  const int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+  const gm::UniqueFd fd(socket(AF_UNIX, SOCK_STREAM, 0));
   sockaddr_un sun{};
   sun.sun_family = AF_UNIX;
   std::strncpy(sun.sun_path, path.c_str(), sizeof(sun.sun_path) - 1);
-  REQUIRE(connect(fd, reinterpret_cast<sockaddr*>(&sun), sizeof sun) == 0);
+  REQUIRE(connect(fd.get(), reinterpret_cast<sockaddr*>(&sun), sizeof sun) == 0);
   timeval tv{2, 0};
-  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  REQUIRE(write(fd, raw.data(), raw.size()) == static_cast<ssize_t>(raw.size()));
+  setsockopt(fd.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  REQUIRE(write(fd.get(), raw.data(), raw.size()) == static_cast<ssize_t>(raw.size()));
   std::string out;
   char buf[4096];
   while (out.size() < want) {
-    const ssize_t n = read(fd, buf, sizeof buf);
+    const ssize_t n = read(fd.get(), buf, sizeof buf);
     if (n <= 0) break;
     out.append(buf, static_cast<size_t>(n));
   }
-  close(fd);
   return out;
 }
 

@@ -49,6 +49,7 @@ TEST_CASE(
   // separators, bidirectional overrides.
   CHECK(EscapeForLog("a\xc2\x85"
                      "b") == "a\\u0085b");
+  // NOLINTNEXTLINE(misc-misleading-bidirectional): a bidi override is the input under test
   CHECK(EscapeForLog("\xe2\x80\xa8|\xe2\x80\xa9|\xe2\x80\xae|\xe2\x81\xa6") ==
         "\\u2028|\\u2029|\\u202e|\\u2066");
   // Bounded: a flood is cut at max_bytes of input, saying how much was left out.

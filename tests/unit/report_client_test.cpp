@@ -5,7 +5,7 @@
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
-#include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <functional>
 #include <sstream>
@@ -47,10 +47,10 @@ struct Fixture {
         ReportLoopConfig{
             "node-1", {"virt-launcher-vm-1-x", "uid-1"}, requests, 120s, 1000ms, 8000ms, jitter},
         sender, cache, metrics);
-    cache.Observe({"team-a_vm-1", "u", 2, 6 * 1024 * 1024}, {"team-a", "vm-1"}, t0);
+    cache.Observe({"team-a_vm-1", "u", 2, 6ULL * 1024 * 1024}, {"team-a", "vm-1"}, t0);
   }
   void Seen(Clock::time_point t) {
-    cache.Observe({"team-a_vm-1", "u", 2, 6 * 1024 * 1024}, {"team-a", "vm-1"}, t);
+    cache.Observe({"team-a_vm-1", "u", 2, 6ULL * 1024 * 1024}, {"team-a", "vm-1"}, t);
   }
 };
 
@@ -60,7 +60,7 @@ TEST_CASE("the report carries identity, live allocation, load with its age, and 
   DomainView d;
   d.domain = "team-a_vm-1";
   d.identity = {"team-a", "vm-1"};
-  d.info = {"team-a_vm-1", "u", 2, 6 * 1024 * 1024};
+  d.info = {"team-a_vm-1", "u", 2, 6ULL * 1024 * 1024};
   d.load = LoadAverage{3, 2, 1};
   d.reason = Reason::kOk;
   const auto wall = std::chrono::system_clock::time_point{} + 1700000000s;
@@ -91,7 +91,7 @@ TEST_CASE("a ratio outside what the reporter accepts is left out, not sent to be
   DomainView d;
   d.domain = "team-a_vm-1";
   d.identity = {"team-a", "vm-1"};
-  d.info = {"team-a_vm-1", "u", 2, 6 * 1024 * 1024};
+  d.info = {"team-a_vm-1", "u", 2, 6ULL * 1024 * 1024};
   d.reason = Reason::kOk;
   gm::RatioInputs req;
   req.compute_cpu_request = 4000;  // 2 vCPUs / 4000 cores = 0.0005
@@ -263,7 +263,10 @@ class FakeTransport final : public HttpTransport {
 struct TokenFile {
   std::string path = "/tmp/gm-report-token-" + std::to_string(getpid());
   explicit TokenFile(const std::string& text) { Write(text); }
-  ~TokenFile() { std::remove(path.c_str()); }
+  ~TokenFile() {
+    std::error_code ignored;  // a leftover file in /tmp fails no test
+    std::filesystem::remove(path, ignored);
+  }
   void Write(const std::string& text) const { std::ofstream(path, std::ios::trunc) << text; }
 };
 

@@ -121,7 +121,7 @@ TEST_CASE("refusals change nothing") {
   CHECK(s.ingestion.Handle("", Setup::Body()).status == 401);
   CHECK(s.ingestion.Handle("Basic abc", Setup::Body()).status == 401);
   CHECK(Result(s.ingestion.Handle("Bearer forged", Setup::Body())) == "unauthenticated");
-  auto bad = s.ingestion.Handle("Bearer good", "{\"kind\":\"GuestReport\"}");
+  auto bad = s.ingestion.Handle("Bearer good", R"({"kind":"GuestReport"})");
   CHECK(bad.status == 400);
   CHECK(json::parse(bad.body)["message"] == "apiVersion is missing");
   s.facts.vmis["team-a/vm-1"].active_pods = {{"pod-uid-9", "node-1"}};

@@ -12,6 +12,7 @@
 #include <future>
 #include <thread>
 
+#include "gm/unique_fd.h"
 #include "http_server.h"
 
 using namespace gm::exporter;
@@ -79,19 +80,19 @@ TEST_CASE("the watchdog fires when the HTTP server's thread is blocked, and not 
   // Idle for 1 s: 20 rounds, every ping answered.
   CHECK(fired_future.wait_for(1s) == std::future_status::timeout);
 
-  const int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+  gm::UniqueFd fd(socket(AF_UNIX, SOCK_STREAM, 0));
   sockaddr_un sun{};
   sun.sun_family = AF_UNIX;
   std::strncpy(sun.sun_path, path.c_str(), sizeof(sun.sun_path) - 1);
-  REQUIRE(connect(fd, reinterpret_cast<sockaddr*>(&sun), sizeof sun) == 0);
+  REQUIRE(connect(fd.get(), reinterpret_cast<sockaddr*>(&sun), sizeof sun) == 0);
   const std::string req = "GET /block HTTP/1.1\r\nHost: x\r\n\r\n";
-  REQUIRE(write(fd, req.data(), req.size()) == static_cast<ssize_t>(req.size()));
+  REQUIRE(write(fd.get(), req.data(), req.size()) == static_cast<ssize_t>(req.size()));
   REQUIRE(fired_future.wait_for(5s) == std::future_status::ready);
   const auto stuck = fired_future.get();
   CHECK(stuck.name == "serving thread");
   CHECK(stuck.stuck_for > 300ms);
   w.Stop();
-  close(fd);
+  fd.Reset();
   server.Stop();
   t.join();
 }

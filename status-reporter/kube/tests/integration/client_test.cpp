@@ -208,6 +208,7 @@ TEST_CASE("the rate limit is shared by concurrent requests") {
   Client client(config);
   const auto start = Clock::now();
   std::vector<std::thread> threads;
+  threads.reserve(4);
   for (int t = 0; t < 4; ++t) {
     threads.emplace_back([&] {
       for (int i = 0; i < 5; ++i) client.Get("/api/v1/namespaces/default/pods");
@@ -224,9 +225,10 @@ TEST_CASE("no server: a TransportError after the retries, code 0 for each attemp
   addr.sin_family = AF_INET;
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   socklen_t len = sizeof addr;
-  ::bind(s, reinterpret_cast<sockaddr*>(&addr), len);
-  ::getsockname(s, reinterpret_cast<sockaddr*>(&addr), &len);
+  const bool bound = ::bind(s, reinterpret_cast<sockaddr*>(&addr), len) == 0 &&
+                     ::getsockname(s, reinterpret_cast<sockaddr*>(&addr), &len) == 0;
   ::close(s);
+  REQUIRE(bound);  // else the port below would be 0, not a closed one
   Config config;
   config.server = "https://127.0.0.1:" + std::to_string(ntohs(addr.sin_port));
   Attempts attempts;
