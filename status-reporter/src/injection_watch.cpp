@@ -4,9 +4,8 @@
 
 #include <chrono>
 #include <nlohmann/json.hpp>
-#include <random>
-#include <thread>
 
+#include "gm/kube/backoff.h"
 #include "gm/kube/errors.h"
 #include "gm/kube/paths.h"
 #include "gm/logging.h"
@@ -67,16 +66,16 @@ void InjectionWatch::ReadOnce(const std::atomic<bool>& stop) {
 void InjectionWatch::Run(const std::atomic<bool>& stop) {
   constexpr milliseconds kPeriod = std::chrono::minutes(5);
   constexpr milliseconds kFirstBackoff = std::chrono::seconds(5);
-  std::mt19937 rng(std::random_device{}());
-  milliseconds backoff = kFirstBackoff;
+  // Waits in [2.5 s, 5 s) after the first failure, doubling up to [period/2, period).
+  kube::Backoff backoff(kFirstBackoff / 2, kPeriod / 2);
   bool failing = false;
   while (!stop) {
-    milliseconds wait = kPeriod;
+    kube::Backoff::Duration wait = kPeriod;
     try {
       ReadOnce(stop);
       if (failing) spdlog::info("the webhook configuration and opted-out namespaces read again");
       failing = false;
-      backoff = kFirstBackoff;
+      backoff.Reset();
     } catch (const kube::Cancelled&) {
       return;
     } catch (const std::exception& e) {
@@ -88,14 +87,9 @@ void InjectionWatch::Run(const std::atomic<bool>& stop) {
             EscapeForLog(e.what()));
       }
       failing = true;
-      wait = milliseconds(
-          std::uniform_int_distribution<int64_t>(backoff.count() / 2, backoff.count())(rng));
-      backoff = std::min(backoff * 2, kPeriod);
+      wait = backoff.Next();
     }
-    for (const auto until = std::chrono::steady_clock::now() + wait;
-         !stop && std::chrono::steady_clock::now() < until;) {
-      std::this_thread::sleep_for(milliseconds(200));
-    }
+    if (!kube::SleepUnlessStopped(wait, stop)) return;
   }
 }
 

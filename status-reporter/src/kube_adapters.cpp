@@ -3,9 +3,8 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
-#include <random>
-#include <thread>
 
+#include "gm/kube/backoff.h"
 #include "gm/kube/errors.h"
 #include "gm/kube/paths.h"
 #include "gm/logging.h"
@@ -98,11 +97,11 @@ void SidecarSupport::Run(const std::atomic<bool>& stop) {
   constexpr milliseconds kPeriod = std::chrono::minutes(10);
   constexpr milliseconds kFirstBackoff = std::chrono::seconds(5);
   if (!by_version_) return;
-  std::mt19937 rng(std::random_device{}());
-  milliseconds backoff = kFirstBackoff;
+  // Waits in [2.5 s, 5 s) after the first failure, doubling up to [period/2, period).
+  kube::Backoff backoff(kFirstBackoff / 2, kPeriod / 2);
   bool failing = false;
   while (!stop) {
-    milliseconds wait = kPeriod;
+    kube::Backoff::Duration wait = kPeriod;
     try {
       kube::RequestSpec spec;
       spec.path = "/version";
@@ -113,7 +112,7 @@ void SidecarSupport::Run(const std::atomic<bool>& stop) {
           ParseServerVersion(json::parse(c_.Request(spec).body, nullptr, false));
       if (failing) spdlog::info("the API server's /version answers again");
       failing = false;
-      backoff = kFirstBackoff;
+      backoff.Reset();
       Set(NativeSidecarsByVersion(v), "the API server is " + EscapeForLog(v.git_version));
     } catch (const kube::Cancelled&) {
       return;
@@ -125,14 +124,9 @@ void SidecarSupport::Run(const std::atomic<bool>& stop) {
             EscapeForLog(e.what()));
       }
       failing = true;
-      wait = milliseconds(
-          std::uniform_int_distribution<int64_t>(backoff.count() / 2, backoff.count())(rng));
-      backoff = std::min(backoff * 2, kPeriod);
+      wait = backoff.Next();
     }
-    for (const auto until = std::chrono::steady_clock::now() + wait;
-         !stop && std::chrono::steady_clock::now() < until;) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(200));
-    }
+    if (!kube::SleepUnlessStopped(wait, stop)) return;
   }
 }
 

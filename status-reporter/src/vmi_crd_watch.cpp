@@ -2,9 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
-#include <random>
-#include <thread>
-
+#include "gm/kube/backoff.h"
 #include "gm/kube/errors.h"
 #include "gm/kube/informer.h"
 #include "gm/kube/paths.h"
@@ -17,14 +15,6 @@ namespace {
 
 constexpr const char* kCrdVersion = "apiextensions.k8s.io/v1";
 
-bool SleepUnlessStopped(std::chrono::milliseconds wait, const std::atomic<bool>& stop) {
-  for (const auto until = std::chrono::steady_clock::now() + wait;
-       !stop && std::chrono::steady_clock::now() < until;) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(200));
-  }
-  return !stop;
-}
-
 }  // namespace
 
 void VmiCrdWatch::Run(const std::atomic<bool>& stop) {
@@ -35,11 +25,11 @@ void VmiCrdWatch::Run(const std::atomic<bool>& stop) {
   // The informer's own list and watch would warn at every backoff (30 s) for
   // as long as RBAC forbids them or the CRD is missing: first read the CRD
   // by name, and only once that works, watch it.
-  std::mt19937 rng(std::random_device{}());
-  milliseconds backoff = kFirstBackoff;
+  // Waits in [2.5 s, 5 s) after the first failure, doubling up to [period/2, period).
+  kube::Backoff backoff(kFirstBackoff / 2, kPeriod / 2);
   bool failing = false;
   while (!stop) {
-    milliseconds wait = kPeriod;
+    kube::Backoff::Duration wait = kPeriod;
     try {
       kube::RequestSpec spec;
       spec.path = kube::ObjectPath(kCrdVersion, "customresourcedefinitions", "", kVmiCrdName);
@@ -66,13 +56,9 @@ void VmiCrdWatch::Run(const std::atomic<bool>& stop) {
                      kVmiCrdName, EscapeForLog(e.what()));
       }
       failing = true;
-      if (!lasting) {
-        wait = milliseconds(
-            std::uniform_int_distribution<int64_t>(backoff.count() / 2, backoff.count())(rng));
-        backoff = std::min(backoff * 2, kPeriod);
-      }
+      if (!lasting) wait = backoff.Next();
     }
-    if (!SleepUnlessStopped(wait, stop)) return;
+    if (!kube::SleepUnlessStopped(wait, stop)) return;
   }
   if (stop) return;
   if (failing)

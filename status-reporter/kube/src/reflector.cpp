@@ -4,33 +4,13 @@
 #include <random>
 
 #include "detail/stop.h"
+#include "gm/kube/backoff.h"
 #include "gm/kube/informer.h"
 
 namespace gm::kube::detail {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-
-// Exponential backoff with jitter in [d, 2d), like the reflector's backoff
-// manager, so informers of many replicas do not reconnect in step.
-class Backoff {
- public:
-  Backoff(std::chrono::milliseconds initial, std::chrono::milliseconds max)
-      : initial_(initial), max_(max), current_(initial), rng_(std::random_device{}()) {}
-
-  Clock::duration Next() {
-    const double factor = std::uniform_real_distribution<double>(1.0, 2.0)(rng_);
-    const auto wait = std::chrono::duration_cast<Clock::duration>(current_ * factor);
-    current_ = std::min(current_ * 2, max_);
-    return wait;
-  }
-  void Reset() { current_ = initial_; }
-
- private:
-  const std::chrono::milliseconds initial_, max_;
-  std::chrono::milliseconds current_;
-  std::mt19937 rng_;
-};
 
 std::string MetadataString(const nlohmann::json& object, const char* field) {
   const auto meta = object.find("metadata");

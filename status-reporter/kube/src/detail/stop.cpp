@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <thread>
 
+#include "gm/kube/backoff.h"
+
 namespace gm::kube::detail {
 
 bool AnyStopped(std::initializer_list<const std::atomic<bool>*> flags) {
@@ -11,15 +13,23 @@ bool AnyStopped(std::initializer_list<const std::atomic<bool>*> flags) {
 }
 
 bool SleepUnlessStopped(std::chrono::steady_clock::duration d,
-                        std::initializer_list<const std::atomic<bool>*> flags) {
-  constexpr auto kSlice = std::chrono::milliseconds(20);
+                        std::initializer_list<const std::atomic<bool>*> flags,
+                        std::chrono::milliseconds slice) {
   const auto until = std::chrono::steady_clock::now() + d;
   while (!AnyStopped(flags)) {
     const auto now = std::chrono::steady_clock::now();
     if (now >= until) return true;
-    std::this_thread::sleep_for(std::min<std::chrono::steady_clock::duration>(until - now, kSlice));
+    std::this_thread::sleep_for(std::min<std::chrono::steady_clock::duration>(until - now, slice));
   }
   return false;
 }
 
 }  // namespace gm::kube::detail
+
+namespace gm::kube {
+
+bool SleepUnlessStopped(std::chrono::steady_clock::duration d, const std::atomic<bool>& stop) {
+  return detail::SleepUnlessStopped(d, {&stop}, std::chrono::milliseconds(200));
+}
+
+}  // namespace gm::kube

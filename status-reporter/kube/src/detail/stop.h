@@ -11,8 +11,10 @@ namespace gm::kube::detail {
 /// True when any of the (possibly null) flags is raised.
 bool AnyStopped(std::initializer_list<const std::atomic<bool>*> flags);
 
-/// Sleeps for `d`; returns false early (within about 20 ms) when a flag is raised.
+/// Sleeps for `d`; returns false early (within one `slice`, 20 ms unless
+/// given) when a flag is raised.
 bool SleepUnlessStopped(std::chrono::steady_clock::duration d,
-                        std::initializer_list<const std::atomic<bool>*> flags);
+                        std::initializer_list<const std::atomic<bool>*> flags,
+                        std::chrono::milliseconds slice = std::chrono::milliseconds(20));
 
 }  // namespace gm::kube::detail
