@@ -11,43 +11,13 @@
 #include "plan.h"
 #include "report_check.h"
 #include "report_store.h"
+#include "reporter_fixtures.h"
 #include "token_cache.h"
 
 using namespace gm::reporter;
 using nlohmann::json;
+using namespace reporter_fixtures;
 using namespace std::chrono_literals;
-
-namespace {
-
-const json kPod = json::parse(R"({
-  "metadata": {"name": "virt-launcher-vm-1-abcde", "namespace": "team-a", "uid": "pod-uid-1",
-               "labels": {"kubevirt.io": "virt-launcher", "kubevirt.io/created-by": "vmi-uid-1"},
-               "annotations": {"kubevirt.io/domain": "vm-1", "unrelated": "x"}},
-  "spec": {"nodeName": "node-1", "containers": [{"name": "compute"}]},
-  "status": {"phase": "Running"}})");
-
-const json kVmi = json::parse(R"({
-  "metadata": {"name": "vm-1", "namespace": "team-a", "uid": "vmi-uid-1"},
-  "spec": {"domain": {"resources": {"requests": {"memory": "4Gi"}}}},
-  "status": {"nodeName": "node-1", "activePods": {"pod-uid-1": "node-1"}, "phase": "Running",
-             "memory": {"guestCurrent": "6Gi"}}})");
-
-gm::Report Report1() {
-  gm::Report r;
-  r.namespace_ = "team-a";
-  r.vmi_name = "vm-1";
-  r.pod_name = "virt-launcher-vm-1-abcde";
-  r.pod_uid = "pod-uid-1";
-  r.node = "node-1";
-  r.vcpus = 2;
-  r.cpu_allocation_ratio = 10.0;
-  r.memory_overcommit_ratio = 1.5;
-  return r;
-}
-
-const TokenIdentity kWho{"team-a", "default", "virt-launcher-vm-1-abcde", "pod-uid-1"};
-
-}  // namespace
 
 TEST_CASE("facts keep only what the reporter needs") {
   const auto pod = PodFromJson(kPod);
