@@ -17,7 +17,7 @@
 
 #include "gm/ratios.h"
 #include "guest_load.h"
-#include "http_server.h"
+#include "http_protocol.h"
 #include "load_cache.h"
 
 namespace gm::exporter {

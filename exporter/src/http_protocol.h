@@ -9,6 +9,7 @@
 // reads holds one response and at most kMaxRequestHeaderBytes of input.
 
 #include <cstddef>
+#include <cstdint>
 #include <functional>
 #include <string>
 #include <string_view>
@@ -60,6 +61,21 @@ class HttpSession {
   std::string in_;
   std::string out_;
   bool closing_ = false;
+};
+
+/// What one listener refused or cut since start: for /metrics, so that abuse
+/// or overload shows without reading logs.
+struct HttpListenerStats {
+  const char* listener = "";  // "tcp" or "unix"
+  /// Connections closed at accept: the listener's budget was full.
+  uint64_t refused = 0;
+  /// Times accepting paused because the process was out of descriptors.
+  uint64_t accept_pauses = 0;
+  /// Connections closed by the request deadline: a request not received and
+  /// answered in time (a silent connection counts from its accept).
+  uint64_t request_timeouts = 0;
+  /// Kept-alive connections closed by the idle timeout.
+  uint64_t idle_timeouts = 0;
 };
 
 }  // namespace gm::exporter

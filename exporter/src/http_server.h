@@ -46,21 +46,6 @@ struct HttpServerOptions {
   int tick_fd = -1;
 };
 
-/// What one listener refused or cut since start: for /metrics, so that abuse
-/// or overload shows without reading logs.
-struct HttpListenerStats {
-  const char* listener = "";  // "tcp" or "unix"
-  /// Connections closed at accept: the listener's budget was full.
-  uint64_t refused = 0;
-  /// Times accepting paused because the process was out of descriptors.
-  uint64_t accept_pauses = 0;
-  /// Connections closed by the request deadline: a request not received and
-  /// answered in time (a silent connection counts from its accept).
-  uint64_t request_timeouts = 0;
-  /// Kept-alive connections closed by the idle timeout.
-  uint64_t idle_timeouts = 0;
-};
-
 class HttpServer {
  public:
   using Handler = HttpHandler;
