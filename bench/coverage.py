@@ -284,11 +284,6 @@ def cores(q):
     return float(q[:-1]) / 1000 if q.endswith("m") else float(q)
 
 
-def pct(xs, p):
-    xs = sorted(xs)
-    return xs[min(len(xs) - 1, int(round(p / 100 * (len(xs) - 1))))]
-
-
 def render(r):
     lines = [BEGIN, "## status-reporter: report states of 1,000 VMIs" if r["vmis"] == 1000
              else f"## status-reporter: report states of {r['vmis']} VMIs", "",
@@ -507,8 +502,8 @@ def main():
         lookups = [q for q in wreqs if (q["resource"] == "virtualmachineinstances" and q.get("name"))
                    or (q["resource"] == "kubevirts" and q["verb"] in ("list", "get"))]
         r["webhook_calls"] = len(injectable)
-        r["webhook_p50_ms"] = "%.1f" % (pct(lat, 50) * 1000)
-        r["webhook_p99_ms"] = "%.1f" % (pct(lat, 99) * 1000)
+        r["webhook_p50_ms"] = "%.1f" % (rl.pct(lat, 50) * 1000)
+        r["webhook_p99_ms"] = "%.1f" % (rl.pct(lat, 99) * 1000)
         r["webhook_lookups"] = len(lookups)
         r["webhook_lookups_per_call"] = "%.2f" % (len(lookups) / max(1, len(injectable)))
         r["webhook_lookups_by"] = ", ".join(f"{k}: {v}" for k, v in sorted(collections.Counter(
