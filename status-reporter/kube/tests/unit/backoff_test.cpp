@@ -9,7 +9,9 @@ using gm::kube::Backoff;
 using std::chrono::milliseconds;
 using std::chrono::seconds;
 
-TEST_CASE("backoff: each wait lies between d and twice d, d doubles up to the maximum, Reset starts over") {
+TEST_CASE(
+    "backoff: each wait lies between d and twice d, d doubles up to the maximum, Reset starts "
+    "over") {
   Backoff b(seconds(1), seconds(4));
   for (const auto d : {seconds(1), seconds(2), seconds(4), seconds(4)}) {
     const auto wait = b.Next();
