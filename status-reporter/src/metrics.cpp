@@ -201,10 +201,6 @@ void AppendEscaped(std::string& out, const std::string& v) {
   }
 }
 
-// One gauge family over every fresh report, written straight into `out`: at
-// 10,000 VMs this page is megabytes, and building prometheus-cpp's
-// MetricFamily objects for 50,000 series first doubled the reporter's peak
-// memory at every scrape.
 // One VM's series: name{namespace,name,node[,extra label]} value.
 void AppendVmSeries(std::string& out, const char* name, const std::string& ns,
                     const std::string& vmi, const std::string& node, double value,
@@ -230,12 +226,17 @@ void AppendHeader(std::string& out, const char* name, const std::string& help) {
   out += fmt::format("# HELP {} {}\n# TYPE {} gauge\n", name, help, name);
 }
 
+// One gauge family over every fresh report, written straight into `out`: at
+// 10,000 VMs this page is megabytes, and building prometheus-cpp's
+// MetricFamily objects for 50,000 series first doubled the reporter's peak
+// memory at every scrape.
 template <typename ValueOf>
 void AppendVmFamily(std::string& out, const char* name, const std::string& help,
-                    const std::vector<StoredReport>& fresh, ValueOf value_of,
+                    const std::vector<const StoredReport*>& fresh, ValueOf value_of,
                     const char* extra_label = nullptr) {
   bool header = false;
-  for (const auto& s : fresh) {
+  for (const StoredReport* p : fresh) {
+    const StoredReport& s = *p;
     // value_of gives the value, and the extra label's value when there is one.
     std::string extra;
     const std::optional<double> v = value_of(s, extra);
@@ -278,18 +279,14 @@ void AppendReportStates(std::string& out, const std::vector<VmiStateRow>& states
         fmt::format("{}{{state=\"{}\",reason=\"{}\"}} {}\n", count_name, key.first, key.second, n);
 }
 
-}  // namespace
-
-std::string RenderReporterMetrics(const std::vector<StoredReport>& fresh, const ReportStore& store,
-                                  Clock::time_point now, bool export_guest_load,
-                                  const ReporterMetrics& self, bool export_ratios,
-                                  const std::vector<VmiStateRow>* states) {
+// The VM families, from the reports fresh at `now` (under the store's lock).
+void AppendVmFamilies(std::string& out, const std::vector<const StoredReport*>& fresh,
+                      const ReportStore& store, Clock::time_point now, bool export_guest_load,
+                      bool export_ratios) {
   const std::string sampled =
       ", in runnable threads, as reported by the VM's guest-exporter sidecar; sampled every poll "
       "interval and "
       "absent when the guest agent gives no load or the sample is stale.";
-  std::string out;
-  out.reserve(fresh.size() * 5 * 128 + 8192);
   const auto load = [&](double ReportLoad::*field) {
     return [&store, now, export_guest_load, field](const StoredReport& s,
                                                    std::string&) -> std::optional<double> {
@@ -346,6 +343,21 @@ std::string RenderReporterMetrics(const std::vector<StoredReport>& fresh, const 
         return static_cast<double>(s.report.health->failed_attempts);
       },
       "error");
+}
+
+}  // namespace
+
+std::string RenderReporterMetrics(ReportStore& store, Clock::time_point now, bool export_guest_load,
+                                  const ReporterMetrics& self, bool export_ratios,
+                                  const std::vector<VmiStateRow>* states) {
+  std::string out;
+  store.WithFresh(now, [&](const std::vector<const StoredReport*>& fresh) {
+    // Reserved, not touched: at 10,000 VMs a page grown by doubling would
+    // hold the old and the new buffer at once. 8 series of about 90 bytes
+    // per fresh report, one state row of about 150 per running VMI.
+    out.reserve(fresh.size() * 8 * 96 + (states ? states->size() * 160 : 0) + 16384);
+    AppendVmFamilies(out, fresh, store, now, export_guest_load, export_ratios);
+  });
   if (states != nullptr) AppendReportStates(out, *states);
   out += prometheus::TextSerializer().Serialize(self.registry().Collect());
   return out;

@@ -84,8 +84,8 @@ class ReporterMetrics {
 /// (--write-ratios=false) drops the two ratio gauges. `states`: every
 /// running VMI's report state; null leaves the state families out (a standby
 /// knows no reports: its zeros would read as "no VMI in this state").
-std::string RenderReporterMetrics(const std::vector<StoredReport>& fresh, const ReportStore& store,
-                                  Clock::time_point now, bool export_guest_load,
+/// Reads `store`'s fresh reports in place (and drops the stale ones).
+std::string RenderReporterMetrics(ReportStore& store, Clock::time_point now, bool export_guest_load,
                                   const ReporterMetrics& self, bool export_ratios = true,
                                   const std::vector<VmiStateRow>* states = nullptr);
 

@@ -52,10 +52,9 @@ VmiReportState ReportStateOf(const PodFacts* pod, const std::optional<LastReport
 }
 
 std::vector<VmiStateRow> CurrentReportStates(
-    const std::vector<std::pair<std::string, VmiFacts>>& vmis,
-    const std::vector<std::pair<std::string, PodFacts>>& pods, const ReportStore& store,
-    const InjectionFacts& injection, const SilenceBound& bound, Clock::time_point steady_now,
-    WallClock::time_point wall_now) {
+    const std::map<std::string, VmiFacts>& vmis, const std::map<std::string, PodFacts>& pods,
+    const ReportStore& store, const InjectionFacts& injection, const SilenceBound& bound,
+    Clock::time_point steady_now, WallClock::time_point wall_now) {
   const auto last_of = [&](const std::string& key) -> std::optional<LastReport> {
     const auto a = store.LastAccepted(key);
     if (!a) return std::nullopt;

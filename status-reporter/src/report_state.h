@@ -95,14 +95,13 @@ struct VmiStateRow {
   VmiReportState state;
 };
 
-/// The rows for every running VMI (informer snapshots: key, facts): pods
-/// matched to their VMI by IsActivePod; `last_of` gives a VMI key's last
-/// accepted report.
-template <typename LastOf>
-std::vector<VmiStateRow> ReportStates(const std::vector<std::pair<std::string, VmiFacts>>& vmis,
-                                      const std::vector<std::pair<std::string, PodFacts>>& pods,
-                                      LastOf last_of, const InjectionFacts& injection,
-                                      const SilenceBound& bound, WallClock::time_point now) {
+/// The rows for every running VMI. `vmis`, `pods`: (key, facts) pairs, an
+/// informer's store or a copy of one; pods are matched to their VMI by
+/// IsActivePod. `last_of` gives a VMI key's last accepted report.
+template <typename Vmis, typename Pods, typename LastOf>
+std::vector<VmiStateRow> ReportStates(const Vmis& vmis, const Pods& pods, LastOf last_of,
+                                      const InjectionFacts& injection, const SilenceBound& bound,
+                                      WallClock::time_point now) {
   std::multimap<std::string, const PodFacts*> by_vmi;
   for (const auto& [_, p] : pods) by_vmi.emplace(Key(p.namespace_, p.vmi_name), &p);
   std::vector<VmiStateRow> rows;
@@ -123,9 +122,8 @@ std::vector<VmiStateRow> ReportStates(const std::vector<std::pair<std::string, V
 /// ReportStates with the last accepted reports of `store`, whose steady-clock
 /// times are read against `steady_now` / `wall_now`.
 std::vector<VmiStateRow> CurrentReportStates(
-    const std::vector<std::pair<std::string, VmiFacts>>& vmis,
-    const std::vector<std::pair<std::string, PodFacts>>& pods, const ReportStore& store,
-    const InjectionFacts& injection, const SilenceBound& bound, Clock::time_point steady_now,
-    WallClock::time_point wall_now);
+    const std::map<std::string, VmiFacts>& vmis, const std::map<std::string, PodFacts>& pods,
+    const ReportStore& store, const InjectionFacts& injection, const SilenceBound& bound,
+    Clock::time_point steady_now, WallClock::time_point wall_now);
 
 }  // namespace gm::reporter

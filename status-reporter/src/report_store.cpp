@@ -58,20 +58,6 @@ bool ReportStore::LoadFresh(const StoredReport& r, Clock::time_point now) const 
   return now - sampled <= max_age_;
 }
 
-std::vector<StoredReport> ReportStore::Fresh(Clock::time_point now) {
-  std::vector<StoredReport> out;
-  std::lock_guard lock(mu_);
-  for (auto it = reports_.begin(); it != reports_.end();) {
-    if (now - it->second.received > max_age_) {
-      it = reports_.erase(it);  // the sidecar stopped reporting: nothing about it is still known
-      continue;
-    }
-    out.push_back(it->second);
-    ++it;
-  }
-  return out;
-}
-
 size_t ReportStore::size() const {
   std::lock_guard lock(mu_);
   return reports_.size();

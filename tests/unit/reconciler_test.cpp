@@ -66,8 +66,8 @@ struct Setup {
 
 // The mode series of the reporter's /metrics, e.g. "annotations=1 off=0 status=0 unknown=0".
 std::string Modes(const ReporterMetrics& m) {
-  const ReportStore none{300s};
-  const std::string text = RenderReporterMetrics({}, none, Clock::now(), true, m);
+  ReportStore none{300s};
+  const std::string text = RenderReporterMetrics(none, Clock::now(), true, m);
   std::string out;
   for (const char* mode : {"annotations", "off", "status", "unknown"}) {
     const std::string series =

@@ -212,14 +212,15 @@ TEST_CASE("the store's last accepted report outlives its freshness and dates the
   r.pod_uid = "pod-uid-1";
   r.health = gm::ReportHealth{true, 600, 0, ""};
   REQUIRE(store.Put("team-a/vm-1", {r, "node-1", t}) == PutResult::kChanged);
-  CHECK(store.Fresh(t + 400s).empty());  // its load and ratios are gone
-  std::vector<std::pair<std::string, VmiFacts>> vmis(1);
-  vmis[0].first = "team-a/vm-1";
-  vmis[0].second.namespace_ = "team-a";
-  vmis[0].second.name = "vm-1";
-  vmis[0].second.phase = "Running";
-  vmis[0].second.active_pods["pod-uid-1"] = "";
-  std::vector<std::pair<std::string, PodFacts>> pods{{"team-a/p", Pod(true, kNow - 2h)}};
+  CHECK(store.WithFresh(
+      t + 400s, [](const auto& fresh) { return fresh.empty(); }));  // its load and ratios are gone
+  std::map<std::string, VmiFacts> vmis;
+  VmiFacts& vmi = vmis["team-a/vm-1"];
+  vmi.namespace_ = "team-a";
+  vmi.name = "vm-1";
+  vmi.phase = "Running";
+  vmi.active_pods["pod-uid-1"] = "";
+  const std::map<std::string, PodFacts> pods{{"team-a/p", Pod(true, kNow - 2h)}};
   const auto at = [&](Clock::duration after) {
     return Show(CurrentReportStates(vmis, pods, store, Installed(), SilenceBound{}, t + after,
                                     kNow + after)[0]
@@ -253,8 +254,7 @@ TEST_CASE("/metrics: one state row per running VMI, counts per state, and the si
       {"team-b", "vm-4", "node-8", {ReportState::kSilent, "never_reported"}},
   };
   ReporterMetrics self;
-  const std::string text =
-      RenderReporterMetrics(store.Fresh(t + 1s), store, t + 1s, true, self, true, &rows);
+  const std::string text = RenderReporterMetrics(store, t + 1s, true, self, true, &rows);
   const auto has = [&](const std::string& s) { return text.find(s) != std::string::npos; };
   CHECK(
       has("status_reporter_vmi_report_state{namespace=\"team-a\",name=\"vm-1\",node=\"node-7\","
@@ -282,12 +282,12 @@ TEST_CASE("/metrics: one state row per running VMI, counts per state, and the si
   CHECK_FALSE(has("status_reporter_sidecar_report_failures{namespace=\"team-a\",name=\"vm-2\""));
 
   // A standby knows no reports: no states and no counts, rather than zeros.
-  const std::string standby = RenderReporterMetrics({}, store, t + 1s, true, self);
+  const std::string standby = RenderReporterMetrics(store, t + 1s, true, self);
   CHECK(standby.find("status_reporter_vmis") == std::string::npos);
   CHECK(standby.find("status_reporter_vmi_report_state") == std::string::npos);
   // A leader with no running VMI says 0 for every state.
   const std::vector<VmiStateRow> none;
-  CHECK(RenderReporterMetrics({}, store, t + 1s, true, self, true, &none)
+  CHECK(RenderReporterMetrics(store, t + 1s, true, self, true, &none)
             .find("status_reporter_vmis{state=\"silent\",reason=\"never_reported\"} 0\n") !=
         std::string::npos);
 }

@@ -83,8 +83,11 @@ TEST_CASE("report store: new facts need a write, repeats do not; old reports van
   const auto stored = *store.Get("team-a/vm-1");
   CHECK(store.LoadFresh(stored, t0 + 300s));  // sampled at t0+30s
   CHECK_FALSE(store.LoadFresh(stored, t0 + 331s));
-  CHECK(store.Fresh(t0 + 430s).size() == 1);
-  CHECK(store.Fresh(t0 + 431s).empty());
+  const auto fresh_at = [&store](Clock::time_point t) {
+    return store.WithFresh(t, [](const auto& fresh) { return fresh.size(); });
+  };
+  CHECK(fresh_at(t0 + 430s) == 1);
+  CHECK(fresh_at(t0 + 431s) == 0);
   CHECK(store.size() == 0);
 }
 
@@ -179,7 +182,7 @@ TEST_CASE(
   self.CountApiRequest("PATCH", 200);
   self.SetVmiRatioMode(VmiRatioMode::kAnnotations);
 
-  auto text = RenderReporterMetrics(store.Fresh(t0 + 1s), store, t0 + 1s, true, self);
+  auto text = RenderReporterMetrics(store, t0 + 1s, true, self);
   const auto has = [&](const std::string& s) { return text.find(s) != std::string::npos; };
   CHECK(
       has("kubevirt_vmi_guest_load_1m{namespace=\"team-a\",name=\"vm-1\",node=\"node-7\"} 2.5\n"));
@@ -198,7 +201,7 @@ TEST_CASE(
   CHECK(has("status_reporter_vmi_ratio_mode{mode=\"annotations\"} 1\n"));
   CHECK(has("status_reporter_vmi_ratio_mode{mode=\"status\"} 0\n"));
 
-  text = RenderReporterMetrics(store.Fresh(t0 + 1s), store, t0 + 1s, false, self);
+  text = RenderReporterMetrics(store, t0 + 1s, false, self);
   CHECK(text.find("kubevirt_vmi_guest_load_1m") == std::string::npos);  // switched off
   CHECK(text.find("kubevirt_vmi_cpu_allocation_ratio") != std::string::npos);
 }

@@ -123,6 +123,14 @@ class Informer final : public detail::ReflectorSink {
     std::lock_guard<std::mutex> lock(mu_);
     return {store_.begin(), store_.end()};
   }
+  /// Calls `f` with the store (key order) under the lock, and returns what
+  /// `f` returns: a read without List's copy, for readers of every object.
+  /// `f` must be quick and must not call this informer: updates wait.
+  template <typename F>
+  auto Read(F f) const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return f(std::as_const(store_));
+  }
   std::size_t Size() const {
     std::lock_guard<std::mutex> lock(mu_);
     return store_.size();
