@@ -247,14 +247,15 @@ TEST_CASE(
   const double cpu = CpuSeconds(e.proc->pid()) - cpu0;
   MESSAGE("CPU time over 3 s with the descriptors exhausted: " << cpu << " s");
   CHECK(cpu < 0.5);  // the bug: a core (about 3 s)
-  CHECK(e.proc->Running());
+  const auto log = [&e] {
+    std::ifstream in(e.dir.path + "/exporter.log");
+    return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  };
+  // Seen once in a full run on a loaded machine, not reproduced since: say why.
+  if (!e.proc->Running())
+    FAIL_CHECK("the exporter exited, status " << e.proc->Wait(0ms) << "; its log:\n" << log());
   fds.clear();  // close them all: the exporter must accept again
   CHECK(WaitUntil([&] { return e.Healthy(2s); }, 10s));
-  std::string log;
-  {
-    std::ifstream in(e.dir.path + "/exporter.log");
-    log.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
-  }
-  CHECK(log.find("descriptors") != std::string::npos);
+  CHECK(log().find("descriptors") != std::string::npos);
   CHECK(Counter(e, "guest_exporter_http_accept_pauses_total{listener=\"tcp\"}") >= 1);
 }
