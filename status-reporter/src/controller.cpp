@@ -231,6 +231,7 @@ struct Controller::Impl final : FactsSource {
     const auto keys =
         store.WithFresh(Clock::now(), [](const std::vector<const StoredReport*>& fresh) {
           std::vector<std::string> out;
+          out.reserve(fresh.size());
           for (const StoredReport* s : fresh)
             out.push_back(Key(s->report.namespace_, s->report.vmi_name));
           return out;
