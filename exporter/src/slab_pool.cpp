@@ -1,5 +1,6 @@
 #include "slab_pool.h"
 
+#include <sanitizer/asan_interface.h>  // no-op macros unless built with ASan
 #include <sys/mman.h>
 
 #include <cstdint>
@@ -44,6 +45,7 @@ SlabPool::~SlabPool() {
     for (Slab* s : *list) {
       while (s != nullptr) {
         Slab* next = list == &open_ ? s->next : nullptr;
+        ASAN_UNPOISON_MEMORY_REGION(s, kSlabBytes);  // the address range may be mapped again
         munmap(s, kSlabBytes);
         s = next;
       }
@@ -64,6 +66,9 @@ void* SlabPool::Allocate(size_t bytes) {
       s->slot = (cls + 1) * kGranule;
       s->cls = cls;
       s->capacity = (kSlabBytes - Slab::Header()) / s->slot;
+      // Under ASan a slot is addressable only while it is handed out, so a
+      // use after free in a connection is still caught.
+      ASAN_POISON_MEMORY_REGION(s->SlotAt(0), s->capacity * s->slot);
       ++slabs_;
     }
     s->next = nullptr;
@@ -74,9 +79,11 @@ void* SlabPool::Allocate(size_t bytes) {
   void* p;
   if (s->free != nullptr) {
     p = s->free;
+    ASAN_UNPOISON_MEMORY_REGION(p, s->slot);
     s->free = *static_cast<void**>(p);
   } else {
     p = s->SlotAt(s->carved++);
+    ASAN_UNPOISON_MEMORY_REGION(p, s->slot);
   }
   ++s->live;
   if (s->free == nullptr && s->carved == s->capacity) {  // full: out of the open list
@@ -95,6 +102,7 @@ void SlabPool::Deallocate(void* p, size_t bytes) noexcept {
   auto* s = reinterpret_cast<Slab*>(reinterpret_cast<uintptr_t>(p) & ~(kSlabBytes - 1));
   *static_cast<void**>(p) = s->free;
   s->free = p;
+  ASAN_POISON_MEMORY_REGION(p, s->slot);
   --s->live;
   const size_t cls = s->cls;
   if (!s->in_open) {  // it was full: open again
@@ -114,9 +122,11 @@ void SlabPool::Deallocate(void* p, size_t bytes) noexcept {
     // Fresh as a new slab, so that its slots are carved again in order.
     s->free = nullptr;
     s->carved = 0;
+    ASAN_POISON_MEMORY_REGION(s->SlotAt(0), s->capacity * s->slot);
     spare_[cls] = s;
     return;
   }
+  ASAN_UNPOISON_MEMORY_REGION(s, kSlabBytes);  // the address range may be mapped again
   munmap(s, kSlabBytes);
   --slabs_;
 }
