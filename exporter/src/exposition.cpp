@@ -1,129 +1,206 @@
 #include "exposition.h"
 
-#include <prometheus/metric_family.h>
-#include <prometheus/text_serializer.h>
+#include <fmt/format.h>
+
+#include <cmath>
+#include <iterator>
 
 #include "gm/build_info.h"
 
 namespace gm::exporter {
 
-namespace {
-
-prometheus::Registry& NewRegistry(std::shared_ptr<prometheus::Registry>& holder) {
-  holder = std::make_shared<prometheus::Registry>();
-  return *holder;
+void Histogram::Observe(double v) {
+  std::lock_guard<std::mutex> lock(mu_);
+  size_t i = 0;
+  while (i < kBounds.size() && v > kBounds[i]) ++i;
+  if (i < kBounds.size()) ++buckets_[i];
+  ++count_;
+  sum_ += v;
 }
 
-}  // namespace
+Histogram::Snapshot Histogram::Read() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  Snapshot s;
+  uint64_t running = 0;
+  for (size_t i = 0; i < kBounds.size(); ++i) s.cumulative[i] = running += buckets_[i];
+  s.count = count_;
+  s.sum = sum_;
+  return s;
+}
 
-SelfMetrics::SelfMetrics(const std::string& libvirt_version)
-    : libvirt_up(prometheus::BuildGauge()
-                     .Name("guest_exporter_libvirt_up")
-                     .Help("1 when the exporter holds a working connection to libvirt, else 0.")
-                     .Register(NewRegistry(registry_))
-                     .Add({})),
-      libvirt_connects_ok(prometheus::BuildCounter()
-                              .Name("guest_exporter_libvirt_connects_total")
-                              .Help("Attempts to connect to libvirt, by result.")
-                              .Register(*registry_)
-                              .Add({{"result", "ok"}})),
-      libvirt_connects_failed(prometheus::BuildCounter()
-                                  .Name("guest_exporter_libvirt_connects_total")
-                                  .Help("Attempts to connect to libvirt, by result.")
-                                  .Register(*registry_)
-                                  .Add({{"result", "error"}})),
-      libvirt_calls_hung(prometheus::BuildCounter()
-                             .Name("guest_exporter_libvirt_calls_hung_total")
-                             .Help("libvirt calls that ran past their deadline; while one hangs no "
-                                   "further call is made and the data goes stale.")
-                             .Register(*registry_)
-                             .Add({})),
-      poll_duration(prometheus::BuildHistogram()
-                        .Name("guest_exporter_poll_duration_seconds")
-                        .Help("Time taken by one load read of one domain (libvirt and agent).")
-                        .Register(*registry_)
-                        .Add({}, prometheus::Histogram::BucketBoundaries{0.001, 0.005, 0.01, 0.05,
-                                                                         0.1, 0.5, 1, 5, 10, 30})),
-      reports_ok(prometheus::BuildCounter()
-                     .Name("guest_exporter_reports_total")
-                     .Help("Reports pushed to the status-reporter, by result.")
-                     .Register(*registry_)
-                     .Add({{"result", "ok"}})),
-      reports_failed(prometheus::BuildCounter()
-                         .Name("guest_exporter_reports_total")
-                         .Help("Reports pushed to the status-reporter, by result.")
-                         .Register(*registry_)
-                         .Add({{"result", "error"}})) {
-  prometheus::BuildGauge()
-      .Name("guest_exporter_build_info")
-      .Help("Build of the running guest-exporter and the libvirt library it uses; always 1.")
-      .Register(*registry_)
-      .Add({{"version", kVersion}, {"revision", kRevision}, {"libvirt_version", libvirt_version}})
-      .Set(1);
-  polls_ = &prometheus::BuildCounter()
-                .Name("guest_exporter_polls_total")
-                .Help("Load reads of a domain, by result (ok, or the reason there is no load).")
-                .Register(*registry_);
-  for (Reason r : {Reason::kOk, Reason::kNoAgent, Reason::kAgentDisconnected, Reason::kAgentTimeout,
-                   Reason::kAgentBusy, Reason::kCommandNotFound, Reason::kUnsupported,
-                   Reason::kBadReply, Reason::kDomainNotRunning, Reason::kLibvirtError}) {
-    polls_by_reason_[r] = &polls_->Add({{"result", std::string(ReasonName(r))}});
+SelfMetrics::SelfMetrics(std::string libvirt_version)
+    : libvirt_version_(std::move(libvirt_version)) {}
+
+void SelfMetrics::CountPoll(Reason reason) {
+  for (size_t i = 0; i < kPollReasons.size(); ++i) {
+    if (kPollReasons[i] == reason) polls_[i].Increment();
   }
 }
 
-void SelfMetrics::CountPoll(Reason reason) {
-  if (auto it = polls_by_reason_.find(reason); it != polls_by_reason_.end())
-    it->second->Increment();
+std::vector<std::pair<Reason, uint64_t>> SelfMetrics::Polls() const {
+  std::vector<std::pair<Reason, uint64_t>> out;
+  for (size_t i = 0; i < kPollReasons.size(); ++i)
+    out.emplace_back(kPollReasons[i], polls_[i].Value());
+  return out;
 }
 
 namespace {
 
-prometheus::MetricFamily Family(const std::string& name, const std::string& help,
-                                prometheus::MetricType type) {
-  prometheus::MetricFamily f;
-  f.name = name;
-  f.help = help;
-  f.type = type;
-  return f;
+using Label = std::pair<std::string_view, std::string_view>;
+
+// The Prometheus text format, version 0.0.4
+// (https://prometheus.io/docs/instrumenting/exposition_formats/): a HELP and
+// a TYPE line per family, then one line per sample. Its only rules beyond
+// plain text are the two escapes below and the spellings of special floats.
+class TextWriter {
+ public:
+  explicit TextWriter(std::string& out) : out_(out) {}
+
+  void Family(std::string_view name, std::string_view help, std::string_view type) {
+    out_ += "# HELP ";
+    out_ += name;
+    out_ += ' ';
+    for (const char c : help) {  // HELP escapes backslash and line feed
+      if (c == '\\') {
+        out_ += "\\\\";
+      } else if (c == '\n') {
+        out_ += "\\n";
+      } else {
+        out_ += c;
+      }
+    }
+    out_ += "\n# TYPE ";
+    out_ += name;
+    out_ += ' ';
+    out_ += type;
+    out_ += '\n';
+  }
+
+  void Sample(std::string_view name, std::initializer_list<Label> labels, double value,
+              std::string_view suffix = {}) {
+    out_ += name;
+    out_ += suffix;
+    if (labels.size() != 0) {
+      char sep = '{';
+      for (const auto& [key, text] : labels) {
+        out_ += sep;
+        out_ += key;
+        out_ += "=\"";
+        for (const char c : text) {  // label values also escape the double quote
+          if (c == '\\') {
+            out_ += "\\\\";
+          } else if (c == '"') {
+            out_ += "\\\"";
+          } else if (c == '\n') {
+            out_ += "\\n";
+          } else {
+            out_ += c;
+          }
+        }
+        out_ += '"';
+        sep = ',';
+      }
+      out_ += '}';
+    }
+    out_ += ' ';
+    Number(value);
+    out_ += '\n';
+  }
+
+  // The shortest text that reads back as the same double (fmt's "{}", no
+  // locale), with Prometheus' spellings of the special values.
+  void Number(double v) {
+    if (std::isnan(v)) {
+      out_ += "NaN";
+    } else if (std::isinf(v)) {
+      out_ += v > 0 ? "+Inf" : "-Inf";
+    } else {
+      fmt::format_to(std::back_inserter(out_), "{}", v);
+    }
+  }
+
+ private:
+  std::string& out_;
+};
+
+std::string NumberText(double v) {
+  std::string s;
+  TextWriter(s).Number(v);
+  return s;
 }
 
-void AddGauge(prometheus::MetricFamily& f, std::vector<prometheus::ClientMetric::Label> labels,
-              double value) {
-  prometheus::ClientMetric m;
-  m.label = std::move(labels);
-  m.gauge.value = value;
-  f.metric.push_back(std::move(m));
-}
+// The exporter's own metrics, in a fixed order.
+void WriteSelf(TextWriter& w, const SelfMetrics& self) {
+  w.Family("guest_exporter_libvirt_up",
+           "1 when the exporter holds a working connection to libvirt, else 0.", "gauge");
+  w.Sample("guest_exporter_libvirt_up", {}, self.libvirt_up.Value());
+  w.Family("guest_exporter_libvirt_connects_total", "Attempts to connect to libvirt, by result.",
+           "counter");
+  w.Sample("guest_exporter_libvirt_connects_total", {{"result", "error"}},
+           static_cast<double>(self.libvirt_connects_failed.Value()));
+  w.Sample("guest_exporter_libvirt_connects_total", {{"result", "ok"}},
+           static_cast<double>(self.libvirt_connects_ok.Value()));
+  w.Family("guest_exporter_libvirt_calls_hung_total",
+           "libvirt calls that ran past their deadline; while one hangs no further call is made "
+           "and the data goes stale.",
+           "counter");
+  w.Sample("guest_exporter_libvirt_calls_hung_total", {},
+           static_cast<double>(self.libvirt_calls_hung.Value()));
 
-void AddCounter(prometheus::MetricFamily& f, std::vector<prometheus::ClientMetric::Label> labels,
-                uint64_t value) {
-  prometheus::ClientMetric m;
-  m.label = std::move(labels);
-  m.counter.value = static_cast<double>(value);
-  f.metric.push_back(std::move(m));
+  constexpr std::string_view kPoll = "guest_exporter_poll_duration_seconds";
+  w.Family(kPoll, "Time taken by one load read of one domain (libvirt and agent).", "histogram");
+  const auto h = self.poll_duration.Read();
+  for (size_t i = 0; i < Histogram::kBounds.size(); ++i) {
+    const std::string le = NumberText(Histogram::kBounds[i]);
+    w.Sample(kPoll, {{"le", le}}, static_cast<double>(h.cumulative[i]), "_bucket");
+  }
+  w.Sample(kPoll, {{"le", "+Inf"}}, static_cast<double>(h.count), "_bucket");
+  w.Sample(kPoll, {}, h.sum, "_sum");
+  w.Sample(kPoll, {}, static_cast<double>(h.count), "_count");
+
+  w.Family("guest_exporter_reports_total", "Reports pushed to the status-reporter, by result.",
+           "counter");
+  w.Sample("guest_exporter_reports_total", {{"result", "error"}},
+           static_cast<double>(self.reports_failed.Value()));
+  w.Sample("guest_exporter_reports_total", {{"result", "ok"}},
+           static_cast<double>(self.reports_ok.Value()));
+  w.Family("guest_exporter_build_info",
+           "Build of the running guest-exporter and the libvirt library it uses; always 1.",
+           "gauge");
+  w.Sample(
+      "guest_exporter_build_info",
+      {{"libvirt_version", self.libvirt_version()}, {"revision", kRevision}, {"version", kVersion}},
+      1);
+  w.Family("guest_exporter_polls_total",
+           "Load reads of a domain, by result (ok, or the reason there is no load).", "counter");
+  for (const auto& [reason, n] : self.Polls()) {
+    w.Sample("guest_exporter_polls_total", {{"result", ReasonName(reason)}},
+             static_cast<double>(n));
+  }
 }
 
 // The listeners' refusals: counted by the server thread, which also renders
-// the page, so they are read here rather than mirrored into the registry.
-void AppendHttpFamilies(const std::vector<HttpListenerStats>& http,
-                        std::vector<prometheus::MetricFamily>& families) {
+// the page, so they are read here rather than mirrored into counters.
+void WriteHttp(TextWriter& w, const std::vector<HttpListenerStats>& http) {
   if (http.empty()) return;
   // Short HELP texts: the page is served at every scrape; docs/metrics.md says the rest.
-  auto refused = Family("guest_exporter_http_connections_refused_total",
-                        "Connections closed at accept: the listener's budget was full.",
-                        prometheus::MetricType::Counter);
-  auto pauses = Family("guest_exporter_http_accept_pauses_total",
-                       "Accept pauses: out of file descriptors.", prometheus::MetricType::Counter);
-  auto timeouts = Family("guest_exporter_http_connections_timed_out_total",
-                         "Connections closed by the request deadline or the idle timeout.",
-                         prometheus::MetricType::Counter);
+  constexpr std::string_view kRefused = "guest_exporter_http_connections_refused_total";
+  constexpr std::string_view kPauses = "guest_exporter_http_accept_pauses_total";
+  constexpr std::string_view kTimeouts = "guest_exporter_http_connections_timed_out_total";
+  w.Family(kRefused, "Connections closed at accept: the listener's budget was full.", "counter");
+  for (const auto& l : http)
+    w.Sample(kRefused, {{"listener", l.listener}}, static_cast<double>(l.refused));
+  w.Family(kPauses, "Accept pauses: out of file descriptors.", "counter");
   for (const auto& l : http) {
-    AddCounter(refused, {{"listener", l.listener}}, l.refused);
-    AddCounter(pauses, {{"listener", l.listener}}, l.accept_pauses);
-    AddCounter(timeouts, {{"listener", l.listener}, {"timeout", "request"}}, l.request_timeouts);
-    AddCounter(timeouts, {{"listener", l.listener}, {"timeout", "idle"}}, l.idle_timeouts);
+    w.Sample(kPauses, {{"listener", l.listener}}, static_cast<double>(l.accept_pauses));
   }
-  for (auto* f : {&refused, &pauses, &timeouts}) families.push_back(std::move(*f));
+  w.Family(kTimeouts, "Connections closed by the request deadline or the idle timeout.", "counter");
+  for (const auto& l : http) {
+    w.Sample(kTimeouts, {{"listener", l.listener}, {"timeout", "request"}},
+             static_cast<double>(l.request_timeouts));
+    w.Sample(kTimeouts, {{"listener", l.listener}, {"timeout", "idle"}},
+             static_cast<double>(l.idle_timeouts));
+  }
 }
 
 }  // namespace
@@ -138,73 +215,73 @@ RatioInputs InputsFor(const DomainView& d, const RatioInputs& requests) {
 std::string RenderMetrics(const std::vector<DomainView>& domains, const std::string& node,
                           std::chrono::seconds interval, const RatioInputs& requests,
                           const SelfMetrics& self, const std::vector<HttpListenerStats>& http) {
-  using prometheus::MetricType;
+  std::string out;
+  out.reserve(4096 + domains.size() * 1024);
+  TextWriter w(out);
   const std::string every = "; sampled from the guest agent every " +
                             std::to_string(interval.count()) +
                             "s, absent when the agent gives no load or the sample is stale.";
-  auto load1 =
-      Family("kubevirt_vmi_guest_load_1m",
-             "Guest load average over 1 minute, in runnable threads" + every, MetricType::Gauge);
-  auto load5 =
-      Family("kubevirt_vmi_guest_load_5m",
-             "Guest load average over 5 minutes, in runnable threads" + every, MetricType::Gauge);
-  auto load15 =
-      Family("kubevirt_vmi_guest_load_15m",
-             "Guest load average over 15 minutes, in runnable threads" + every, MetricType::Gauge);
-  auto status =
-      Family("guest_exporter_guest_load_status",
+  // One family at a time over all domains; a family with no sample is left out.
+  const auto family = [&](std::string_view name, const std::string& help, auto value_of) {
+    bool any = false;
+    for (const auto& d : domains) {
+      const std::optional<double> v = value_of(d);
+      if (!v) continue;
+      if (!any) w.Family(name, help, "gauge");
+      any = true;
+      w.Sample(name,
+               {{"namespace", d.identity.namespace_}, {"name", d.identity.name}, {"node", node}},
+               *v);
+    }
+  };
+  using V = std::optional<double>;
+  family("kubevirt_vmi_guest_load_1m",
+         "Guest load average over 1 minute, in runnable threads" + every,
+         [](const DomainView& d) { return d.load ? V(d.load->load1m) : std::nullopt; });
+  family("kubevirt_vmi_guest_load_5m",
+         "Guest load average over 5 minutes, in runnable threads" + every,
+         [](const DomainView& d) { return d.load ? V(d.load->load5m) : std::nullopt; });
+  family("kubevirt_vmi_guest_load_15m",
+         "Guest load average over 15 minutes, in runnable threads" + every,
+         [](const DomainView& d) { return d.load ? V(d.load->load15m) : std::nullopt; });
+  if (!domains.empty()) {
+    constexpr std::string_view kStatus = "guest_exporter_guest_load_status";
+    w.Family(kStatus,
              "Why a running domain has or lacks guest load: one series per domain with the "
              "reason label set (ok, agent_disconnected, command_not_found, stale, ...); always 1.",
-             MetricType::Gauge);
-  auto last =
-      Family("guest_exporter_last_sample_timestamp_seconds",
-             "Unix time of the last good load sample of a running domain.", MetricType::Gauge);
-  auto vcpus = Family("guest_exporter_guest_vcpus", "Live vCPUs of the domain, from libvirt.",
-                      MetricType::Gauge);
-  auto memory = Family("guest_exporter_guest_memory_bytes",
-                       "Live guest memory of the domain, from libvirt.", MetricType::Gauge);
-  auto cpu_ratio = Family(
-      "kubevirt_vmi_cpu_allocation_ratio",
-      "Guest vCPUs divided by the compute container's CPU request in cores (see docs/ratios.md).",
-      MetricType::Gauge);
-  auto mem_ratio =
-      Family("kubevirt_vmi_memory_overcommit_ratio",
-             "Guest memory divided by the memory request without virtualization overhead (see "
-             "docs/ratios.md).",
-             MetricType::Gauge);
-
-  for (const auto& d : domains) {
-    std::vector<prometheus::ClientMetric::Label> id{
-        {"namespace", d.identity.namespace_}, {"name", d.identity.name}, {"node", node}};
-    if (d.load) {
-      AddGauge(load1, id, d.load->load1m);
-      AddGauge(load5, id, d.load->load5m);
-      AddGauge(load15, id, d.load->load15m);
+             "gauge");
+    for (const auto& d : domains) {
+      w.Sample(kStatus,
+               {{"namespace", d.identity.namespace_},
+                {"name", d.identity.name},
+                {"node", node},
+                {"reason", ReasonName(d.reason)}},
+               1);
     }
-    auto with_reason = id;
-    with_reason.push_back({"reason", std::string(ReasonName(d.reason))});
-    AddGauge(status, std::move(with_reason), 1);
-    if (d.sample_wall_time) {
-      AddGauge(last, id,
-               std::chrono::duration<double>(d.sample_wall_time->time_since_epoch()).count());
-    }
-    AddGauge(vcpus, id, d.info.vcpus);
-    AddGauge(memory, id, static_cast<double>(d.info.memory_kib) * 1024.0);
-    const Ratios ratios = ComputeRatios(InputsFor(d, requests));
-    if (ratios.cpu_allocation) AddGauge(cpu_ratio, id, *ratios.cpu_allocation);
-    if (ratios.memory_overcommit) AddGauge(mem_ratio, id, *ratios.memory_overcommit);
   }
-
-  std::vector<prometheus::MetricFamily> families;
-  for (auto* f :
-       {&load1, &load5, &load15, &status, &last, &vcpus, &memory, &cpu_ratio, &mem_ratio}) {
-    if (!f->metric.empty()) families.push_back(std::move(*f));
-  }
-  auto own = self.registry().Collect();
-  families.insert(families.end(), std::make_move_iterator(own.begin()),
-                  std::make_move_iterator(own.end()));
-  AppendHttpFamilies(http, families);
-  return prometheus::TextSerializer().Serialize(families);
+  family("guest_exporter_last_sample_timestamp_seconds",
+         "Unix time of the last good load sample of a running domain.", [](const DomainView& d) {
+           return d.sample_wall_time
+                      ? V(std::chrono::duration<double>(d.sample_wall_time->time_since_epoch())
+                              .count())
+                      : std::nullopt;
+         });
+  family("guest_exporter_guest_vcpus", "Live vCPUs of the domain, from libvirt.",
+         [](const DomainView& d) { return V(d.info.vcpus); });
+  family("guest_exporter_guest_memory_bytes", "Live guest memory of the domain, from libvirt.",
+         [](const DomainView& d) { return V(static_cast<double>(d.info.memory_kib) * 1024.0); });
+  family("kubevirt_vmi_cpu_allocation_ratio",
+         "Guest vCPUs divided by the compute container's CPU request in cores (see "
+         "docs/ratios.md).",
+         [&](const DomainView& d) { return ComputeRatios(InputsFor(d, requests)).cpu_allocation; });
+  family(
+      "kubevirt_vmi_memory_overcommit_ratio",
+      "Guest memory divided by the memory request without virtualization overhead (see "
+      "docs/ratios.md).",
+      [&](const DomainView& d) { return ComputeRatios(InputsFor(d, requests)).memory_overcommit; });
+  WriteSelf(w, self);
+  WriteHttp(w, http);
+  return out;
 }
 
 }  // namespace gm::exporter

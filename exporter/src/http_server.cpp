@@ -27,6 +27,7 @@
 #include "gm/errno_text.h"
 #include "gm/listen_address.h"
 #include "gm/unique_fd.h"
+#include "slab_pool.h"
 
 namespace gm::exporter {
 
@@ -93,6 +94,9 @@ struct HttpServer::Impl {
   HttpServerOptions options;
   Handler handler;
   Tick tick;
+  // Per-connection memory (slab_pool.h). Declared before `io`: destroying
+  // the context frees its pending operations into it.
+  SlabPool pool;
   asio::io_context io{1};
   std::unique_ptr<Listener> unix_listener;
   std::unique_ptr<Listener> tcp_listener;
@@ -109,6 +113,25 @@ struct HttpServer::Impl {
 };
 
 namespace {
+
+// A completion handler whose operation memory asio takes from the server's
+// SlabPool (asio asks a handler for its associated allocator).
+template <typename F>
+struct Pooled {
+  using allocator_type = SlabAllocator<void>;
+  allocator_type get_allocator() const noexcept { return allocator_type(*pool); }
+  template <typename... Args>
+  void operator()(Args&&... args) {
+    f(std::forward<Args>(args)...);
+  }
+  SlabPool* pool;
+  F f;
+};
+
+template <typename F>
+Pooled<F> InPool(SlabPool& pool, F f) {
+  return Pooled<F>{&pool, std::move(f)};
+}
 
 class Conn : public std::enable_shared_from_this<Conn> {
  public:
@@ -132,21 +155,22 @@ class Conn : public std::enable_shared_from_this<Conn> {
   void SetDeadline(std::chrono::milliseconds d, bool request) {
     request_deadline_ = request;
     timer_.expires_after(d);  // cancels the previous wait
-    timer_.async_wait([self = shared_from_this()](const error_code& ec) {
+    timer_.async_wait(InPool(server_.pool, [self = shared_from_this()](const error_code& ec) {
       // Aborted: the deadline moved or the connection closed (maybe just
       // after the timer expired: then it was not cut by it).
       if (ec || self->closed_) return;
       auto& stats = self->listener_.stats;
       ++(self->request_deadline_ ? stats.request_timeouts : stats.idle_timeouts);
       self->Close();
-    });
+    }));
   }
 
   void WaitRead() {
-    sock_.async_wait(Socket::wait_read, [self = shared_from_this()](const error_code& ec) {
-      if (ec) return self->Close();
-      self->OnReadable();
-    });
+    sock_.async_wait(Socket::wait_read,
+                     InPool(server_.pool, [self = shared_from_this()](const error_code& ec) {
+                       if (ec) return self->Close();
+                       self->OnReadable();
+                     }));
   }
 
   void OnReadable() {
@@ -169,7 +193,8 @@ class Conn : public std::enable_shared_from_this<Conn> {
     // responses stops being read from, and costs this one response.
     asio::async_write(
         sock_, asio::buffer(ex_.response()),
-        [self = shared_from_this()](const error_code& ec, size_t) { self->Written(ec); });
+        InPool(server_.pool,
+               [self = shared_from_this()](const error_code& ec, size_t) { self->Written(ec); }));
   }
 
   void Written(const error_code& ec) {
@@ -263,7 +288,7 @@ void HttpServer::Impl::Accept(Listener& l) {
           error_code ignored;
           socket.set_option(asio::ip::tcp::no_delay(true), ignored);
         }
-        std::make_shared<Conn>(*this, l, std::move(socket))->Start();
+        std::allocate_shared<Conn>(SlabAllocator<Conn>(pool), *this, l, std::move(socket))->Start();
       }
     }
     Accept(l);  // other errors (a connection reset before accept) concern one client only

@@ -8,15 +8,14 @@
 
 #include <cerrno>
 #include <cstring>
-#include <fstream>
 #include <memory>
 #include <mutex>
-#include <sstream>
 
 #include "gm/build_info.h"
 #include "gm/errno_text.h"
 #include "gm/unique_fd.h"
 #include "https_wire.h"
+#include "small_file.h"
 
 namespace gm::exporter {
 
@@ -34,20 +33,20 @@ struct ListDeleter {
 // The CA bundle for this POST, read now and checked (a clear error instead of
 // a handshake failure), then put in a memfd that libcurl opens by path.
 // Returns the path ("" = libcurl's default bundle) or "" with `error` set.
+// A CA bundle, even the whole public trust store, is far below this.
+constexpr size_t kMaxCaBytes = 4 << 20;
+
 std::string PrepareTrust(const TlsTrust& trust, UniqueFd& memfd, std::string& error) {
   if (trust.ca_pem.empty() && trust.ca_file.empty()) return "";
   std::string pem = trust.ca_pem;
   std::string source = "the inline CA PEM";
   if (pem.empty()) {
     source = "CA file " + trust.ca_file;
-    std::ifstream f(trust.ca_file, std::ios::binary);
-    if (!f) {
-      error = "cannot load " + source + ": " + gm::ErrnoText(errno);
+    std::string why;
+    if (!ReadSmallFile(trust.ca_file, kMaxCaBytes, pem, why)) {
+      error = "cannot load " + source + ": " + why;
       return "";
     }
-    std::stringstream ss;
-    ss << f.rdbuf();
-    pem = ss.str();
   }
   std::string why;
   if (!CountPemCertificates(pem, why)) {

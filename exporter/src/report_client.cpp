@@ -3,11 +3,10 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
-#include <fstream>
 #include <random>
-#include <sstream>
 
 #include "gm/logging.h"
+#include "small_file.h"
 
 namespace gm::exporter {
 
@@ -70,13 +69,12 @@ HttpsReportSender::HttpsReportSender(HttpsTarget target, std::unique_ptr<HttpTra
 SendResult HttpsReportSender::Send(const std::string& body) {
   std::vector<std::string> headers{"Content-Type: application/json"};
   if (!target_.token_file.empty()) {
-    std::ifstream f(target_.token_file);
-    std::stringstream ss;
-    ss << f.rdbuf();
-    std::string token = ss.str();
+    // A projected token is about a kilobyte; a file far larger is not one.
+    std::string token, why;
+    const bool read = ReadSmallFile(target_.token_file, 64 << 10, token, why);
     while (!token.empty() && (token.back() == '\n' || token.back() == '\r' || token.back() == ' '))
       token.pop_back();
-    if (!f || token.empty())
+    if (!read || token.empty())
       return {false, "cannot read token file " + target_.token_file, "token_unreadable"};
     // A token is one visible-ASCII word; anything else would corrupt (or
     // inject into) the request head, so it is refused, never sent.

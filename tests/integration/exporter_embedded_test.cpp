@@ -58,6 +58,28 @@ TEST_CASE(
   CHECK(out.find("HTTP 404") != std::string::npos);
 }
 
+TEST_CASE("the /metrics page is valid Prometheus text, as promtool reads it") {
+  TempDir dir;
+  const std::string sock = dir.path + "/m.sock";
+  Process exporter({GUEST_EXPORTER_BIN, "--libvirt-uri", kNodeUri, "--socket", sock,
+                    "--listen-address", "", "--node-name", "node \"a\"\\b"},
+                   {}, dir.path + "/exporter.log");
+  std::string metrics;
+  REQUIRE(WaitUntil(
+      [&] {
+        return CountSeries(metrics = Get(sock, "/metrics"), "guest_exporter_guest_load_status") ==
+               3;
+      },
+      10s));
+  const std::string file = dir.path + "/page.txt";
+  std::ofstream(file) << metrics;
+  // promtool parses the page with Prometheus' own parser and lints it
+  // (HELP present, counter names, histogram shape); it fails on either.
+  std::string out;
+  CHECK_MESSAGE(Run({"/bin/sh", "-c", "promtool check metrics < " + file}, out) == 0, out);
+  CHECK(metrics.find(R"(node="node \"a\"\\b")") != std::string::npos);
+}
+
 TEST_CASE("configured identity replaces the domain name's") {
   TempDir dir;
   const std::string sock = dir.path + "/m.sock";

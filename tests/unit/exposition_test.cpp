@@ -127,3 +127,47 @@ TEST_CASE("what the HTTP listeners refused or cut is shown per listener that is 
   CHECK_FALSE(Has(unix_only, "listener=\"tcp\""));
   CHECK_FALSE(Has(RenderMetrics({}, "n", 120s, {}, self), "guest_exporter_http_"));
 }
+
+TEST_CASE("a line feed in a label value is escaped and cannot start a new sample") {
+  SelfMetrics self("9.0.0");
+  const auto text = RenderMetrics(
+      {View("ns", "a\nevil_metric 1", LoadAverage{1, 1, 1}, Reason::kOk)}, "n", 1s, {}, self);
+  CHECK(Has(text, R"(name="a\nevil_metric 1")"));
+  CHECK_FALSE(Has(text, "\nevil_metric"));
+}
+
+TEST_CASE("the poll-duration histogram has cumulative buckets, +Inf, sum and count") {
+  SelfMetrics self("9.0.0");
+  self.poll_duration.Observe(0.003);
+  self.poll_duration.Observe(2);
+  self.poll_duration.Observe(100);  // beyond the last bound: only +Inf counts it
+  const auto text = RenderMetrics({}, "n", 120s, {}, self);
+  CHECK(Has(text, "# TYPE guest_exporter_poll_duration_seconds histogram\n"));
+  CHECK(Has(text, "guest_exporter_poll_duration_seconds_bucket{le=\"0.001\"} 0\n"));
+  CHECK(Has(text, "guest_exporter_poll_duration_seconds_bucket{le=\"0.005\"} 1\n"));
+  CHECK(Has(text, "guest_exporter_poll_duration_seconds_bucket{le=\"1\"} 1\n"));
+  CHECK(Has(text, "guest_exporter_poll_duration_seconds_bucket{le=\"5\"} 2\n"));
+  CHECK(Has(text, "guest_exporter_poll_duration_seconds_bucket{le=\"30\"} 2\n"));
+  CHECK(Has(text, "guest_exporter_poll_duration_seconds_bucket{le=\"+Inf\"} 3\n"));
+  CHECK(Has(text, "guest_exporter_poll_duration_seconds_sum 102.003\n"));
+  CHECK(Has(text, "guest_exporter_poll_duration_seconds_count 3\n"));
+}
+
+TEST_CASE("counters and gauges of the exporter itself, each family once") {
+  SelfMetrics self("9.0.0");
+  self.libvirt_connects_ok.Increment();
+  self.libvirt_connects_failed.Increment();
+  self.libvirt_connects_failed.Increment();
+  self.reports_ok.Increment();
+  const auto text = RenderMetrics({}, "n", 120s, {}, self);
+  CHECK(Has(text, "guest_exporter_libvirt_connects_total{result=\"ok\"} 1\n"));
+  CHECK(Has(text, "guest_exporter_libvirt_connects_total{result=\"error\"} 2\n"));
+  CHECK(Has(text, "guest_exporter_reports_total{result=\"ok\"} 1\n"));
+  CHECK(Has(text, "guest_exporter_reports_total{result=\"error\"} 0\n"));
+  size_t types = 0;
+  for (size_t at = 0;
+       (at = text.find("# TYPE guest_exporter_libvirt_connects_total ", at)) != std::string::npos;
+       ++at)
+    ++types;
+  CHECK(types == 1);
+}

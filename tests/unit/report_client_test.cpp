@@ -326,8 +326,10 @@ TEST_CASE("the HTTPS sender turns refusals, transport errors and bad tokens into
     CHECK(r.error_class == "unreachable");
   }
   calls.clear();
-  for (const char* bad : {"", "\n", "two words", "tok\r\nX-Injected: 1"}) {
-    CAPTURE(bad);
+  // A file far larger than any token (a misconfigured path) is refused whole, not read and sent.
+  for (const std::string& bad : std::vector<std::string>{
+           "", "\n", "two words", "tok\r\nX-Injected: 1", std::string(100 << 10, 'a')}) {
+    CAPTURE(bad.size());
     token.Write(bad);
     HttpsReportSender s(HttpsTarget{kUrl, "", "", token.path},
                         std::make_unique<FakeTransport>(&calls, HttpExchange{200, "", ""}));
