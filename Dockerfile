@@ -1,7 +1,9 @@
 # kubevirt-guest-metrics: one image, two binaries.
 #   status-reporter  the Deployment (the default entrypoint)
 #   guest-exporter   the sidecar in each virt-launcher pod; the injector sets
-#                    command: ["/usr/local/bin/guest-exporter"]
+#                    command: ["/usr/local/bin/guest-exporter"]. It runs
+#                    guest-exporter-flags, beside it, once at start to parse
+#                    its flags (exporter/src/flags.h says why)
 #
 #   podman build -t kubevirt-guest-metrics --build-arg VERSION="$(cat VERSION)" .
 #   (docker build works the same way)
@@ -34,8 +36,9 @@ COPY status-reporter/ status-reporter/
 # REVISION is handed to the build as GM_REVISION in the environment.
 ARG REVISION=unknown
 RUN GM_REVISION="${REVISION}" cmake -S . -B /build -DCMAKE_BUILD_TYPE=Release -DGM_BUILD_TESTS=OFF \
- && cmake --build /build --parallel "$(nproc)" --target guest-exporter status-reporter \
+ && cmake --build /build --parallel "$(nproc)" --target guest-exporter guest-exporter-flags status-reporter \
  && install -D -m 0755 -s /build/exporter/guest-exporter /out/guest-exporter \
+ && install -D -m 0755 -s /build/exporter/guest-exporter-flags /out/guest-exporter-flags \
  && install -D -m 0755 -s /build/status-reporter/status-reporter /out/status-reporter \
  && rm -rf /build
 
@@ -49,7 +52,10 @@ FROM docker.io/library/debian:bookworm-slim
 #   use libcurl's GnuTLS build (libcurl3-gnutls), which libvirt0 already brings
 # libssl3: status-reporter's HTTPS listener (Boost.Beast/Asio are header-only)
 # libyaml-cpp0.7: status-reporter's kubeconfig parsing (gm::kube)
-# libprometheus-cpp-core1.0, libspdlog1.10, libfmt9: both
+# libprometheus-cpp-core1.0: status-reporter
+# libspdlog1.10, libfmt9: status-reporter and guest-exporter-flags (the
+#   sidecar's flag parser, run once at its start; guest-exporter itself has
+#   spdlog and fmt built in)
 # Below, the ldd check fails the build if a binary needs a library that no
 # package gave; /run/guest-exporter is the exporter's default socket directory,
 # writable by 107 (the injector may mount an emptyDir over it).
@@ -60,8 +66,8 @@ RUN apt-get update \
  && apt-get clean \
  && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin /var/log/apt /var/log/dpkg.log
 
-COPY --from=build /out/guest-exporter /out/status-reporter /usr/local/bin/
-RUN if ldd /usr/local/bin/guest-exporter /usr/local/bin/status-reporter | grep 'not found'; then \
+COPY --from=build /out/guest-exporter /out/guest-exporter-flags /out/status-reporter /usr/local/bin/
+RUN if ldd /usr/local/bin/guest-exporter /usr/local/bin/guest-exporter-flags /usr/local/bin/status-reporter | grep 'not found'; then \
       echo 'runtime stage lacks a shared library (see above): add its Debian package' >&2; exit 1; \
     fi \
  && install -d -m 0755 -o 107 -g 107 /run/guest-exporter

@@ -1,31 +1,10 @@
 #include "flags.h"
 
-#include <fcntl.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
-#include <cerrno>
-#include <cstdio>
-#include <nlohmann/json.hpp>
-
-// CLI11 includes <iostream>, which in libstdc++ 12 gives every translation
-// unit that includes it a static std::ios_base::Init: its constructor, run at
-// program start in the sidecar too, builds the standard streams and
-// libstdc++'s locales. Here the header's include guard is set instead and
-// the four streams CLI11 names are declared as <iostream> declares them; the
-// child constructs an std::ios_base::Init itself before CLI11 runs.
-#if defined(__GLIBCXX__) && !defined(_GLIBCXX_IOSTREAM)
-#include <istream>
-#include <ostream>
-#define _GLIBCXX_IOSTREAM 1
-namespace std {
-extern istream cin;
-extern ostream cout;
-extern ostream cerr;
-extern ostream clog;
-}  // namespace std
-#endif
 #include <CLI/CLI.hpp>
+#include <cerrno>
+#include <iostream>
 
 #include "gm/build_info.h"
 #include "gm/cli.h"
@@ -37,16 +16,6 @@ extern ostream clog;
 #include "https_wire.h"
 
 namespace gm::exporter {
-
-NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(Options, libvirt_uri, interval, max_age_factor, agent_timeout,
-                                   vmi_namespace, vmi_name, node, socket, listen_address,
-                                   http_request_timeout, http_idle_timeout,
-                                   http_max_tcp_connections, http_max_unix_connections, log_format,
-                                   log_level, max_backoff, keepalive_interval, keepalive_count,
-                                   call_deadline, watchdog_timeout, pod_name, pod_uid, cpu_request,
-                                   memory_request, memory_overhead, vmi_memory_request,
-                                   cluster_memory_overcommit, reporter_url, reporter_ca_file,
-                                   reporter_ca_pem, token_file)
 
 namespace {
 
@@ -86,10 +55,9 @@ void Validate(const Options& o) {
   }
 }
 
-// The child's whole work. Returns the exit code; on 0 with `serve` set, the
-// options are written to `out_fd` as JSON.
-int ChildMain(int argc, char** argv, int out_fd) {
-  std::ios_base::Init streams;  // std::cout/std::cerr for CLI11 (see the top of this file)
+}  // namespace
+
+int RunFlagParser(int argc, char** argv, int out_fd) {
   try {
     Options o;
     CLI::App app{
@@ -218,12 +186,14 @@ int ChildMain(int argc, char** argv, int out_fd) {
     } catch (const CLI::Error& e) {
       return app.exit(e);
     }
-    const std::string text = nlohmann::json(o).dump();
+    const std::string text = EncodeOptions(o);
     for (size_t off = 0; off < text.size();) {
       const ssize_t n = ::write(out_fd, text.data() + off, text.size() - off);
       if (n < 0 && errno == EINTR) continue;
       if (n <= 0) {
-        std::cerr << "guest-exporter: cannot hand the flags over: " << gm::ErrnoText(errno) << "\n";
+        std::cerr << "guest-exporter: cannot hand the flags over (fd " << out_fd
+                  << "; this program is started by guest-exporter): " << gm::ErrnoText(errno)
+                  << "\n";
         return 1;
       }
       off += static_cast<size_t>(n);
@@ -232,59 +202,6 @@ int ChildMain(int argc, char** argv, int out_fd) {
   } catch (const std::exception& e) {
     std::cerr << "guest-exporter: " << e.what() << "\n";
     return 1;
-  }
-}
-
-}  // namespace
-
-std::optional<Options> ParseFlagsInChild(int argc, char** argv, int& exit_code) {
-  exit_code = 1;
-  int fds[2];
-  if (::pipe2(fds, O_CLOEXEC) != 0) {
-    std::fprintf(stderr, "guest-exporter: cannot parse the flags: pipe: %s\n",
-                 gm::ErrnoText(errno).c_str());
-    return std::nullopt;
-  }
-  gm::UniqueFd read_end(fds[0]);
-  gm::UniqueFd write_end(fds[1]);
-  std::fflush(nullptr);  // nothing buffered is written twice
-  const pid_t pid = ::fork();
-  if (pid < 0) {
-    std::fprintf(stderr, "guest-exporter: cannot parse the flags: fork: %s\n",
-                 gm::ErrnoText(errno).c_str());
-    return std::nullopt;
-  }
-  if (pid == 0) {
-    read_end.Reset();
-    const int code = ChildMain(argc, argv, write_end.get());
-    std::fflush(nullptr);
-    ::_exit(code);  // the parent's exit handlers are the parent's
-  }
-  write_end.Reset();
-  // Options are a few KiB; the bound only guards against a broken child.
-  std::string text;
-  char buf[4096];
-  for (;;) {
-    const ssize_t n = ::read(read_end.get(), buf, sizeof buf);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0 || text.size() > (1U << 20)) break;
-    text.append(buf, static_cast<size_t>(n));
-  }
-  int status = 0;
-  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-  }
-  if (WIFSIGNALED(status)) {
-    exit_code = 128 + WTERMSIG(status);
-    return std::nullopt;
-  }
-  exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 1;
-  if (exit_code != 0 || text.empty()) return std::nullopt;  // --help, --version, probe, an error
-  try {
-    return nlohmann::json::parse(text).get<Options>();
-  } catch (const nlohmann::json::exception& e) {
-    std::fprintf(stderr, "guest-exporter: the flag parser handed over bad options: %s\n", e.what());
-    exit_code = 1;
-    return std::nullopt;
   }
 }
 

@@ -1,13 +1,14 @@
 #pragma once
-// guest-exporter's flags: parsed by CLI11 in a short-lived child process.
+// guest-exporter's flags, parsed by CLI11 in a separate, short-lived program.
 //
-// CLI11 trims and compares with std::locale and includes <iostream>, so
-// parsing in the sidecar itself would initialise libstdc++'s locales and
-// standard streams, ~0.5 MiB of library pages that then stay resident for the
-// sidecar's whole life, in every VM pod (docs/benchmarks.md). A forked child
-// faults those pages into its own page tables only: it parses and validates,
-// prints --help, --version, errors and runs `probe` exactly as before, and
-// hands the parsed options to the parent as JSON over a pipe.
+// CLI11 trims and compares with std::locale and includes <iostream>, whose
+// static initialiser builds libstdc++'s standard streams and locales in every
+// program that links it: ~0.5 MiB of library pages that would stay resident
+// for the sidecar's whole life, in every VM pod (docs/benchmarks.md). So the
+// sidecar links no CLI11: at start it runs guest-exporter-flags (installed
+// beside it) with its own arguments and environment. That program prints
+// --help, --version and errors, runs `probe`, and otherwise hands the parsed,
+// checked options back as JSON on descriptor 3.
 
 #include <optional>
 #include <string>
@@ -50,9 +51,22 @@ struct Options {
   std::string token_file = "/var/run/secrets/guest-metrics/token";
 };
 
-/// The options to serve with (parsed and validated), or nullopt when the
-/// process is to exit with `exit_code` instead: --help, --version, `probe`,
-/// a bad flag (the child has printed what to print).
-std::optional<Options> ParseFlagsInChild(int argc, char** argv, int& exit_code);
+/// The options to serve with, from guest-exporter-flags beside this program;
+/// nullopt when the process is to exit with `exit_code` instead: --help,
+/// --version, `probe`, a bad flag (the parser has printed what to print), or
+/// no parser to run (said on stderr).
+std::optional<Options> ParseFlags(int argc, char** argv, int& exit_code);
+
+/// guest-exporter-flags' whole work: parses and checks argv (and the
+/// GUEST_EXPORTER_* environment); writes the options to `out_fd` and returns
+/// 0, or returns the exit code after --help, --version, `probe` or an error.
+int RunFlagParser(int argc, char** argv, int out_fd);
+
+/// The hand-over between the two programs.
+std::string EncodeOptions(const Options& o);
+std::optional<Options> DecodeOptions(const std::string& text, std::string& error);
+
+/// The descriptor guest-exporter-flags writes the options to.
+inline constexpr int kOptionsFd = 3;
 
 }  // namespace gm::exporter

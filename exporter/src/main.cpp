@@ -272,9 +272,9 @@ int main(int argc, char** argv) {
   // first pages stay resident in every sidecar (~150 KiB, docs/benchmarks.md),
   // while only the server thread allocates often and nothing contends.
   mallopt(M_ARENA_MAX, 1);  // NOLINT(concurrency-mt-unsafe): before any thread starts
-  // Flags, --help, --version and `probe` are handled in a child (flags.h).
+  // Flags, --help, --version and `probe` are handled by guest-exporter-flags (flags.h).
   int exit_code = 0;
-  const auto options = gm::exporter::ParseFlagsInChild(argc, argv, exit_code);
+  const auto options = gm::exporter::ParseFlags(argc, argv, exit_code);
   if (!options) return exit_code;
   try {
     return Serve(*options);

@@ -281,7 +281,7 @@ leftovers=$(in_image /bin/sh -c '
   dpkg-query -W -f "\${Package}\n" | grep -E -- "-dev$|^(cmake|make|binutils)$|^(gcc|g\+\+|cpp)(-[0-9]+)?$"
   true') || fail "cannot list the image's files"
 [ -z "$leftovers" ] || fail "the runtime image holds build tools: $(tr '\n' ' ' <<<"$leftovers")"
-missing=$(in_image /bin/sh -c 'ldd /usr/local/bin/guest-exporter /usr/local/bin/status-reporter | grep "not found"; true')
+missing=$(in_image /bin/sh -c 'ldd /usr/local/bin/guest-exporter /usr/local/bin/guest-exporter-flags /usr/local/bin/status-reporter | grep "not found"; true')
 [ -z "$missing" ] || fail "shared libraries missing in the image: $missing"
 say "runtime image: no compiler, cmake or -dev package; every shared library resolves; ran via $mode"
 
