@@ -152,6 +152,7 @@ T0=$SECONDS # the demo proper starts here
 guest_rundir
 mkdir -p "$RUN/exporter" "$RUN/cluster"
 cp "$EXPORTER_BIN" "$RUN/guest-exporter"
+cp "$(dirname "$EXPORTER_BIN")/guest-exporter-flags" "$RUN/"  # its flag parser, run from beside it
 chown "$RUN_UID:$RUN_GID" "$RUN/exporter"
 chmod 755 "$RUN/cluster"
 

@@ -51,7 +51,8 @@ std::string ParserPath() {
 }
 
 void Complain(const std::string& what) {
-  std::fprintf(stderr, "guest-exporter: cannot parse the flags: %s\n", what.c_str());
+  static_cast<void>(
+      std::fprintf(stderr, "guest-exporter: cannot parse the flags: %s\n", what.c_str()));
 }
 
 }  // namespace
@@ -77,7 +78,7 @@ std::optional<Options> ParseFlags(int argc, char** argv, int& exit_code) {
   posix_spawn_file_actions_t actions;
   posix_spawn_file_actions_init(&actions);
   posix_spawn_file_actions_adddup2(&actions, write_end.get(), kOptionsFd);
-  std::fflush(nullptr);  // nothing buffered is written twice
+  static_cast<void>(std::fflush(nullptr));  // nothing buffered is written twice
   pid_t pid = -1;
   const int spawned = ::posix_spawn(&pid, parser.c_str(), &actions, nullptr, argv, environ);
   posix_spawn_file_actions_destroy(&actions);

@@ -279,7 +279,7 @@ int main(int argc, char** argv) {
   try {
     return Serve(*options);
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "guest-exporter: %s\n", e.what());
+    static_cast<void>(std::fprintf(stderr, "guest-exporter: %s\n", e.what()));
     return 1;
   }
 }

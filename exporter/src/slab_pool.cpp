@@ -30,12 +30,14 @@ void* MapAligned(size_t size) {
   // Twice the size, then the unaligned ends are unmapped.
   void* raw = mmap(nullptr, 2 * size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (raw == MAP_FAILED) throw std::bad_alloc();
-  const auto base = reinterpret_cast<uintptr_t>(raw);
-  const uintptr_t aligned = (base + size - 1) & ~(size - 1);
-  if (aligned > base) munmap(raw, aligned - base);
-  const uintptr_t end = base + 2 * size;
-  if (end > aligned + size) munmap(reinterpret_cast<void*>(aligned + size), end - aligned - size);
-  return reinterpret_cast<void*>(aligned);
+  // Pointer arithmetic on the mapping, not integer-to-pointer casts.
+  char* const base = static_cast<char*>(raw);
+  const size_t misalignment = reinterpret_cast<uintptr_t>(raw) & (size - 1);
+  char* const aligned = misalignment == 0 ? base : base + (size - misalignment);
+  if (aligned > base) munmap(base, static_cast<size_t>(aligned - base));
+  char* const end = base + 2 * size;
+  if (end > aligned + size) munmap(aligned + size, static_cast<size_t>(end - (aligned + size)));
+  return aligned;
 }
 
 }  // namespace
@@ -99,7 +101,9 @@ void SlabPool::Deallocate(void* p, size_t bytes) noexcept {
   if (p == nullptr) return;
   if (bytes == 0) bytes = 1;
   if (bytes > kMaxObject) return ::operator delete(p);
-  auto* s = reinterpret_cast<Slab*>(reinterpret_cast<uintptr_t>(p) & ~(kSlabBytes - 1));
+  // Slabs are aligned to their size: the slab starts at p rounded down.
+  auto* s = reinterpret_cast<Slab*>(static_cast<char*>(p) -
+                                    (reinterpret_cast<uintptr_t>(p) & (kSlabBytes - 1)));
   *static_cast<void**>(p) = s->free;
   s->free = p;
   ASAN_POISON_MEMORY_REGION(p, s->slot);

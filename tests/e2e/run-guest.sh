@@ -157,6 +157,7 @@ log "guest ready: kernel $KVER, initramfs $(du -k "$GUEST/initrd.img" | cut -f1)
 guest_rundir
 mkdir -p "$RUN/exporter" "$RUN/prom"/{rules,data}
 cp "$EXPORTER" "$RUN/guest-exporter"
+cp "$(dirname "$EXPORTER")/guest-exporter-flags" "$RUN/"  # its flag parser, run from beside it
 
 # The shipped rules, in a temporary copy in which ONLY the `for:` durations
 # are rewritten (to $RULE_FOR) so that pending -> firing takes seconds, not

@@ -62,7 +62,7 @@ TEST_CASE("the /metrics page is valid Prometheus text, as promtool reads it") {
   TempDir dir;
   const std::string sock = dir.path + "/m.sock";
   Process exporter({GUEST_EXPORTER_BIN, "--libvirt-uri", kNodeUri, "--socket", sock,
-                    "--listen-address", "", "--node-name", "node \"a\"\\b"},
+                    "--listen-address", "", "--node-name", R"(node "a"\b)"},
                    {}, dir.path + "/exporter.log");
   std::string metrics;
   REQUIRE(WaitUntil(
