@@ -6,6 +6,7 @@
 #include <iterator>
 
 #include "gm/build_info.h"
+#include "gm/prometheus_text.h"
 
 namespace gm::exporter {
 
@@ -60,15 +61,7 @@ class TextWriter {
     out_ += "# HELP ";
     out_ += name;
     out_ += ' ';
-    for (const char c : help) {  // HELP escapes backslash and line feed
-      if (c == '\\') {
-        out_ += "\\\\";
-      } else if (c == '\n') {
-        out_ += "\\n";
-      } else {
-        out_ += c;
-      }
-    }
+    AppendHelpText(out_, help);
     out_ += "\n# TYPE ";
     out_ += name;
     out_ += ' ';
@@ -86,17 +79,7 @@ class TextWriter {
         out_ += sep;
         out_ += key;
         out_ += "=\"";
-        for (const char c : text) {  // label values also escape the double quote
-          if (c == '\\') {
-            out_ += "\\\\";
-          } else if (c == '"') {
-            out_ += "\\\"";
-          } else if (c == '\n') {
-            out_ += "\\n";
-          } else {
-            out_ += c;
-          }
-        }
+        AppendLabelValue(out_, text);
         out_ += '"';
         sep = ',';
       }

@@ -6,6 +6,7 @@
 
 #include "admission.h"
 #include "gm/build_info.h"
+#include "gm/prometheus_text.h"
 
 namespace gm::reporter {
 
@@ -187,36 +188,22 @@ void ReporterMetrics::SetVmiRatioMode(VmiRatioMode mode) {
 
 namespace {
 
-// Label values escaped as the text exposition format requires.
-void AppendEscaped(std::string& out, const std::string& v) {
-  for (const char c : v) {
-    if (c == '\\')
-      out += "\\\\";
-    else if (c == '"')
-      out += "\\\"";
-    else if (c == '\n')
-      out += "\\n";
-    else
-      out += c;
-  }
-}
-
 // One VM's series: name{namespace,name,node[,extra label]} value.
 void AppendVmSeries(std::string& out, const char* name, const std::string& ns,
                     const std::string& vmi, const std::string& node, double value,
                     const char* extra_label = nullptr, const std::string& extra_value = {}) {
   out += name;
   out += "{namespace=\"";
-  AppendEscaped(out, ns);
+  AppendLabelValue(out, ns);
   out += "\",name=\"";
-  AppendEscaped(out, vmi);
+  AppendLabelValue(out, vmi);
   out += "\",node=\"";
-  AppendEscaped(out, node);
+  AppendLabelValue(out, node);
   if (extra_label != nullptr) {
     out += "\",";
     out += extra_label;
     out += "=\"";
-    AppendEscaped(out, extra_value);
+    AppendLabelValue(out, extra_value);
   }
   out += "\"} ";
   out += fmt::format("{}\n", value);
@@ -265,11 +252,11 @@ void AppendReportStates(std::string& out, const std::vector<VmiStateRow>& states
     ++counts[{state, r.state.reason}];
     out += row_name;
     out += "{namespace=\"";
-    AppendEscaped(out, r.namespace_);
+    AppendLabelValue(out, r.namespace_);
     out += "\",name=\"";
-    AppendEscaped(out, r.name);
+    AppendLabelValue(out, r.name);
     out += "\",node=\"";
-    AppendEscaped(out, r.node);
+    AppendLabelValue(out, r.node);
     out += fmt::format("\",state=\"{}\",reason=\"{}\"}} 1\n", state, r.state.reason);
   }
   const char* count_name = "status_reporter_vmis";
