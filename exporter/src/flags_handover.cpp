@@ -13,6 +13,7 @@
 #include "flags.h"
 #include "gm/errno_text.h"
 #include "gm/unique_fd.h"
+#include "small_file.h"
 
 namespace gm::exporter {
 
@@ -88,14 +89,9 @@ std::optional<Options> ParseFlags(int argc, char** argv, int& exit_code) {
     return std::nullopt;
   }
   // The options are a few KiB; the bound only guards against a broken parser.
-  std::string text;
-  char buf[4096];
-  for (;;) {
-    const ssize_t n = ::read(read_end.get(), buf, sizeof buf);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0 || text.size() > (1U << 20)) break;
-    text.append(buf, static_cast<size_t>(n));
-  }
+  std::string text, read_error;
+  const bool read_whole = ReadBounded(read_end.get(), 1U << 20, text, read_error);
+  read_end.Reset();  // a parser still writing gets EPIPE rather than blocking our wait
   int status = 0;
   while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
   }
@@ -105,6 +101,11 @@ std::optional<Options> ParseFlags(int argc, char** argv, int& exit_code) {
   }
   exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 1;
   if (exit_code != 0 || text.empty()) return std::nullopt;  // --help, --version, probe, an error
+  if (!read_whole) {
+    Complain("reading the options from " + parser + ": " + read_error);
+    exit_code = 1;
+    return std::nullopt;
+  }
   std::string error;
   auto options = DecodeOptions(text, error);
   if (!options) {

@@ -10,17 +10,11 @@
 
 namespace gm::exporter {
 
-bool ReadSmallFile(const std::string& path, size_t max_bytes, std::string& out,
-                   std::string& error) {
+bool ReadBounded(int fd, size_t max_bytes, std::string& out, std::string& error) {
   out.clear();
-  gm::UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (fd.get() < 0) {
-    error = gm::ErrnoText(errno);
-    return false;
-  }
   char buf[4096];
   for (;;) {
-    const ssize_t n = ::read(fd.get(), buf, sizeof buf);
+    const ssize_t n = ::read(fd, buf, sizeof buf);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) {
       error = gm::ErrnoText(errno);
@@ -35,6 +29,17 @@ bool ReadSmallFile(const std::string& path, size_t max_bytes, std::string& out,
     }
     out.append(buf, static_cast<size_t>(n));
   }
+}
+
+bool ReadSmallFile(const std::string& path, size_t max_bytes, std::string& out,
+                   std::string& error) {
+  out.clear();
+  const gm::UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (fd.get() < 0) {
+    error = gm::ErrnoText(errno);
+    return false;
+  }
+  return ReadBounded(fd.get(), max_bytes, out, error);
 }
 
 }  // namespace gm::exporter

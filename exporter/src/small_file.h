@@ -8,8 +8,11 @@
 
 namespace gm::exporter {
 
-/// Reads `path` into `out`. False, with `error` set (errno text, or "larger
-/// than N bytes"), when it cannot be read or holds more than `max_bytes`.
+/// Reads `fd` to its end into `out`. False, with `error` set (errno text, or
+/// "larger than N bytes"), when it cannot be read or holds more than `max_bytes`.
+bool ReadBounded(int fd, size_t max_bytes, std::string& out, std::string& error);
+
+/// ReadBounded on the file at `path`.
 bool ReadSmallFile(const std::string& path, size_t max_bytes, std::string& out, std::string& error);
 
 }  // namespace gm::exporter
